@@ -1,0 +1,279 @@
+"""Typed experiment configuration: YAML file + ``key=value`` overrides -> validated ``ExperimentConfig``.
+
+Every field has its default here, next to its type. Unknown keys, wrong types and out-of-range values are refused
+with ``file:line: key: what was expected``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import yamlio
+from .core.model import PLACEMENTS
+from .errors import UsageError
+
+Placement = Literal["none", "before", "after"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticConfig(Strict):
+    n_train: int = Field(2000, ge=2)
+    n_test: int = Field(500, ge=1)
+    n_features: int = Field(20, ge=1)
+    n_classes: int = Field(4, ge=2)
+    clusters_per_class: int = Field(2, ge=1)
+    noise: float = Field(1.0, gt=0)
+
+
+class DataConfig(Strict):
+    name: Literal["mnist-5k", "synthetic"] = "mnist-5k"
+    standardize: bool = False  # with the training split's per-feature mean/std
+    val_fraction: float = Field(0.0, ge=0, lt=0.9)  # carved from the training split
+    split_seed: int = Field(0, ge=0)  # validation split and synthetic draw: fixed across runs and arms
+    limit_train: int | None = Field(None, ge=2)
+    limit_test: int | None = Field(None, ge=1)
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+
+class ModelConfig(Strict):
+    hidden: list[int] | None = None  # widths of the hidden layers; or depth x width
+    depth: int | None = Field(None, ge=0)
+    width: int | None = Field(None, ge=1)
+    activation: Literal["relu", "sigmoid", "tanh", "identity"] = "relu"
+    bn: list[Placement] = ["none", "before"]  # one arm per placement
+    init: Literal["he", "glorot", "normal"] = "he"
+    init_std: float = Field(0.05, gt=0)  # std of init "normal"
+    bn_decay: float = Field(0.9, ge=0, lt=1)  # weight kept on the old running value (PyTorch momentum = 1 - decay)
+    bn_eps: float = Field(1e-5, gt=0)
+    bias_with_bn: bool = False  # keep the (redundant) dense bias in front of BN
+    bn_eval: Literal["running", "population"] = "running"  # statistics used in eval mode
+
+    @field_validator("bn", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        v = [v] if isinstance(v, str) else v
+        if isinstance(v, list):
+            if not v:
+                raise ValueError(f"expected at least one BN placement out of {list(PLACEMENTS)}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"placements must not repeat (got {v})")
+        return v
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, v):
+        if v is not None and any(w < 1 for w in v):
+            raise ValueError(f"hidden widths must be >= 1 (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _resolve_hidden(self):
+        if self.hidden is not None and (self.depth is not None or self.width is not None):
+            raise ValueError("give either model.hidden or model.depth and model.width, not both")
+        if self.hidden is None:
+            self.hidden = [self.width or 100] * (2 if self.depth is None else self.depth)
+            self.depth = self.width = None
+        return self
+
+
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "momentum", "rmsprop", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    rho: float = Field(0.99, ge=0, lt=1)  # rmsprop's average of squared gradients
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)  # L2 on weight matrices only
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    step_size: int = Field(1000, ge=1)  # schedule "step": multiply by gamma every step_size steps
+    gamma: float = Field(0.1, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)  # schedule "cosine": final learning rate
+    warmup: int = Field(0, ge=0)  # linear warm-up steps
+
+
+class TrainConfig(Strict):
+    batch_size: int = Field(60, ge=1)
+    epochs: int | None = Field(None, ge=1)  # budget: epochs or steps (default 10 epochs)
+    steps: int | None = Field(None, ge=1)
+    seeds: list[int] = [0, 1, 2, 3, 4]  # a count n means seeds 0..n-1
+    eval_every: int | None = Field(None, ge=1)  # steps between evaluations; default once per epoch
+    eval_train: bool = False  # also evaluate the whole training split in eval mode
+    target_accuracy: float = Field(0.9, gt=0, le=1)  # for "steps to target"
+    target_split: Literal["test", "val", "train"] = "test"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _count_or_list(cls, v):
+        if isinstance(v, bool):
+            raise ValueError("expected a number of seeds or a list of seeds")
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"expected at least 1 seed (got {v})")
+            return list(range(v))
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("expected at least 1 seed")
+            if len(set(map(str, v))) != len(v):
+                raise ValueError(f"seeds must not repeat (got {v})")
+            if any(isinstance(s, int) and s < 0 for s in v):
+                raise ValueError(f"seeds must be >= 0 (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give either train.epochs or train.steps, not both (set the other to null)")
+        if self.target_split == "train" and not self.eval_train:
+            raise ValueError("target_split 'train' needs train.eval_train: true")
+        return self
+
+
+class ExperimentConfig(Strict):
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    description: str = ""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        if self.train.batch_size < 2 and any(p != "none" for p in self.model.bn):
+            raise ValueError("train.batch_size must be >= 2 with BN: a batch of one sample has no variance")
+        if self.train.target_split == "val" and self.data.val_fraction == 0:
+            raise ValueError("target_split 'val' needs data.val_fraction > 0")
+        return self
+
+    def run_config(self, arm: str, seed: int) -> "ExperimentConfig":
+        """The resolved config of one run: a single BN placement and a single seed."""
+        return self.model_copy(update={"model": self.model.model_copy(update={"bn": [arm]}),
+                                       "train": self.train.model_copy(update={"seeds": [seed]})})
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        """Identity of the computation: everything but name and description."""
+        d = self.to_dict()
+        d.pop("name"), d.pop("description")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+class Source:
+    """Where each key came from, to point error messages at a file line or a command-line override."""
+
+    def __init__(self, file: str, lines: dict, overrides: dict):
+        self.file, self.lines, self.overrides = file, lines, overrides
+
+    def where(self, path) -> str:
+        path = tuple(path)
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.overrides:
+                return f"command line '{self.overrides[path[:n]]}'"
+            if path[:n] in self.lines:
+                return f"{self.file}:{self.lines[path[:n]]}"
+        return self.file
+
+    def error(self, path, message) -> UsageError:
+        key = ".".join(str(p) for p in path)
+        return UsageError(f"{self.where(path)}: {key}: {message}" if key else f"{self.where(path)}: {message}")
+
+
+def apply_override(data: dict, item: str) -> tuple:
+    if "=" not in item:
+        raise UsageError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.05")
+    key, _, value = item.partition("=")
+    path = tuple(key.strip().split("."))
+    if not all(path):
+        raise UsageError(f"override {item!r}: empty key part in {key!r}")
+    try:
+        parsed = yamlio.parse_scalar(value)
+    except yamlio.YamlError as e:
+        raise UsageError(f"override {item!r}: {e.message}") from None
+    node = data
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[path[-1]] = parsed
+    return path
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[ExperimentConfig, Source]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read config file ({e.__class__.__name__}: {e})") from None
+    try:
+        data, lines = yamlio.load_with_lines(text)
+    except yamlio.YamlError as e:
+        raise UsageError(f"{path}:{e.line}: {e.message}" if e.line else f"{path}: {e.message}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of keys (name, data, model, optimizer, train) at the top level")
+    data.setdefault("name", path.stem)
+    src = Source(str(path), lines, {})
+    for item in overrides:
+        src.overrides[apply_override(data, item)] = item
+    return validate(data, src), src
+
+
+def validate(data: dict, src: Source) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        messages = []
+        for err in e.errors(include_url=False):
+            messages.append(_describe(err, src))
+        raise UsageError("\n".join(dict.fromkeys(messages))) from None
+
+
+def _describe(err: dict, src: Source) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        return src.error(loc, f"unknown key; expected one of: {', '.join(fields)}").args[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        msg = "required key is missing"
+    elif "input" in err and kind not in ("value_error", "assertion_error") and not isinstance(err["input"], dict):
+        msg += f" (got {err['input']!r})"
+    return src.error(loc, msg).args[0]
+
+
+def _fields_at(loc) -> list[str]:
+    model = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        model = ann
+    return list(model.model_fields)
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yamlio.dump(cfg.to_dict())
+
+
+def resolved_budget(train: TrainConfig, n_train: int) -> tuple[int, int]:
+    """(total steps, steps per epoch) with the last batch dropped only when it would hold a single sample."""
+    b = train.batch_size
+    per_epoch = n_train // b + (1 if n_train % b > 1 else 0)
+    if train.steps is not None:
+        return train.steps, per_epoch
+    return (train.epochs or 10) * per_epoch, per_epoch

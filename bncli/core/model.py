@@ -1,0 +1,115 @@
+"""The MLP builder: dense -> [BN] -> activation -> [BN] per hidden layer, then a dense output layer.
+
+``bn="before"`` puts BN between the dense layer and its activation (the paper's and the notes' usual choice) and
+drops that dense layer's bias, which BN's mean subtraction cancels (CLAIMS C7; ``bias_with_bn=True`` keeps it for
+the experiment that shows it). ``bn="after"`` normalizes the activation's output instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batchnorm import BatchNorm, fold_into_dense
+from .layers import Activation, Dense, init_weights
+
+PLACEMENTS = ("none", "before", "after")
+
+
+class MLP:
+    def __init__(self, n_in, hidden, n_out, *, rng: np.random.Generator, activation="relu", bn="none",
+                 init="he", init_std=0.05, bn_decay=0.9, bn_eps=1e-5, bias_with_bn=False, dtype=np.float32):
+        if bn not in PLACEMENTS:
+            raise ValueError(f"unknown BN placement {bn!r}; expected one of {PLACEMENTS}")
+        self.bn = bn
+        self.dtype = np.dtype(dtype)
+        self.layers: list[tuple[str, object]] = []
+        sizes = [n_in, *hidden]
+        # Weights are drawn in the same order for every placement, so arms with the same seed share their weights.
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            W = init_weights(rng, a, b, init, init_std, self.dtype)
+            self.layers.append((f"dense{i}", Dense(W, bias=bn != "before" or bias_with_bn, need_dx=i > 1)))
+            if bn == "before":
+                self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
+            self.layers.append((f"act{i}", Activation(activation)))
+            if bn == "after":
+                self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
+        W = init_weights(rng, sizes[-1], n_out, init, init_std, self.dtype)
+        self.layers.append(("out", Dense(W, bias=True, need_dx=len(sizes) > 1)))
+        self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
+        self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
+
+    # -- training and inference ------------------------------------------------------------------------------
+    def forward(self, x, mode="train"):
+        """mode: "train" (batch stats, running averages updated), "eval" (running/population stats),
+        "batch" (batch stats, buffers untouched)."""
+        for _, layer in self.layers:
+            x = layer.forward(x, mode)
+        return x
+
+    def backward(self, dlogits):
+        d = dlogits
+        for _, layer in reversed(self.layers):
+            d = layer.backward(d)
+            if d is None:
+                break
+
+    def logits(self, X, mode="eval", chunk=4096):
+        """Inference in large chunks (per-example results do not depend on the chunking in eval mode)."""
+        if len(X) <= chunk:
+            return self.forward(X, mode)
+        return np.concatenate([self.forward(X[i:i + chunk], mode) for i in range(0, len(X), chunk)])
+
+    # -- BN statistics ---------------------------------------------------------------------------------------
+    def bn_layers(self):
+        return [(n, layer) for n, layer in self.layers if isinstance(layer, BatchNorm)]
+
+    def get_buffers(self):
+        return {f"{n}.{k}": v.copy() for n, layer in self.bn_layers() for k, v in layer.buffers.items()}
+
+    def set_buffers(self, buffers):
+        for n, layer in self.bn_layers():
+            for k in layer.buffers:
+                layer.buffers[k][...] = buffers[f"{n}.{k}"]
+
+    def population_stats(self, X, batch_size):
+        """Ioffe & Szegedy Alg. 2: over training minibatches of size m, E[x] = mean of batch means and
+        Var[x] = m/(m-1) * mean of biased batch variances. Returns buffers; the model is not changed."""
+        bns = self.bn_layers()
+        m = batch_size
+        n_batches = len(X) // m
+        if n_batches == 0 or m < 2:
+            raise ValueError(f"population statistics need batches of >= 2 samples and >= 1 batch (N={len(X)}, m={m})")
+        sums = {n: [np.zeros(layer.params["gamma"].shape), np.zeros(layer.params["gamma"].shape)] for n, layer in bns}
+        for i in range(n_batches):
+            self.forward(X[i * m:(i + 1) * m], "batch")
+            for n, layer in bns:
+                mean, var = layer.last_stats
+                sums[n][0] += mean
+                sums[n][1] += var
+        out = {}
+        for n, _ in bns:
+            out[f"{n}.running_mean"] = (sums[n][0] / n_batches).astype(self.dtype)
+            out[f"{n}.running_var"] = (sums[n][1] / n_batches * (m / (m - 1))).astype(self.dtype)
+        return out
+
+    # -- inference-time folding (CLAIMS C12) ---------------------------------------------------------------
+    def folded_layers(self):
+        """Inference layers with every "before" BN folded into its dense layer: [(W, b, activation or None)]."""
+        if self.bn == "after":
+            raise ValueError("folding needs BN directly after a dense layer (placement 'before' or 'none')")
+        out, i = [], 0
+        while i < len(self.layers):
+            _, dense = self.layers[i]
+            W, b = dense.params["W"], dense.params.get("b")
+            i += 1
+            if i < len(self.layers) and isinstance(self.layers[i][1], BatchNorm):
+                bn = self.layers[i][1]
+                W, b = fold_into_dense(W, b, bn.params["gamma"], bn.params["beta"], bn.buffers["running_mean"],
+                                       bn.buffers["running_var"], bn.eps)
+                i += 1
+            act = None
+            if i < len(self.layers) and isinstance(self.layers[i][1], Activation):
+                act = self.layers[i][1].name
+                i += 1
+            out.append((W, np.zeros(W.shape[1], W.dtype) if b is None else b, act))
+        return out

@@ -1,0 +1,79 @@
+"""Optimizers and learning-rate schedules, updating parameter arrays in place.
+
+Defaults (PyTorch's):
+* sgd:       w -= lr * g
+* momentum:  v = mu * v + g;  w -= lr * v                       (mu = 0.9; heavy ball, as torch.optim.SGD)
+* rmsprop:   s = rho * s + (1 - rho) * g^2;  w -= lr * g / (sqrt(s) + eps)     (rho = 0.99, eps = 1e-8)
+* adam:      m, v with beta1 = 0.9, beta2 = 0.999, eps = 1e-8 and bias correction (Kingma & Ba 2015)
+Weight decay (L2, coupled: g += wd * w) applies to weight matrices only, never to biases or BN's gamma/beta.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def lr_at(step, total_steps, lr, schedule="constant", step_size=1000, gamma=0.1, min_lr=0.0, warmup=0):
+    """Learning rate for 0-based ``step``: optional linear warm-up, then constant, step decay or cosine to min_lr."""
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "constant":
+        return lr
+    if schedule == "step":
+        return lr * gamma ** ((step - warmup) // step_size)
+    if schedule == "cosine":
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
+
+
+class Optimizer:
+    def __init__(self, params: dict, grads: dict, name="sgd", momentum=0.9, rho=0.99, beta1=0.9, beta2=0.999,
+                 eps=1e-8, weight_decay=0.0):
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+        self.name, self.params, self.grads = name, params, grads
+        self.momentum, self.rho, self.beta1, self.beta2, self.eps = momentum, rho, beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self.decayed = {k for k in params if k.endswith(".W")}
+        self.t = 0
+        slots = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}[name]
+        self.state = {k: [np.zeros_like(p) for _ in range(slots)] for k, p in params.items()}
+
+    def step(self, lr):
+        self.t += 1
+        name = self.name
+        if name == "adam":
+            # Bias corrections folded into the step size and eps (same update, fewer array passes).
+            c1 = 1.0 - self.beta1 ** self.t
+            c2 = 1.0 - self.beta2 ** self.t
+            step_size = lr * math.sqrt(c2) / c1
+            eps_hat = self.eps * math.sqrt(c2)
+        for k, p in self.params.items():
+            g = self.grads[k]
+            if self.weight_decay and k in self.decayed:
+                g = g + self.weight_decay * p
+            if name == "sgd":
+                p -= lr * g
+            elif name == "momentum":
+                (v,) = self.state[k]
+                v *= self.momentum
+                v += g
+                p -= lr * v
+            elif name == "rmsprop":
+                (s,) = self.state[k]
+                s *= self.rho
+                s += (1.0 - self.rho) * (g * g)
+                p -= lr * g / (np.sqrt(s) + self.eps)
+            else:
+                m, v = self.state[k]
+                m *= self.beta1
+                m += (1.0 - self.beta1) * g
+                v *= self.beta2
+                v += (1.0 - self.beta2) * (g * g)
+                p -= step_size * m / (np.sqrt(v) + eps_hat)

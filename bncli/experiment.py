@@ -1,0 +1,157 @@
+"""`bncli train` as a library function: the arms x seeds of one experiment, their statistics and outputs.
+
+    results/<experiment>/config.yaml          the resolved experiment config
+                         <arm>/seed-<k>/      one run (see runs.py)
+                         summary.csv          one row per run
+                         experiment.json      per-arm statistics and paired comparisons with the no-BN arm
+                         learning_curves.png  mean over seeds with a 95% band, one colour per placement
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import atomic, stats
+from .config import ExperimentConfig, Source, resolved_budget, to_yaml
+from .data import DataError
+from .errors import BncliError, UsageError
+from .executor import execute
+from .runs import dataset_for, dumps, read_metrics, run_task, versions
+
+SUMMARY_COLUMNS = ["experiment", "arm", "seed", "status", "final_test_acc", "best_test_acc", "best_step",
+                   "steps_to_target", "target_split", "target_accuracy", "final_train_loss", "final_test_loss",
+                   "mean_train_loss", "steps_done", "diverged_at_step", "time_s", "config_hash", "error"]
+METRICS = ("final_test_acc", "best_test_acc", "final_train_loss", "mean_train_loss", "steps_to_target", "time_s")
+
+
+@dataclass
+class ExperimentResult:
+    out_dir: Path
+    runs: list[dict]
+    arms: dict
+    comparisons: list[dict]
+    figure: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def check_with_data(cfg: ExperimentConfig, src: Source):
+    """Checks that need the dataset; raised as config errors pointing at the key."""
+    try:
+        data = dataset_for(cfg)
+    except DataError as e:
+        raise src.error(("data", "name"), str(e)) from None
+    n = len(data.X_train)
+    if cfg.train.batch_size > n:
+        raise src.error(("train", "batch_size"),
+                        f"{cfg.train.batch_size} is larger than the training split ({n} examples)")
+    return data
+
+
+def plan(cfg: ExperimentConfig, out_dir: Path) -> list[dict]:
+    return [{"arm": arm, "seed": seed, "config": cfg.run_config(arm, seed).to_dict(),
+             "run_dir": str(out_dir / arm / f"seed-{seed}")}
+            for arm in cfg.model.bn for seed in cfg.train.seeds]
+
+
+def prepare_output(out_dir: Path):
+    try:
+        atomic.check_writable(out_dir)
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot write there ({e.strerror or e})") from None
+
+
+def run_experiment(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, on_progress=None,
+                   on_done=None) -> ExperimentResult:
+    out_dir = Path(out_dir)
+    data = check_with_data(cfg, src)
+    prepare_output(out_dir)
+    tasks = plan(cfg, out_dir)
+    atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
+    results = execute(tasks, run_task, workers=min(workers, len(tasks)), on_progress=on_progress,
+                      on_done=on_done)
+    runs = []
+    for task, res in zip(tasks, results):
+        if isinstance(res, BaseException):
+            runs.append({"arm": task["arm"], "seed": task["seed"], "status": "failed",
+                         "error": f"{type(res).__name__}: {res}"})
+        else:
+            runs.append(res)
+    total, _ = resolved_budget(cfg.train, len(data.X_train))
+    return finish(cfg, out_dir, runs, total)
+
+
+def finish(cfg, out_dir: Path, runs: list[dict], total_steps: int) -> ExperimentResult:
+    arms, comparisons = aggregate(cfg, runs)
+    atomic.write_text(out_dir / "summary.csv", summary_csv(cfg, runs))
+    atomic.write_text(out_dir / "experiment.json", dumps({
+        "name": cfg.name, "config_hash": cfg.hash(), "arms": arms, "comparisons": comparisons,
+        "target": {"split": cfg.train.target_split, "accuracy": cfg.train.target_accuracy},
+        "ci": "95% Student-t interval of the mean over seeds; comparisons are paired by seed",
+        "versions": versions()}))
+    result = ExperimentResult(out_dir, runs, arms, comparisons)
+    curves = {}
+    for r in runs:
+        if r.get("run_dir") and (Path(r["run_dir"]) / "metrics.csv").exists():
+            curves.setdefault(r["arm"], []).append(read_metrics(Path(r["run_dir"]) / "metrics.csv"))
+    if curves:
+        from .plotting import learning_curves
+
+        result.figure = out_dir / "learning_curves.png"
+        learning_curves(curves, result.figure, title=f"{cfg.name}: {describe_setup(cfg)}",
+                        target=cfg.train.target_accuracy)
+    return result
+
+
+def describe_setup(cfg: ExperimentConfig) -> str:
+    m, o, t = cfg.model, cfg.optimizer, cfg.train
+    return (f"{cfg.data.name}, {'-'.join(map(str, m.hidden))} {m.activation}, {o.name} lr={o.lr:g}, "
+            f"batch {t.batch_size}, {len(t.seeds)} seeds")
+
+
+def aggregate(cfg: ExperimentConfig, runs: list[dict]):
+    """Per-arm descriptive statistics and paired differences against the no-BN arm (or the first arm)."""
+    arms = {}
+    by_arm = {}
+    for arm in cfg.model.bn:
+        rs = [r for r in runs if r["arm"] == arm]
+        by_arm[arm] = {r["seed"]: r for r in rs if r["status"] != "failed"}
+        entry = {"n_runs": len(rs), "status": {s: sum(r["status"] == s for r in rs) for s in
+                                               ("ok", "diverged", "failed")}}
+        for m in METRICS:
+            entry[m] = stats.describe(r.get(m) for r in rs if r["status"] != "failed").as_dict()
+        entry["reached_target"] = sum(r.get("steps_to_target") is not None for r in rs)
+        arms[arm] = entry
+    base = "none" if "none" in by_arm else cfg.model.bn[0]
+    comparisons = []
+    for arm in cfg.model.bn:
+        if arm == base:
+            continue
+        for m in ("final_test_acc", "best_test_acc", "final_train_loss", "steps_to_target"):
+            a = {s: r.get(m) for s, r in by_arm[base].items()}
+            b = {s: r.get(m) for s, r in by_arm[arm].items()}
+            d = stats.paired(a, b)
+            comparisons.append({"arm": arm, "baseline": base, "metric": m, "difference": f"{arm} - {base}",
+                                **d.as_dict()})
+    return arms, comparisons
+
+
+def summary_csv(cfg, runs) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in runs:
+        row = {"experiment": cfg.name, **r}
+        row = {k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def failed_runs(result: ExperimentResult) -> list[dict]:
+    return [r for r in result.runs if r["status"] == "failed"]
+
+
+__all__ = ["BncliError", "ExperimentResult", "run_experiment", "plan", "aggregate"]

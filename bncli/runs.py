@@ -1,0 +1,123 @@
+"""Where runs are written: one directory per run, created atomically with everything needed to trust it.
+
+    <run dir>/config.yaml    the resolved single-run config
+              metrics.csv    one row per evaluation (bit-identical for the same config and seed)
+              summary.json   the run's final numbers
+              meta.json      versions, config hash, seed, start/end, status, timings, BLAS threads
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import numpy as np
+
+from . import __version__, atomic
+from .config import ExperimentConfig, to_yaml
+from .data import load_dataset
+from .executor import blas_threads
+from .train import RunResult, train_run
+
+
+def metrics_csv(columns, rows) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if isinstance(v, float) and math.isnan(v) else repr(v) if isinstance(v, float) else v
+                    for v in r])
+    return buf.getvalue()
+
+
+def read_metrics(path):
+    """metrics.csv -> (columns, rows of floats; '' -> nan)."""
+    with open(path, newline="") as f:
+        r = csv.reader(f)
+        columns = next(r)
+        rows = [[float(v) if v != "" else math.nan for v in row] for row in r]
+    return columns, rows
+
+
+def jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return jsonable(x.item())
+    return x
+
+
+def dumps(x) -> str:
+    return json.dumps(jsonable(x), indent=2) + "\n"
+
+
+def versions() -> dict:
+    import matplotlib
+    import pydantic
+    import yaml
+
+    return {"bncli": __version__, "numpy": np.__version__, "python": platform.python_version(),
+            "pyyaml": yaml.__version__, "pydantic": pydantic.VERSION, "matplotlib": matplotlib.__version__,
+            "platform": platform.platform()}
+
+
+@lru_cache(maxsize=4)
+def _dataset(data_json: str, dtype: str):
+    from .config import DataConfig
+
+    return load_dataset(DataConfig.model_validate_json(data_json), dtype)
+
+
+def dataset_for(cfg: ExperimentConfig):
+    """Loaded once per process and data config (a worker trains many runs on the same data)."""
+    return _dataset(cfg.data.model_dump_json(), cfg.train.dtype)
+
+
+def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float, ended: float):
+    meta = {
+        "status": result.status,
+        "arm": cfg.model.bn[0],
+        "seed": cfg.train.seeds[0],
+        "config_hash": cfg.hash(),
+        "experiment": cfg.name,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "ended": datetime.fromtimestamp(ended, timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": ended - started,
+        "train_time_s": result.summary["time_s"],
+        "eval_time_s": result.summary["eval_time_s"],
+        "blas_threads": blas_threads(),
+        "versions": versions(),
+        "argv": sys.argv,
+    }
+    atomic.write_dir(run_dir, {
+        "config.yaml": to_yaml(cfg),
+        "metrics.csv": metrics_csv(result.columns, result.rows),
+        "summary.json": dumps(result.summary),
+        "meta.json": dumps(meta),
+    })
+
+
+def run_task(task: dict, report=None) -> dict:
+    """Worker entry point: ``task`` = {"config": resolved single-run config dict, "run_dir": path}.
+    Trains, writes the run directory atomically, returns the summary (plus the run dir and BLAS threads)."""
+    cfg = ExperimentConfig.model_validate(task["config"])
+    started = time.time()
+    data = dataset_for(cfg)
+    progress = None
+    if report is not None:
+        progress = lambda step, total, info: report(step, total, info.get("train_loss"), info.get("test_acc"))  # noqa: E731
+    result = train_run(cfg, data, progress=progress)
+    write_run(task["run_dir"], cfg, result, started, time.time())
+    return {**result.summary, "run_dir": str(task["run_dir"]), "config_hash": cfg.hash(),
+            "blas_threads": blas_threads()}

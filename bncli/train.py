@@ -1,0 +1,160 @@
+"""One training run: a single BN placement and a single seed. No file I/O here (see ``runs.py``).
+
+Randomness: ``SeedSequence(seed)`` spawns one stream for the initial weights and one for the batch order, so two
+arms with the same seed start from the same weights and see the same batches (paired comparisons).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import ExperimentConfig, resolved_budget
+from .core import MLP, Optimizer, cross_entropy_eval, lr_at, softmax_cross_entropy
+from .data import Dataset
+
+EVAL_CHUNK = 4096
+
+
+@dataclass
+class RunResult:
+    status: str  # "ok" or "diverged"
+    columns: list[str]
+    rows: list[list]
+    summary: dict
+    model: MLP | None = field(default=None, repr=False)
+
+
+def evaluate(model: MLP, X, y, mode="eval"):
+    """(mean loss, accuracy) over a whole split, in chunks; float64 accumulation."""
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(X), EVAL_CHUNK):
+        ls, c = cross_entropy_eval(model.forward(X[i:i + EVAL_CHUNK], mode), y[i:i + EVAL_CHUNK])
+        loss_sum += ls
+        correct += c
+    return loss_sum / len(X), correct / len(X)
+
+
+def build_model(cfg: ExperimentConfig, data: Dataset, rng: np.random.Generator) -> MLP:
+    m = cfg.model
+    return MLP(data.n_features, m.hidden, data.n_classes, rng=rng, activation=m.activation, bn=m.bn[0],
+               init=m.init, init_std=m.init_std, bn_decay=m.bn_decay, bn_eps=m.bn_eps,
+               bias_with_bn=m.bias_with_bn, dtype=cfg.train.dtype)
+
+
+def seed_streams(seed: int):
+    init_ss, order_ss = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init_ss), np.random.default_rng(order_ss)
+
+
+def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=False) -> RunResult:
+    """Train ``cfg`` (one arm, one seed). ``progress(step, total, info)`` is called now and then."""
+    assert len(cfg.model.bn) == 1 and len(cfg.train.seeds) == 1, "train_run takes a single-arm, single-seed config"
+    t0 = time.perf_counter()
+    tc, oc = cfg.train, cfg.optimizer
+    init_rng, order_rng = seed_streams(cfg.train.seeds[0])
+    model = build_model(cfg, data, init_rng)
+    opt = Optimizer(model.params, model.grads, oc.name, momentum=oc.momentum, rho=oc.rho, beta1=oc.beta1,
+                    beta2=oc.beta2, eps=oc.eps, weight_decay=oc.weight_decay)
+    X, y = data.X_train, data.y_train
+    n, b = len(X), tc.batch_size
+    total, per_epoch = resolved_budget(tc, n)
+    eval_every = tc.eval_every or per_epoch
+    lr_of = lambda s: lr_at(s, total, oc.lr, oc.schedule, oc.step_size, oc.gamma, oc.min_lr, oc.warmup)  # noqa: E731
+
+    splits = [("test", data.X_test, data.y_test)]
+    if data.X_val is not None:
+        splits.append(("val", data.X_val, data.y_val))
+    if tc.eval_train:
+        splits.append(("train_eval", X, y))
+    columns = ["step", "epoch", "lr", "train_loss", "train_acc"]
+    for name, _, _ in splits:
+        columns += [f"{name}_loss", f"{name}_acc"]
+    rows: list[list] = []
+    window = [0.0, 0, 0]  # running minibatch loss sum, correct, samples since the last evaluation
+    target_col = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}[tc.target_split]
+    xbuf = np.empty((b, X.shape[1]), X.dtype)
+    eval_time = 0.0
+
+    def record(step):
+        nonlocal eval_time
+        te = time.perf_counter()
+        seen = window[2]
+        row = [step, step / per_epoch, lr_of(max(step - 1, 0)),
+               window[0] / seen if seen else math.nan, window[1] / seen if seen else math.nan]
+        for _, Xs, ys in splits:
+            row += evaluate(model, Xs, ys)
+        rows.append(row)
+        window[:] = [0.0, 0, 0]
+        eval_time += time.perf_counter() - te
+        if progress:
+            progress(step, total, dict(zip(columns, row)))
+
+    status, step, diverged_at = "ok", 0, None
+    record(0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        while step < total and status == "ok":
+            perm = order_rng.permutation(n)
+            for start in range(0, n, b):
+                idx = perm[start:start + b]
+                if len(idx) < 2:  # never feed a single sample to BN in training mode
+                    break
+                xb = np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]
+                yb = y[idx]
+                loss, dlogits, correct = softmax_cross_entropy(model.forward(xb, "train"), yb)
+                if not math.isfinite(loss):
+                    status, diverged_at = "diverged", step + 1
+                    window[0] += loss * len(idx)
+                    window[1] += correct
+                    window[2] += len(idx)
+                    break
+                model.backward(dlogits)
+                opt.step(lr_of(step))
+                step += 1
+                window[0] += loss * len(idx)
+                window[1] += correct
+                window[2] += len(idx)
+                if step % eval_every == 0 or step == total:
+                    record(step)
+                if step >= total:
+                    break
+        if status == "diverged":
+            record(diverged_at)
+        elif cfg.model.bn_eval == "population" and model.bn_layers():
+            model.set_buffers(model.population_stats(X, b))
+            rows.pop()
+            record(step)
+
+    train_time = time.perf_counter() - t0
+    summary = summarize(columns, rows, status, target_col, tc.target_accuracy)
+    summary.update(arm=cfg.model.bn[0], seed=cfg.train.seeds[0], total_steps=total, steps_per_epoch=per_epoch,
+                   steps_done=step, diverged_at_step=diverged_at, time_s=train_time, eval_time_s=eval_time,
+                   steps_per_s=step / max(train_time - eval_time, 1e-9), target_split=tc.target_split,
+                   target_accuracy=tc.target_accuracy, bn_eval=cfg.model.bn_eval)
+    return RunResult(status, columns, rows, summary, model if keep_model else None)
+
+
+def summarize(columns, rows, status, target_col, target):
+    """Per-run numbers used by tables and statistics (all from the metric rows)."""
+    col = {c: i for i, c in enumerate(columns)}
+    acc = [r[col["test_acc"]] for r in rows]
+    best = int(np.nanargmax(acc)) if any(math.isfinite(a) for a in acc) else 0
+    reached = next((r[0] for r in rows if math.isfinite(r[col[target_col]]) and r[col[target_col]] >= target), None)
+    last = rows[-1]
+    train_losses = [r[col["train_loss"]] for r in rows[1:]]
+    finite = [v for v in train_losses if math.isfinite(v)]
+    return {
+        "status": status,
+        "final_test_acc": last[col["test_acc"]],
+        "final_test_loss": last[col["test_loss"]],
+        "best_test_acc": acc[best],
+        "best_step": rows[best][0],
+        "final_train_loss": last[col["train_loss"]],
+        "final_train_acc": last[col["train_acc"]],
+        "initial_test_loss": rows[0][col["test_loss"]],
+        "mean_train_loss": float(np.mean(finite)) if finite else math.nan,  # area under the loss curve per step
+        "steps_to_target": reached,
+    }
