@@ -11,8 +11,8 @@ For each (net, BN placement, batch) it times, with one BLAS thread and float32:
 * bn     - for BN models, the BN layers' train-mode forward + backward alone, on the shapes they see in the model;
 * torch  - the equivalent PyTorch eager step, only if torch happens to be importable (it is not a dependency).
 
-The timed functions run in round-robin blocks, so a change of clock speed during the run affects all of them alike
-and the ratios stay meaningful; each number is the median over blocks of the per-call time within a block.
+The timed functions run in round-robin blocks, so a change of clock speed or of load during the run affects all of
+them alike and the ratios stay meaningful; each number is the median over blocks of the per-call time in a block.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import sys
@@ -33,9 +34,10 @@ from bncli.core import MLP, BatchNorm, Optimizer, softmax_cross_entropy
 
 F32 = np.float32
 N_IN, N_OUT = 784, 10
-NETS = {"sigmoid 784-100x3-10": ((100, 100, 100), "sigmoid"), "relu 784-512x2-10": ((512, 512), "relu")}
-LR = 0.01  # small enough that no net drifts into NaN/inf (whose timing would not be representative)
+NETS = {"sigmoid 100x3": ((100, 100, 100), "sigmoid"), "relu 512x2": ((512, 512), "relu")}
+LR = 0.01  # small enough that no net drifts into NaN/inf, whose timing would not be representative
 N_BATCHES = 4  # distinct pre-generated batches, cycled
+BUSY = 0.95  # below this share of a CPU while timing, other processes were competing for the core
 
 
 def configs(quick):
@@ -45,18 +47,23 @@ def configs(quick):
 
 
 def bench(fns: dict, reps: int, block: int, warmup: int):
-    """Round-robin blocks of `block` calls of each function; per-call median / quartiles over blocks, in ms."""
+    """Round-robin blocks of `block` calls of each function. Returns per-call ms stats over blocks, CPU share."""
     for f in fns.values():
         for _ in range(warmup):
             f()
     times = {k: [] for k in fns}
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(max(1, reps // block)):
         for k, f in fns.items():
             t0 = time.perf_counter()
             for _ in range(block):
                 f()
             times[k].append((time.perf_counter() - t0) / block * 1e3)
-    return {k: dict(zip(("p25", "median", "p75"), np.percentile(v, [25, 50, 75]).tolist())) for k, v in times.items()}
+    # All timed code is single-threaded, so CPU time / wall time < 1 means other processes took the core from us.
+    cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    stats = {k: dict(zip(("min", "p25", "median", "p75"), np.percentile(v, [0, 25, 50, 75]).tolist()))
+             for k, v in times.items()}
+    return stats, cpu_share
 
 
 def make_batches(rng, batch):
@@ -64,19 +71,19 @@ def make_batches(rng, batch):
 
 
 def make_step(hidden, act, bn, batches):
-    """The same calls, in the same order, as the inner loop of bncli.train.train_run."""
+    """The same calls, in the same order, as the inner loop of bncli.train.train_run. Returns (step, model)."""
     model = MLP(N_IN, hidden, N_OUT, rng=np.random.default_rng(0), activation=act, bn=bn, dtype=F32)
     opt = Optimizer(model.params, model.grads, "sgd")
     it = itertools.cycle(batches)
-    last = [0.0]
 
     def step():
         x, y = next(it)
-        last[0], dlogits, _ = softmax_cross_entropy(model.forward(x, "train"), y)
+        loss, dlogits, _ = softmax_cross_entropy(model.forward(x, "train"), y)
         model.backward(dlogits)
         opt.step(LR)
+        return loss
 
-    return step, last
+    return step, model
 
 
 def make_floor(hidden, batch, rng):
@@ -100,7 +107,7 @@ def make_floor(hidden, batch, rng):
 
 
 def make_bn(hidden, batch, rng):
-    """bncli's BatchNorm layers, train-mode forward + backward, on (batch, width) arrays like in the BN model."""
+    """bncli's BatchNorm layers, train-mode forward + backward, on (batch, width) arrays as in the BN model."""
     layers = [(BatchNorm(h, dtype=F32), rng.standard_normal((batch, h), dtype=F32),
                rng.standard_normal((batch, h), dtype=F32)) for h in hidden]
 
@@ -113,11 +120,9 @@ def make_bn(hidden, batch, rng):
 
 
 def make_torch_step(hidden, act, bn, batches):
-    """Equivalent PyTorch eager step, or None if torch is not importable."""
-    try:
-        import torch
-    except ImportError:
-        return None
+    """The equivalent PyTorch eager step (one intra-op thread). Assumes torch is importable."""
+    import torch
+
     torch.set_num_threads(1)
     torch.manual_seed(0)
     layers, a = [], N_IN
@@ -140,41 +145,49 @@ def make_torch_step(hidden, act, bn, batches):
     return step
 
 
-def machine_info():
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), None) \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
+def torch_version():
     try:
         import torch
-        torch_version = torch.__version__
+        return torch.__version__
     except ImportError:
-        torch_version = None
+        return None
+
+
+def machine_info():
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), cpu)
     return {"python": sys.version.split()[0], "numpy": np.__version__, "platform": platform.platform(), "cpu": cpu,
             "cpu_count": os.cpu_count(),
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "blas": [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
                      for d in threadpool_info() if d["user_api"] == "blas"],
-            "torch": torch_version}
+            "torch": torch_version(), "loadavg_before": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            # glibc malloc settings change the cost of NumPy's large temporaries, so record any that are set.
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
 
 
-def run_config(net, bn, batch, reps, block, warmup):
+def run_config(net, bn, batch, reps, block, warmup, with_torch):
     hidden, act = NETS[net]
     rng = np.random.default_rng(1)
     batches = make_batches(rng, batch)
-    step, last_loss = make_step(hidden, act, bn, batches)
+    step, _ = make_step(hidden, act, bn, batches)
     floor, flops = make_floor(hidden, batch, rng)
     fns = {"step": step, "floor": floor}
     if bn != "none":
         fns["bn"] = make_bn(hidden, batch, rng)
-    torch_step = make_torch_step(hidden, act, bn, batches)
-    if torch_step is not None:
-        fns["torch"] = torch_step
-    t = bench(fns, reps, block, warmup)
-    if not np.isfinite(last_loss[0]):
-        raise RuntimeError(f"{net} bn={bn} batch={batch}: loss became {last_loss[0]}; timings would be skewed")
+    if with_torch:
+        fns["torch"] = make_torch_step(hidden, act, bn, batches)
+    t, cpu_share = bench(fns, reps, block, warmup)
+    loss = step()
+    if not math.isfinite(loss):
+        raise RuntimeError(f"{net} bn={bn} batch={batch}: loss became {loss}; the timings are not representative")
     step_ms, floor_ms = t["step"]["median"], t["floor"]["median"]
-    row = {"net": net, "bn": bn, "batch": batch, "ms": t, "step_ms": step_ms, "samples_per_s": batch / step_ms * 1e3,
+    row = {"net": net, "arch": "-".join(map(str, (N_IN, *hidden, N_OUT))), "activation": act, "bn": bn,
+           "batch": batch, "ms": t, "step_ms": step_ms, "samples_per_s": batch / step_ms * 1e3,
            "floor_ms": floor_ms, "floor_gflops": flops / floor_ms / 1e6, "step_over_floor": step_ms / floor_ms,
-           "floor_fraction": floor_ms / step_ms, "non_matmul_ms": step_ms - floor_ms}
+           "floor_fraction": floor_ms / step_ms, "non_matmul_ms": step_ms - floor_ms,
+           "step_over_floor_min": t["step"]["min"] / t["floor"]["min"], "cpu_share": cpu_share}
     if "bn" in t:
         row.update(bn_ms=t["bn"]["median"], bn_share=t["bn"]["median"] / step_ms)
     if "torch" in t:
@@ -182,71 +195,80 @@ def run_config(net, bn, batch, reps, block, warmup):
     return row
 
 
-def print_table(rows, info, torch_ok):
+def print_table(rows, info, with_torch):
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} thread)"
+                     for b in info["blas"])
+    print(f"numpy {info['numpy']} | BLAS {blas} | {info['cpu']}, {info['cpu_count']} CPUs "
+          f"({info['usable_cpus']} usable) | python {info['python']} | float32, one BLAS thread"
+          + (f" | torch {info['torch']}" if with_torch else ""))
+    cols = ["net", "bn", "batch", "ms/step", "min ms", "samples/s", "floor ms", "GFLOP/s", "step/floor",
+            "floor/step", "BN ms", "BN %", "CPU"] + (["torch ms", "torch/bncli"] if with_torch else [])
+    data = []
+    for r in rows:
+        cells = [r["net"], r["bn"], str(r["batch"]), f"{r['step_ms']:.3f}", f"{r['ms']['step']['min']:.3f}",
+                 f"{r['samples_per_s']:,.0f}", f"{r['floor_ms']:.3f}", f"{r['floor_gflops']:.0f}",
+                 f"{r['step_over_floor']:.2f}x", f"{r['floor_fraction']:.0%}",
+                 f"{r['bn_ms']:.3f}" if "bn_ms" in r else "-", f"{r['bn_share']:.1%}" if "bn_share" in r else "-",
+                 f"{r['cpu_share']:.0%}"]
+        if with_torch:
+            cells += [f"{r['torch_ms']:.3f}", f"{r['torch_ms'] / r['step_ms']:.2f}"]
+        data.append(cells)
     try:
         from rich.console import Console
         from rich.table import Table
-    except ImportError:  # rich is a bncli dependency, but keep the script usable without it
-        Console = None
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} thread)"
-                     for b in info["blas"])
-    header = (f"numpy {info['numpy']} | BLAS {blas} | CPU {info['cpu']} x{info['cpu_count']} "
-              f"(usable {info['usable_cpus']}) | python {info['python']} | float32, 1 BLAS thread")
-    cols = ["net", "bn", "batch", "ms/step", "IQR ms", "samples/s", "floor ms", "GFLOP/s", "step/floor",
-            "floor/step", "BN ms", "BN share"] + (["torch ms", "torch/bncli"] if torch_ok else [])
-    data = []
-    for r in rows:
-        s = r["ms"]["step"]
-        cells = [r["net"], r["bn"], str(r["batch"]), f"{r['step_ms']:.3f}", f"{s['p25']:.3f}-{s['p75']:.3f}",
-                 f"{r['samples_per_s']:,.0f}", f"{r['floor_ms']:.3f}", f"{r['floor_gflops']:.1f}",
-                 f"{r['step_over_floor']:.2f}x", f"{r['floor_fraction']:.0%}",
-                 f"{r['bn_ms']:.3f}" if "bn_ms" in r else "-", f"{r['bn_share']:.1%}" if "bn_share" in r else "-"]
-        if torch_ok:
-            cells += [f"{r['torch_ms']:.3f}", f"{r['torch_ms'] / r['step_ms']:.2f}"]
-        data.append(cells)
-    if Console is not None:
-        table = Table(title="bncli training step (forward + CE + backward + SGD)", caption=header)
-        for c in cols:
-            table.add_column(c, justify="left" if c in ("net", "bn") else "right")
-        for cells in data:
-            table.add_row(*cells)
-        Console(width=max(160, len(header) + 4)).print(table)
-    else:
+    except ImportError:  # rich is a bncli dependency, but the plain table needs nothing
         widths = [max(len(c), *(len(d[i]) for d in data)) for i, c in enumerate(cols)]
-        print(header)
         for line in [cols, *data]:
             print("  ".join(x.rjust(w) for x, w in zip(line, widths)))
-    if not torch_ok:
-        print("PyTorch comparison skipped: torch is not importable (optional, not a bncli dependency).")
+    else:
+        table = Table(title="bncli training step (forward + cross-entropy + backward + SGD)")
+        for c in cols:
+            table.add_column(c, justify="left" if c in ("net", "bn") else "right", no_wrap=True)
+        for cells in data:
+            table.add_row(*cells)
+        Console(width=200).print(table)
+    print("floor = the step's matrix products alone (preallocated, same BLAS); floor/step = fraction of this "
+          "machine's matmul throughput reached; BN % = BN layers' forward+backward alone / BN model's step; "
+          "CPU = share of a core the process got while timing.")
+    busy = [r for r in rows if r["cpu_share"] < BUSY]
+    if busy:
+        print(f"WARNING: {len(busy)} of {len(rows)} configs got < {BUSY:.0%} of a core (load average "
+              f"{info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after): other processes "
+              "were running, so their medians are inflated; 'min ms' is closer to the unloaded time.")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="sigmoid net, batches 60 and 256 only (~10 s)")
-    p.add_argument("--reps", type=int, default=None, help="timed calls per function and config (default 300; "
-                                                              "200 with --quick)")
+    p.add_argument("--quick", action="store_true", help="sigmoid net, batches 60 and 256 only (~5 s)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="timed calls per function and config (default 200; 500 with --quick, whose steps are short)")
     p.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "step.json")
     args = p.parse_args(argv)
-    reps = args.reps or (200 if args.quick else 300)
+    reps = args.reps or (500 if args.quick else 200)
     block = 10 if reps >= 100 else max(1, reps // 10)
     warmup = max(5, reps // 10)
     with threadpool_limits(1, user_api="blas"), \
             np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # as train.py does
-        info = machine_info()  # inside the limit, so the recorded num_threads is the one used
+        info = machine_info()  # inside the limit, so the recorded num_threads is the one in force
+        with_torch = info["torch"] is not None
         t0 = time.perf_counter()
         rows = []
         for net, bn, batch in configs(args.quick):
-            rows.append(run_config(net, bn, batch, reps, block, warmup))
-            print(f"  {net:<22} bn={bn:<6} batch={batch:<5} {rows[-1]['step_ms']:8.3f} ms/step", file=sys.stderr)
+            rows.append(run_config(net, bn, batch, reps, block, warmup, with_torch))
+            print(f"  {net:<14} bn={bn:<6} batch={batch:<5} {rows[-1]['step_ms']:8.3f} ms/step", file=sys.stderr)
         elapsed = time.perf_counter() - t0
-    torch_ok = info["torch"] is not None
-    print_table(rows, info, torch_ok)
+        info["loadavg_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print_table(rows, info, with_torch)
+    if not with_torch:
+        print("PyTorch comparison skipped: torch is not importable (optional; not a bncli dependency).")
     print(f"{len(rows)} configs, {reps} timed calls each (blocks of {block}, {warmup} warm-up), {elapsed:.1f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    out = {"machine": info, "settings": {"quick": args.quick, "reps": reps, "block": block, "warmup": warmup,
-                                         "dtype": "float32", "optimizer": "sgd", "lr": LR, "blas_threads": 1,
-                                         "timing": "median over blocks of per-call perf_counter time, ms"},
-           "torch_skipped": not torch_ok, "elapsed_s": elapsed, "results": rows}
+    out = {"machine": info,
+           "settings": {"quick": args.quick, "reps": reps, "block": block, "warmup": warmup, "dtype": "float32",
+                        "optimizer": "sgd", "lr": LR, "blas_threads": 1,
+                        "timing": "per-call perf_counter time of each block, ms; median, min, quartiles over blocks",
+                        "cpu_share": "process CPU time / wall time while timing a config"},
+           "torch_skipped": not with_torch, "elapsed_s": elapsed, "results": rows}
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.json}")
 

@@ -24,7 +24,7 @@ def _fsync_dir(path: Path):
 def write_bytes(path, data: bytes):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -41,12 +41,18 @@ def write_text(path, text: str):
     write_bytes(path, text.encode("utf-8"))
 
 
+def _hidden(path: Path, suffix: str) -> Path:
+    # The pid in the name lets clean_stale() tell a dead writer's leftovers from a live writer's work.
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent))
+
+
 def write_dir(path, files: dict[str, bytes | str]):
     """Create directory ``path`` holding ``files`` in one step: written into a hidden sibling, then renamed.
-    An existing directory of that name is replaced whole."""
+    An existing directory of that name is replaced whole (also when another process writes it at the same time:
+    each attempt leaves either its directory or the other's, both complete)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _hidden(path, ".tmp")
     try:
         for name, data in files.items():
             with open(tmp / name, "wb") as f:
@@ -54,17 +60,62 @@ def write_dir(path, files: dict[str, bytes | str]):
                 f.flush()
                 os.fsync(f.fileno())
         _fsync_dir(tmp)
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
+        for attempt in range(5):
+            old = None
+            if path.exists():
+                old = _hidden(path, ".old")
+                try:
+                    os.replace(path, old / path.name)
+                except FileNotFoundError:  # another writer moved it first
+                    pass
+            try:
+                os.replace(tmp, path)
+            except OSError:  # another writer put its directory there in between: go round again
+                if old is not None and (old / path.name).exists() and not path.exists():
+                    os.replace(old / path.name, path)  # never leave the place empty
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+                if attempt == 4:
+                    raise
+                continue
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            break
         _fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def clean_stale(directory) -> int:
+    """Remove hidden .tmp/.old leftovers of writers that no longer run (a kill -9). Returns how many."""
+    directory = Path(directory)
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for p in directory.iterdir():
+        if not (p.name.startswith(".") and p.name.endswith((".tmp", ".old"))):
+            continue
+        parts = p.name.split(".")
+        pid = next((int(x) for x in parts[2:-1] if x.isdigit()), None)
+        if pid is not None and _alive(pid):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_writable(directory) -> None:

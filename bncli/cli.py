@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.markup import escape
 
-from . import __version__, stats
+from . import __version__
 from .config import load_config
 from .errors import BncliError
+from .ui import RunProgress, console, err_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="bncli: see, measure and trust what Batch Normalization does.")
-# Piped output (CI logs, files) gets 120 columns instead of rich's 80, so the tables are not folded.
-_WIDTH = None if sys.stdout.isatty() else 120
-console = Console(width=_WIDTH)
-err_console = Console(stderr=True, width=_WIDTH)
+
+CONFIG = typer.Argument(..., help="Experiment YAML file.", show_default=False)
+OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=0.05", show_default=False)
+OUT = typer.Option(None, "--out", help="Output directory [default: results/<name>].")
+WORKERS = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0 = one per core).")
 
 
 def cli_errors(fn):
@@ -33,18 +32,12 @@ def cli_errors(fn):
         try:
             return fn(*args, **kwargs)
         except BncliError as e:
-            err_console.print(f"[bold red]error:[/] {_escape(str(e))}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished runs are kept")
+            err_console.print("[yellow]interrupted[/]: finished runs are kept; run the command again to resume")
             raise typer.Exit(130) from None
     return wrapper
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _version(value: bool):
@@ -59,80 +52,113 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """bncli: see, measure and trust what Batch Normalization does."""
 
 
+def _workers(workers: int, n: int) -> int:
+    return max(1, min(workers or os.cpu_count() or 1, n))
+
+
 @app.command()
 @cli_errors
-def train(
-    config: Path = typer.Argument(..., help="Experiment YAML file.", show_default=False),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=0.05",
-                                                    show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: results/<name>]."),
-    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0 = one per core)."),
-):
+def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
+          workers: int = WORKERS):
     """Train the arms (BN placements) of an experiment over its seeds; write results and a figure."""
     from .experiment import run_experiment
+    from .ui import experiment_tables
 
     cfg, src = load_config(config, overrides or [])
     out_dir = out or Path("results") / cfg.name
     n_runs = len(cfg.model.bn) * len(cfg.train.seeds)
-    workers = workers or min(os.cpu_count() or 1, n_runs)
+    workers = _workers(workers, n_runs)
     console.print(f"[bold]{cfg.name}[/]: {len(cfg.model.bn)} arms x {len(cfg.train.seeds)} seeds = {n_runs} runs "
                   f"on {workers} worker{'s' if workers > 1 else ''} -> {out_dir}")
     t0 = time.perf_counter()
-    labels = [(arm, seed) for arm in cfg.model.bn for seed in cfg.train.seeds]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False) as progress:
-        overall = progress.add_task("[bold]runs", total=n_runs, info="")
-        bars = {}
-
-        def on_progress(i, step, total, loss, acc):
-            if i not in bars:
-                arm, seed = labels[i]
-                bars[i] = progress.add_task(f"  {arm:<6} seed {seed}", total=total, info="")
-            loss_s = "" if loss is None or loss != loss else f"loss {loss:.4f}"
-            progress.update(bars[i], completed=step, info=f"{loss_s}  test acc {acc:.3f}")
-
-        def on_done(i, res):
-            if i in bars:
-                progress.remove_task(bars[i])
-            arm, seed = labels[i]
-            if isinstance(res, BaseException):
-                progress.console.print(f"[red]failed[/] {arm} seed {seed}: {_escape(str(res))}")
-            elif res["status"] != "ok":
-                progress.console.print(f"[yellow]{res['status']}[/] {arm} seed {seed} at step "
-                                       f"{res.get('diverged_at_step')}")
-            progress.advance(overall)
-
-        result = run_experiment(cfg, src, out_dir, workers=workers, on_progress=on_progress, on_done=on_done)
-    render_result(cfg, result, time.perf_counter() - t0)
+    labels = [f"{arm:<6} seed {seed}" for arm in cfg.model.bn for seed in cfg.train.seeds]
+    with RunProgress(labels) as ui:
+        result = run_experiment(cfg, src, out_dir, workers=workers, on_progress=ui.on_progress, on_done=ui.on_done)
+    for table in experiment_tables(cfg, result):
+        console.print(table)
+    console.print(f"wrote {result.out_dir}/ (summary.csv, experiment.json, per-run directories)"
+                  + (f" and {result.figure}" if result.figure else "") + f" in {time.perf_counter() - t0:.1f} s")
     if any(r["status"] == "failed" for r in result.runs):
         raise typer.Exit(1)
 
 
-def render_result(cfg, result, elapsed):
-    t = cfg.train
-    table = Table(title=f"{cfg.name}: mean ± sd over seeds (test split, eval mode)", title_justify="left",
-                  caption=f"steps to target: mean ± sd over the runs that reached {t.target_accuracy:g} "
-                          f"on the {t.target_split} split (reached/runs)", caption_justify="left")
-    for name in ("arm", "ok/runs", "final acc", "best acc", "steps to target", "train loss", "s/run"):
-        table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True)
-    for arm, a in result.arms.items():
-        S = lambda m: stats.Summary(**{k: a[m][k] for k in ("n", "mean", "sd", "ci_low", "ci_high")})  # noqa: E731
-        status = a["status"]
-        runs = f"{status['ok']}/{a['n_runs']}" + (f" ({status['diverged']} div)" if status["diverged"] else "") + \
-            (f" ({status['failed']} failed)" if status["failed"] else "")
-        steps = stats.fmt(S("steps_to_target"), 0) + f" ({a['reached_target']}/{a['n_runs']})"
-        table.add_row(arm, runs, stats.fmt(S("final_test_acc")), stats.fmt(S("best_test_acc")), steps,
-                      stats.fmt(S("final_train_loss")), stats.fmt(S("time_s"), 2))
+@app.command()
+@cli_errors
+def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument(
+              None, show_default=False,
+              help="key=value overrides; key=v1,v2,... or key=logrange(min,max,per_decade) or "
+                   "key=linrange(min,max,num) add swept keys."),
+          out: Optional[Path] = OUT, workers: int = WORKERS,
+          executor: str = typer.Option("local", "--executor", help="local, or dask://HOST:PORT (bncli[dask])."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their count; run nothing.")):
+    """Hyperparameter-range study: the sweep grid x arms x seeds, in parallel, resumable."""
+    from .sweep import plan, run_sweep
+    from .ui import plan_table, usable_table
+
+    cfg, src = load_config(config, overrides or [], sweep_overrides=True)
+    out_dir = out or Path("results") / cfg.name
+    runs = plan(cfg, src, out_dir)
+    keys = list(cfg.sweep.parameters)
+    todo = [r for r in runs if not r.done]
+    workers = _workers(workers, len(todo))
+    console.print(f"[bold]{cfg.name}[/]: {len(runs)} runs = {len(runs) // max(1, len(cfg.model.bn) * len(cfg.train.seeds))}"
+                  f" points x {len(cfg.model.bn)} arms x {len(cfg.train.seeds)} seeds; {len(runs) - len(todo)} "
+                  f"already done, {len(todo)} to run -> {out_dir}")
+    if dry_run:
+        console.print(plan_table(runs, keys))
+        return
+    if executor == "local":
+        console.print(f"on {workers} local worker process{'es' if workers > 1 else ''} (one BLAS thread each)")
+    else:
+        console.print(f"on the Dask cluster at {executor}")
+    t0 = time.perf_counter()
+    labels = [", ".join(f"{k.split('.')[-1]}={r.point[k]}" for k in keys) + f" {r.arm} s{r.seed}" for r in todo]
+    with RunProgress(labels) as ui:
+        result = run_sweep(cfg, src, out_dir, workers=workers, executor=executor, runs=runs,
+                           on_progress=ui.on_progress, on_done=ui.on_done)
+    table = usable_table(result)
+    if table is not None:
+        console.print(table)
+    n_div = sum(bool(r.get("diverged")) for r in result.rows)
+    console.print(f"{len(result.rows)} runs ({result.skipped} reused, {n_div} diverged, {len(result.failed)} failed); "
+                  f"wrote {out_dir}/ (summary.csv, range.csv, ranges.csv, sweep.json) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+    if result.failed:
+        for f in result.failed:
+            err_console.print(f"[red]failed[/] {escape(str(f['point']))} {f['arm']} seed {f['seed']}: "
+                              f"{escape(f['error'])}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@cli_errors
+def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
+           start: float = typer.Option(1e-7, "--start", min=0, help="First learning rate."),
+           end: float = typer.Option(10.0, "--end", min=0, help="Last learning rate."),
+           iters: int = typer.Option(100, "--iters", min=2, help="Iterations of the geometric ramp."),
+           beta: float = typer.Option(0.98, "--beta", min=0, max=0.9999, help="Loss smoothing."),
+           stop_factor: float = typer.Option(4.0, "--stop-factor", min=1, help="Stop above this x best loss.")):
+    """Learning-rate range test (Smith 2015): one short run per arm with a geometric learning-rate ramp."""
+    from .errors import UsageError
+    from .lrfind import run_lrfind
+
+    if not 0 < start < end:
+        raise UsageError(f"--start {start:g} / --end {end:g}: expected 0 < start < end")
+    cfg, src = load_config(config, overrides or [])
+    out_dir = out or Path("results") / f"{cfg.name}-lrfind"
+    result = run_lrfind(cfg, src, out_dir, start=start, end=end, iters=iters, beta=beta, stop_factor=stop_factor)
+    from rich.table import Table
+
+    table = Table(title=f"{cfg.name}: learning-rate range test (seed {cfg.train.seeds[0]}, {iters} iterations "
+                        f"{start:g} -> {end:g})", title_justify="left")
+    for c in ("arm", "iterations", "stopped at lr", "min loss at lr", "loss drop", "steepest", "minimum/10"):
+        table.add_column(c, justify="left" if c == "arm" else "right")
+    for arm, s in result.suggestions.items():
+        table.add_row(arm, str(s["iterations"]), f"{s['stop_lr']:.3g}", f"{s['min_lr']:.3g}",
+                      f"{s['descent']:.0%}", f"{s['steep_lr']:.3g}", f"{s['min_lr'] / 10:.3g}")
     console.print(table)
-    if result.comparisons:
-        comp = Table(title="paired differences by seed (95% t-interval)", title_justify="left")
-        for c in ("difference", "metric", "n", "mean", "95% CI"):
-            comp.add_column(c, justify="right" if c != "difference" else "left")
-        for c in result.comparisons:
-            s = stats.Summary(c["n"], c["mean"], c["sd"], c["ci_low"], c["ci_high"])
-            digits = 0 if c["metric"] == "steps_to_target" else 4
-            comp.add_row(c["difference"], c["metric"], str(s.n), f"{s.mean:+.{digits}f}" if s.n else "—",
-                         stats.fmt_ci(s, digits))
-        console.print(comp)
-    console.print(f"wrote {result.out_dir}/ (summary.csv, experiment.json, per-run directories)"
-                  + (f" and {result.figure}" if result.figure else "") + f" in {elapsed:.1f} s")
+    flat = [arm for arm, s in result.suggestions.items() if not s["descent"] >= 0.05]
+    if flat:
+        console.print(f"[yellow]no clear descent[/] (smoothed loss fell < 5%) for {', '.join(flat)}: "
+                      "their suggestions are not meaningful; try more iterations or another range")
+    console.print(f"wrote {out_dir}/ (lr_find.csv, lr_find.json, lr_find.png)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,6 +139,69 @@ class TrainConfig(Strict):
         return self
 
 
+class SweepParam(Strict):
+    """One swept key: explicit ``values``; or a grid from ``min`` to ``max`` (``scale`` log with ``per_decade``
+    points, or ``num`` points); or, for ``method: random``, a ``distribution`` between ``min`` and ``max``."""
+
+    values: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    scale: Literal["log", "linear"] = "log"
+    per_decade: int | None = Field(None, ge=1)
+    num: int | None = Field(None, ge=1)
+    distribution: Literal["log_uniform_values", "uniform", "int_uniform"] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        has_range = self.min is not None or self.max is not None
+        if self.values is not None:
+            if has_range or self.per_decade or self.num or self.distribution:
+                raise ValueError("give either values or a range (min, max, ...), not both")
+            if not self.values:
+                raise ValueError("values must not be empty")
+            return self
+        if self.min is None or self.max is None:
+            raise ValueError("expected values: [...] or a range with both min and max")
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is larger than max ({self.max:g})")
+        log = self.scale == "log" or self.distribution == "log_uniform_values"
+        if log and self.min <= 0:
+            raise ValueError(f"a log scale needs min > 0 (got {self.min:g})")
+        if self.distribution is None and self.per_decade is None and self.num is None:
+            raise ValueError("a grid range needs per_decade (log scale) or num")
+        if self.per_decade is not None and self.scale != "log":
+            raise ValueError("per_decade needs scale: log")
+        return self
+
+
+class SweepConfig(Strict):
+    """A hyperparameter study: the grid (or random draws) of ``parameters``, crossed with the arms and seeds."""
+
+    method: Literal["grid", "random"] = "grid"
+    parameters: dict[str, SweepParam] = {}
+    count: int | None = Field(None, ge=1)  # method random: number of draws
+    seed: int = Field(0, ge=0)  # entropy of the random draws (SeedSequence)
+    range_key: str | None = None  # the key whose usable range is reported (default: first numeric one)
+    target_points: list[float] = [0.02, 0.05]  # usable range: within these accuracy points of the best
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.parameters:
+            raise ValueError("a sweep needs at least one entry under sweep.parameters")
+        for key in self.parameters:
+            if key in ("model.bn", "train.seeds", "name", "description") or key.startswith("sweep"):
+                raise ValueError(f"{key} cannot be swept (arms and seeds are crossed with the sweep already)")
+        if self.method == "random":
+            if self.count is None:
+                raise ValueError("method random needs count")
+        elif any(p.distribution for p in self.parameters.values()):
+            raise ValueError("distribution is for method: random; a grid takes values or min/max with "
+                             "per_decade or num")
+        if self.range_key is not None and self.range_key not in self.parameters:
+            raise ValueError(f"range_key {self.range_key!r} is not a swept parameter")
+        return self
+
+
 class ExperimentConfig(Strict):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
@@ -145,27 +209,20 @@ class ExperimentConfig(Strict):
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     train: TrainConfig = TrainConfig()
-
-    @model_validator(mode="after")
-    def _cross_checks(self):
-        if self.train.batch_size < 2 and any(p != "none" for p in self.model.bn):
-            raise ValueError("train.batch_size must be >= 2 with BN: a batch of one sample has no variance")
-        if self.train.target_split == "val" and self.data.val_fraction == 0:
-            raise ValueError("target_split 'val' needs data.val_fraction > 0")
-        return self
+    sweep: SweepConfig | None = None
 
     def run_config(self, arm: str, seed: int) -> "ExperimentConfig":
         """The resolved config of one run: a single BN placement and a single seed."""
         return self.model_copy(update={"model": self.model.model_copy(update={"bn": [arm]}),
-                                       "train": self.train.model_copy(update={"seeds": [seed]})})
+                                       "train": self.train.model_copy(update={"seeds": [seed]}), "sweep": None})
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
     def hash(self) -> str:
-        """Identity of the computation: everything but name and description."""
+        """Identity of the computation: everything but name, description and the sweep section."""
         d = self.to_dict()
-        d.pop("name"), d.pop("description")
+        d.pop("name"), d.pop("description"), d.pop("sweep")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -173,8 +230,9 @@ class ExperimentConfig(Strict):
 class Source:
     """Where each key came from, to point error messages at a file line or a command-line override."""
 
-    def __init__(self, file: str, lines: dict, overrides: dict):
+    def __init__(self, file: str, lines: dict, overrides: dict, raw: dict | None = None):
         self.file, self.lines, self.overrides = file, lines, overrides
+        self.raw = raw or {}  # the data as read and overridden, before validation (sweeps re-validate it)
 
     def where(self, path) -> str:
         path = tuple(path)
@@ -190,6 +248,9 @@ class Source:
         return UsageError(f"{self.where(path)}: {key}: {message}" if key else f"{self.where(path)}: {message}")
 
 
+LIST_KEYS = {("model", "bn"), ("train", "seeds")}  # crossed with every sweep already: never swept
+
+
 def apply_override(data: dict, item: str) -> tuple:
     if "=" not in item:
         raise UsageError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.05")
@@ -199,6 +260,8 @@ def apply_override(data: dict, item: str) -> tuple:
         raise UsageError(f"override {item!r}: empty key part in {key!r}")
     try:
         parsed = yamlio.parse_scalar(value)
+        if path in LIST_KEYS and isinstance(parsed, str) and "," in parsed:
+            parsed = yamlio.parse_scalar(f"[{value}]")  # model.bn=none,before is a list of arms
     except yamlio.YamlError as e:
         raise UsageError(f"override {item!r}: {e.message}") from None
     node = data
@@ -210,7 +273,36 @@ def apply_override(data: dict, item: str) -> tuple:
     return path
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[ExperimentConfig, Source]:
+_RANGE = re.compile(r"^\s*(logrange|linrange)\((.*)\)\s*$")
+
+
+def sweep_override(item: str):
+    """``key=v1,v2,...`` (values read as YAML), ``key=logrange(min,max,per_decade)`` or
+    ``key=linrange(min,max,num)`` -> (key, sweep parameter dict); None for a plain override."""
+    key, _, value = item.partition("=")
+    m = _RANGE.match(value)
+    if m:
+        try:
+            a, b, n = yamlio.parse_scalar(f"[{m.group(2)}]")
+            spec = {"min": float(a), "max": float(b)}
+            spec.update({"scale": "log", "per_decade": int(n)} if m.group(1) == "logrange"
+                        else {"scale": "linear", "num": int(n)})
+        except (ValueError, TypeError, yamlio.YamlError):
+            raise UsageError(f"override {item!r}: expected {m.group(1)}(min, max, "
+                             f"{'points per decade' if m.group(1) == 'logrange' else 'number of points'})") from None
+        return key.strip(), spec
+    try:
+        values = yamlio.parse_scalar(f"[{value}]")
+    except yamlio.YamlError:
+        return None
+    if isinstance(values, list) and len(values) > 1:
+        return key.strip(), {"values": values}
+    return None
+
+
+def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=False) -> tuple[ExperimentConfig, Source]:
+    """Read, override and validate. With ``sweep_overrides``, ``key=a,b,c`` and ``key=logrange(...)`` add swept
+    parameters (as in Hydra's multirun) instead of setting a value."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -225,20 +317,36 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[Experiment
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys (name, data, model, optimizer, train) at the top level")
     data.setdefault("name", path.stem)
-    src = Source(str(path), lines, {})
+    src = Source(str(path), lines, {}, data)
     for item in overrides:
-        src.overrides[apply_override(data, item)] = item
+        key = tuple(item.partition("=")[0].strip().split("."))
+        swept = sweep_override(item) if sweep_overrides and "=" in item and key not in LIST_KEYS else None
+        if swept:
+            key, spec = swept
+            if not isinstance(data.get("sweep"), dict):
+                data["sweep"] = {}
+            sweep = data["sweep"]
+            if not isinstance(sweep.get("parameters"), dict):
+                sweep["parameters"] = {}
+            sweep["parameters"][key] = spec
+            src.overrides[("sweep", "parameters", key)] = item
+        else:
+            src.overrides[apply_override(data, item)] = item
     return validate(data, src), src
 
 
 def validate(data: dict, src: Source) -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(data)
+        cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        messages = []
-        for err in e.errors(include_url=False):
-            messages.append(_describe(err, src))
+        messages = [_describe(err, src) for err in e.errors(include_url=False)]
         raise UsageError("\n".join(dict.fromkeys(messages))) from None
+    # Checks across sections, here rather than in a validator so the message can point at the key's line.
+    if cfg.train.batch_size < 2 and any(p != "none" for p in cfg.model.bn):
+        raise src.error(("train", "batch_size"), "must be >= 2 with a BN arm: a batch of one sample has no variance")
+    if cfg.train.target_split == "val" and cfg.data.val_fraction == 0:
+        raise src.error(("train", "target_split"), "'val' needs data.val_fraction > 0")
+    return cfg
 
 
 def _describe(err: dict, src: Source) -> str:

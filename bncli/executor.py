@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+
+from .errors import BncliError
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -40,19 +43,17 @@ def one_blas_thread():
 def _init_worker(queue):
     global _queue
     _queue = queue
+    # Ctrl-C is the parent's business: it cancels what has not started and stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
 
 
-def _report(task_id):
-    if _queue is None:
-        return None
-    return lambda *msg: _queue.put((task_id, *msg))
-
-
 def _call(fn, task_id, task):
-    return fn(task, _report(task_id))
+    report = None if _queue is None else (lambda *msg: _queue.put((task_id, *msg)))
+    with one_blas_thread():  # also on executors whose workers we did not start (Dask)
+        return fn(task, report)
 
 
 @contextmanager
@@ -69,15 +70,23 @@ def _thread_env():
                 os.environ[k] = v
 
 
-def execute(tasks: list, fn, *, workers=1, on_progress=None, on_done=None):
+def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progress=None, on_done=None):
     """Call ``fn(task, report)`` for every task; ``report(*msg)`` reaches ``on_progress(task_id, *msg)`` in this
     process. ``on_done(task_id, result_or_exception)`` as each finishes. Returns results in task order (an
-    exception object in place of a result for a task that raised). Ctrl-C cancels what has not started."""
+    exception object in place of a result for a task that raised).
+
+    ``executor``: None or "local" (this process when workers <= 1, else a spawned process pool), or
+    "dask://HOST:PORT" (an existing Dask distributed scheduler; needs the ``bncli[dask]`` extra).
+    Ctrl-C cancels what has not started and stops the workers; finished tasks keep their results."""
+    if executor and executor.startswith("dask://"):
+        return _execute_dask(executor, tasks, fn, on_done)
+    if executor not in (None, "local"):
+        raise BncliError(f"--executor {executor!r}: expected 'local' or dask://HOST:PORT")
     results = [None] * len(tasks)
     if workers <= 1 or len(tasks) <= 1:
         with one_blas_thread():
             for i, task in enumerate(tasks):
-                report = (lambda *m, _i=i: on_progress(_i, *m)) if on_progress else None
+                report = (lambda *m, _i=i: _safe(on_progress, _i, *m)) if on_progress else None
                 try:
                     results[i] = fn(task, report)
                 except Exception as e:  # a failing task is a result; the others go on
@@ -92,28 +101,64 @@ def execute(tasks: list, fn, *, workers=1, on_progress=None, on_done=None):
     pump.start()
     try:
         # The variables stay set while the pool may start workers (it starts them lazily, at submit time).
-        with _thread_env(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                                initargs=(queue,)) as pool:
+        with _thread_env():
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(queue,))
             try:
-                futures = {pool.submit(_call, fn, i, t): i for i, t in enumerate(tasks)}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        i = futures[f]
-                        try:
-                            results[i] = f.result()
-                        except Exception as e:
-                            results[i] = e
-                        if on_done:
-                            on_done(i, results[i])
+                _collect(pool, tasks, fn, results, on_done)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
                 raise
+            pool.shutdown(wait=True)
     finally:
         queue.put(None)
         pump.join(timeout=5)
     return results
+
+
+def _collect(pool, tasks, fn, results, on_done):
+    futures = {pool.submit(_call, fn, i, t): i for i, t in enumerate(tasks)}
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in sorted(done, key=futures.get):
+            i = futures[f]
+            try:
+                results[i] = f.result()
+            except Exception as e:
+                results[i] = e
+            if on_done:
+                on_done(i, results[i])
+
+
+def _execute_dask(url, tasks, fn, on_done):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise BncliError(f"--executor {url}: Dask is not installed; pip install 'bncli[dask]'") from None
+    address = "tcp://" + url.removeprefix("dask://")
+    try:
+        client = Client(address, timeout="10s")
+    except OSError as e:
+        raise BncliError(f"--executor {url}: cannot reach the Dask scheduler at {address} ({e})") from None
+    results = [None] * len(tasks)
+    with client:
+        pool = client.get_executor(pure=False)
+        try:
+            _collect(pool, tasks, fn, results, on_done)
+        except BaseException:
+            pool.shutdown(wait=False)
+            raise
+    return results
+
+
+def _safe(on_progress, *msg):
+    try:
+        on_progress(*msg)
+    except Exception:  # a display problem must not stop the runs
+        pass
 
 
 def _pump(queue, on_progress):
@@ -122,7 +167,4 @@ def _pump(queue, on_progress):
         if msg is None:
             return
         if on_progress:
-            try:
-                on_progress(*msg)
-            except Exception:  # a display problem must not stop the runs
-                pass
+            _safe(on_progress, *msg)

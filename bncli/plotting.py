@@ -60,7 +60,8 @@ def learning_curves(curves_by_arm: dict, path, title="", target=None):
                 x, m, lo, hi = x[keep], m[keep], np.maximum(lo[keep], 1e-6), hi[keep]
             ax.plot(x, m, color=color, label=label, lw=1.8)
             ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
-    ax_loss.set_yscale("log")
+    if any(line.get_xydata().size for line in ax_loss.get_lines()):  # runs that all diverged early have no loss
+        ax_loss.set_yscale("log")
     ax_loss.set(xlabel="training step", ylabel="training loss (running minibatch mean, log)",
                 title="Training loss")
     ax_acc.set(xlabel="training step", ylabel="test accuracy (eval mode)", title="Test accuracy")
@@ -70,4 +71,31 @@ def learning_curves(curves_by_arm: dict, path, title="", target=None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}\nmean over seeds, band = 95% t-interval", fontsize=10)
+    save(fig, path)
+
+
+def lrfind_plot(curves: dict, suggestions: dict, path, title=""):
+    """Smoothed loss against the learning rate (log x), one curve per arm, suggestions marked."""
+    fig = Figure(figsize=(10, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for arm, curve in curves.items():
+        color = ARM_COLORS.get(arm)
+        lr = np.array([c[1] for c in curve])
+        sm = np.array([c[3] for c in curve])
+        ax.plot(lr, sm, color=color, lw=1.8, label=ARM_LABELS.get(arm, arm))
+        s = suggestions[arm]
+        for x, marker, name in ((s["steep_lr"], "o", "steepest"), (s["min_lr"] / 10, "v", "minimum/10")):
+            if not lr[0] <= x <= lr[-1]:
+                continue
+            yv = np.interp(np.log10(x), np.log10(lr[np.isfinite(sm)]), sm[np.isfinite(sm)])
+            ax.plot([x], [yv], marker=marker, color=color, ms=8, ls="none",
+                    label=f"{ARM_LABELS.get(arm, arm)}: {name} {x:.2g}")
+    ax.set_xscale("log")
+    finite = [c[3] for cs in curves.values() for c in cs if math.isfinite(c[3])]
+    if finite:
+        lo, first = min(finite), max(cs[0][3] for cs in curves.values())
+        ax.set_ylim(lo - 0.1 * (first - lo + 1e-3), first + 0.6 * (first - lo + 1e-3))
+    ax.set(xlabel="learning rate (log scale)", ylabel="smoothed training loss (debiased EMA)", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     save(fig, path)

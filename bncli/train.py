@@ -125,8 +125,9 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
             record(diverged_at)
         elif cfg.model.bn_eval == "population" and model.bn_layers():
             model.set_buffers(model.population_stats(X, b))
-            rows.pop()
+            last = rows.pop()
             record(step)
+            rows[-1][3:5] = last[3:5]  # the training-loss window of the final row, already consumed by record()
 
     train_time = time.perf_counter() - t0
     summary = summarize(columns, rows, status, target_col, tc.target_accuracy)

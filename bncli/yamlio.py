@@ -32,26 +32,33 @@ class YamlError(ValueError):
 def load_with_lines(text: str):
     """Parse one YAML document. Returns (data, lines) where ``lines`` maps key paths (tuples) to 1-based lines.
     Duplicate keys are an error (PyYAML would silently keep the last one)."""
-    loader = Loader(text)
+    loader = None
     try:
         try:
+            loader = Loader(text)  # the reader already refuses control characters here
             node = loader.get_single_node()
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            raise YamlError(mark.line + 1 if mark else None, f"YAML syntax error: {e.problem or e}") from None
-        if node is None:
-            return {}, {}
-        lines: dict[tuple, int] = {}
-        _walk(node, (), lines)
-        return loader.construct_document(node), lines
+            if node is None:
+                return {}, {}
+            lines: dict[tuple, int] = {}
+            _walk(node, (), lines)
+            # Tags that would build Python objects (!!python/...) are refused here, never executed.
+            return loader.construct_document(node), lines
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+            kind = "not allowed" if isinstance(e, yaml.constructor.ConstructorError) else "syntax error"
+            raise YamlError(mark.line + 1 if mark else None, f"YAML {kind}: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _walk(node, path, lines):
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlError(key_node.start_mark.line + 1, "keys must be plain names, not lists or mappings")
             key = key_node.value
             if key in seen:
                 raise YamlError(key_node.start_mark.line + 1, f"duplicate key {'.'.join(map(str, path + (key,)))!r}")

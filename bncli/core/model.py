@@ -42,6 +42,8 @@ class MLP:
     def forward(self, x, mode="train"):
         """mode: "train" (batch stats, running averages updated), "eval" (running/population stats),
         "batch" (batch stats, buffers untouched)."""
+        if mode not in ("train", "eval", "batch"):
+            raise ValueError(f"unknown mode {mode!r}; expected 'train', 'eval' or 'batch'")
         for _, layer in self.layers:
             x = layer.forward(x, mode)
         return x

@@ -1,0 +1,112 @@
+"""Learning-rate range test (Smith 2015, "Cyclical learning rates"; fastai's ``lr_find``).
+
+Per arm, one short run from the experiment's first seed: the learning rate grows geometrically from ``start`` to
+``end`` over ``iters`` iterations; the minibatch loss is smoothed by a debiased exponential average (beta 0.98)
+and the run stops when the smoothed loss exceeds ``stop_factor`` x its best or is not finite. Suggestions: the
+"steepest" learning rate (most negative slope of the smoothed loss against log lr) and "minimum/10" (a tenth of the
+lr at the smoothed minimum).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic
+from .config import ExperimentConfig, Source
+from .core import Optimizer, softmax_cross_entropy
+from .executor import one_blas_thread
+from .experiment import check_with_data, prepare_output
+from .runs import dumps, versions
+from .train import build_model, seed_streams
+
+
+@dataclass
+class LrFindResult:
+    out_dir: Path
+    curves: dict  # arm -> list of (iteration, lr, loss, smoothed)
+    suggestions: dict
+
+
+def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, beta=0.98, stop_factor=4.0):
+    """One arm (``cfg.model.bn[0]``), one seed. Returns [(iteration, lr, loss, smoothed loss)]."""
+    init_rng, order_rng = seed_streams(cfg.train.seeds[0])
+    model = build_model(cfg, data, init_rng)
+    oc = cfg.optimizer
+    opt = Optimizer(model.params, model.grads, oc.name, momentum=oc.momentum, rho=oc.rho, beta1=oc.beta1,
+                    beta2=oc.beta2, eps=oc.eps, weight_decay=oc.weight_decay)
+    X, y, b = data.X_train, data.y_train, cfg.train.batch_size
+    ratio = (end / start) ** (1.0 / (iters - 1))
+    out, avg, best = [], 0.0, math.inf
+    perm, pos = order_rng.permutation(len(X)), 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for i in range(iters):
+            if pos + b > len(X):
+                perm, pos = order_rng.permutation(len(X)), 0
+            idx = perm[pos:pos + b]
+            pos += b
+            lr = start * ratio ** i
+            loss, dlogits, _ = softmax_cross_entropy(model.forward(X[idx], "train"), y[idx])
+            if not math.isfinite(loss):
+                out.append((i, lr, loss, math.nan))
+                break
+            avg = beta * avg + (1 - beta) * loss
+            smoothed = avg / (1 - beta ** (i + 1))
+            out.append((i, lr, loss, smoothed))
+            best = min(best, smoothed)
+            if smoothed > stop_factor * best:
+                break
+            model.backward(dlogits)
+            opt.step(lr)
+    return out
+
+
+def suggest(curve, skip_start=10) -> dict:
+    """Suggestions from the smoothed curve. The first ``skip_start`` points are left out of the slope (as fastai's
+    plot does): the debiased average of a handful of losses is too noisy to differentiate. ``descent`` is the
+    relative drop of the smoothed loss from its start to its minimum; near 0 means no learning rate helped."""
+    pts = [(lr, s) for _, lr, _, s in curve if math.isfinite(s)]
+    lrs = np.array([p[0] for p in pts])
+    sm = np.array([p[1] for p in pts])
+    i_min = int(np.argmin(sm))
+    lo = min(skip_start, max(i_min - 2, 0))
+    seg = slice(lo, i_min + 1)
+    if i_min - lo >= 2:
+        i_steep = lo + int(np.argmin(np.gradient(sm[seg], np.log10(lrs[seg]))))
+    else:
+        i_steep = i_min
+    start = float(np.mean(sm[:max(1, min(skip_start, len(sm)))]))
+    return {"iterations": len(curve), "stop_lr": curve[-1][1], "min_lr": float(lrs[i_min]),
+            "min_loss": float(sm[i_min]), "steep_lr": float(lrs[i_steep]),
+            "descent": (start - float(sm[i_min])) / start if start > 0 else math.nan}
+
+
+def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, **kw) -> LrFindResult:
+    out_dir = Path(out_dir)
+    data = check_with_data(cfg, src)
+    prepare_output(out_dir)
+    curves, suggestions = {}, {}
+    with one_blas_thread():
+        for arm in cfg.model.bn:
+            curves[arm] = lr_range_test(cfg.run_config(arm, cfg.train.seeds[0]), data, **kw)
+            suggestions[arm] = suggest(curves[arm])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["arm", "iteration", "lr", "loss", "smoothed_loss"])
+    for arm, curve in curves.items():
+        for it, lr, loss, s in curve:
+            w.writerow([arm, it, repr(lr), "" if not math.isfinite(loss) else repr(loss),
+                        "" if not math.isfinite(s) else repr(s)])
+    atomic.write_text(out_dir / "lr_find.csv", buf.getvalue())
+    atomic.write_text(out_dir / "lr_find.json", dumps({"name": cfg.name, "seed": cfg.train.seeds[0],
+                                                       "settings": kw, "suggestions": suggestions,
+                                                       "versions": versions()}))
+    from .plotting import lrfind_plot
+
+    lrfind_plot(curves, suggestions, out_dir / "lr_find.png", title=f"{cfg.name}: learning-rate range test")
+    return LrFindResult(out_dir, curves, suggestions)

@@ -1,0 +1,541 @@
+"""bncli.config: defaults, loading, overrides, validation messages (file:line: key: what), hash, budget."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from pydantic import BaseModel
+
+from bncli import config as C
+from bncli.config import (DataConfig, ExperimentConfig, ModelConfig, OptimizerConfig, TrainConfig, load_config,
+                          resolved_budget, to_yaml)
+from bncli.errors import BncliError, UsageError
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return p
+
+
+def line_of(path, needle):
+    """1-based line of the first line of ``path`` containing ``needle`` (so tests never hard-code lines)."""
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def usage_error(path, overrides=()):
+    with pytest.raises(UsageError) as e:
+        load_config(path, list(overrides))
+    assert e.value.exit_code == 2
+    assert isinstance(e.value, BncliError)
+    return str(e.value)
+
+
+# -- defaults -----------------------------------------------------------------------------------------------------
+def test_defaults_validate():
+    cfg = ExperimentConfig()
+    again = ExperimentConfig.model_validate(cfg.to_dict())
+    assert again == cfg
+    assert cfg.model.hidden == [100, 100]
+    assert cfg.train.seeds == [0, 1, 2, 3, 4]
+    assert cfg.model.bn == ["none", "before"]
+
+
+@pytest.mark.parametrize("model", [ExperimentConfig, DataConfig, ModelConfig, OptimizerConfig, TrainConfig,
+                                   C.SyntheticConfig])
+def test_every_field_has_a_default(model):
+    for name, field in model.model_fields.items():
+        assert not field.is_required(), f"{model.__name__}.{name} has no default"
+    model()  # constructible with no arguments
+
+
+def test_defaults_are_not_shared_between_instances():
+    a, b = ExperimentConfig(), ExperimentConfig()
+    a.train.seeds.append(99)
+    a.model.hidden.append(7)
+    assert b.train.seeds == [0, 1, 2, 3, 4]
+    assert b.model.hidden == [100, 100]
+    assert ExperimentConfig().train.seeds == [0, 1, 2, 3, 4]
+
+
+def test_to_yaml_roundtrip(tmp_path):
+    cfg = ExperimentConfig(name="roundtrip")
+    p = tmp_path / "rt.yaml"
+    p.write_text(to_yaml(cfg))
+    back, _ = load_config(p)
+    assert back == cfg
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+def test_load_config_reads_the_file(tmp_path):
+    p = write(tmp_path, """
+        name: mine
+        description: a test
+        data:
+          name: synthetic
+          synthetic:
+            n_features: 5
+        model:
+          hidden: [30, 20]
+          activation: tanh
+          bn: [none, before, after]
+        optimizer:
+          name: adam
+          lr: 1e-3
+        train:
+          batch_size: 32
+          steps: 200
+          seeds: [0, 7, 42]
+    """)
+    cfg, src = load_config(p)
+    assert cfg.name == "mine" and cfg.description == "a test"
+    assert cfg.data.name == "synthetic" and cfg.data.synthetic.n_features == 5
+    assert cfg.data.synthetic.n_train == 2000  # untouched default in a partially given section
+    assert cfg.model.hidden == [30, 20] and cfg.model.activation == "tanh"
+    assert cfg.model.bn == ["none", "before", "after"]
+    assert cfg.optimizer.name == "adam"
+    assert isinstance(cfg.optimizer.lr, float) and cfg.optimizer.lr == pytest.approx(1e-3)
+    assert cfg.train.batch_size == 32 and cfg.train.steps == 200 and cfg.train.epochs is None
+    assert cfg.train.seeds == [0, 7, 42]
+    assert src.file == str(p)
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    p = write(tmp_path, "optimizer:\n  lr: 0.2\n", name="lr_sweep-2.yaml")
+    cfg, _ = load_config(p)
+    assert cfg.name == "lr_sweep-2"
+
+
+def test_name_in_file_wins_over_stem(tmp_path):
+    p = write(tmp_path, "name: other\n", name="stem.yaml")
+    assert load_config(p)[0].name == "other"
+
+
+def test_empty_file_gives_defaults_with_stem_name(tmp_path):
+    p = write(tmp_path, "", name="empty.yaml")
+    cfg, _ = load_config(p)
+    assert cfg == ExperimentConfig(name="empty")
+
+
+# -- overrides ----------------------------------------------------------------------------------------------------
+@pytest.fixture
+def base(tmp_path):
+    return write(tmp_path, """
+        name: base
+        model:
+          hidden: [10]
+        optimizer:
+          lr: 0.1
+    """)
+
+
+def test_override_float(base):
+    cfg, src = load_config(base, ["optimizer.lr=0.05"])
+    assert cfg.optimizer.lr == 0.05
+    assert src.overrides == {("optimizer", "lr"): "optimizer.lr=0.05"}
+
+
+def test_override_exponent_float(base):
+    assert load_config(base, ["optimizer.lr=1e-3"])[0].optimizer.lr == pytest.approx(1e-3)
+
+
+def test_override_seed_count(base):
+    assert load_config(base, ["train.seeds=3"])[0].train.seeds == [0, 1, 2]
+
+
+def test_override_seed_list(base):
+    assert load_config(base, ["train.seeds=[3,5]"])[0].train.seeds == [3, 5]
+
+
+def test_override_bn_list(base):
+    assert load_config(base, ["model.bn=[none,before]"])[0].model.bn == ["none", "before"]
+
+
+def test_override_bn_single(base):
+    cfg, _ = load_config(base, ["model.bn=before"])
+    assert cfg.model.bn == ["before"]
+
+
+def test_override_key_in_section_absent_from_file(base):
+    cfg, _ = load_config(base, ["train.batch_size=32", "data.synthetic.n_features=7"])
+    assert cfg.train.batch_size == 32
+    assert cfg.data.synthetic.n_features == 7
+    assert cfg.model.hidden == [10]  # file values untouched
+
+
+def test_later_override_wins(base):
+    cfg, _ = load_config(base, ["optimizer.lr=0.3", "optimizer.lr=0.4"])
+    assert cfg.optimizer.lr == 0.4
+
+
+def test_override_name_and_whitespace_around_key(base):
+    cfg, _ = load_config(base, [" name =renamed"])
+    assert cfg.name == "renamed"
+
+
+def test_readme_override_example(base):
+    cfg, _ = load_config(base, ["optimizer.lr=0.05", "train.seeds=3", "model.bn=[none,before]"])
+    assert (cfg.optimizer.lr, cfg.train.seeds, cfg.model.bn) == (0.05, [0, 1, 2], ["none", "before"])
+
+
+def test_override_without_equals_is_a_usage_error(base):
+    msg = usage_error(base, ["optimizer.lr"])
+    assert "optimizer.lr" in msg and "key=value" in msg
+
+
+def test_override_with_empty_key_part_is_a_usage_error(base):
+    msg = usage_error(base, ["optimizer..lr=3"])
+    assert "optimizer..lr=3" in msg
+
+
+def test_override_with_bad_yaml_value_is_a_usage_error(base):
+    msg = usage_error(base, ["model.hidden=[3, 4"])
+    assert "model.hidden=[3, 4" in msg
+
+
+def test_override_unknown_key_names_the_command_line_override(base):
+    msg = usage_error(base, ["optimizer.lrr=0.3"])
+    assert msg.startswith("command line 'optimizer.lrr=0.3': optimizer.lrr: unknown key")
+    assert "lr" in msg.split("expected one of:")[1].replace(" ", "").split(",")
+
+
+def test_override_out_of_range_names_the_override_not_the_file_line(base):
+    msg = usage_error(base, ["optimizer.lr=-1"])
+    assert msg.startswith("command line 'optimizer.lr=-1': optimizer.lr: ")
+    assert "greater than 0" in msg
+    assert f"{base}:" not in msg
+
+
+# -- error messages: <file>:<line>: <key>: <what> -----------------------------------------------------------------
+def assert_located(msg, path, needle, key):
+    line = line_of(path, needle)
+    assert msg.startswith(f"{path}:{line}: {key}: "), msg
+    return msg[len(f"{path}:{line}: {key}: "):]
+
+
+def test_unknown_key_lists_the_valid_keys(tmp_path):
+    p = write(tmp_path, """
+        name: x
+        # a comment to shift lines
+        model:
+          activation: relu
+          hiden: [3]
+    """)
+    msg = usage_error(p)
+    what = assert_located(msg, p, "hiden", "model.hiden")
+    assert "unknown key" in what
+    listed = [k.strip() for k in what.split("expected one of:")[1].split(",")]
+    assert listed == list(ModelConfig.model_fields)
+
+
+def test_unknown_top_level_key(tmp_path):
+    p = write(tmp_path, "name: x\nepochs: 3\n")
+    what = assert_located(usage_error(p), p, "epochs", "epochs")
+    assert {"name", "data", "model", "optimizer", "train"} <= {k.strip() for k in what.split(":")[1].split(",")}
+
+
+def test_unknown_nested_key_in_synthetic(tmp_path):
+    p = write(tmp_path, "data:\n  synthetic:\n    n_feature: 3\n")
+    what = assert_located(usage_error(p), p, "n_feature", "data.synthetic.n_feature")
+    assert "n_features" in what
+
+
+def test_wrong_type(tmp_path):
+    p = write(tmp_path, """
+        model:
+          activation: relu
+          hidden: abc
+    """)
+    what = assert_located(usage_error(p), p, "hidden", "model.hidden")
+    assert "list" in what and "'abc'" in what
+
+
+def test_wrong_type_in_list_item_points_at_the_item_line(tmp_path):
+    p = write(tmp_path, """
+        model:
+          hidden:
+            - 10
+            - abc
+    """)
+    assert_located(usage_error(p), p, "- abc", "model.hidden.1")
+
+
+def test_non_positive_hidden_width(tmp_path):
+    p = write(tmp_path, "model:\n  hidden: [10, 0]\n")
+    what = assert_located(usage_error(p), p, "hidden", "model.hidden")
+    assert ">= 1" in what
+
+
+@pytest.mark.parametrize("section, key, value, expect", [
+    ("optimizer", "lr", "-0.1", "greater than 0"),
+    ("optimizer", "lr", "0", "greater than 0"),
+    ("train", "target_accuracy", "90", "less than or equal to 1"),
+    ("model", "bn_decay", "1.0", "less than 1"),
+    ("model", "bn_decay", "-0.5", "greater than or equal to 0"),
+    ("data", "val_fraction", "0.9", "less than 0.9"),
+    ("train", "batch_size", "0", "greater than or equal to 1"),
+    ("train", "epochs", "0", "greater than or equal to 1"),
+])
+def test_out_of_range(tmp_path, section, key, value, expect):
+    p = write(tmp_path, f"name: x\n# filler\n{section}:\n  # filler\n  {key}: {value}\n")
+    what = assert_located(usage_error(p), p, f"{key}:", f"{section}.{key}")
+    assert expect in what
+    assert value in what  # the offending value is echoed
+
+
+def test_readme_error_example_exactly(tmp_path):
+    """README: ``error: experiments/mine.yaml:14: optimizer.lr: Input should be greater than 0 (got -0.1)``."""
+    lines = ["# line %d" % i for i in range(1, 12)] + ["optimizer:", "  name: sgd", "  lr: -0.1"]
+    p = tmp_path / "mine.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    assert usage_error(p) == f"{p}:14: optimizer.lr: Input should be greater than 0 (got -0.1)"
+
+
+@pytest.mark.parametrize("section, key, value, choices", [
+    ("model", "activation", "gelu", ["relu", "sigmoid", "tanh", "identity"]),
+    ("optimizer", "name", "lbfgs", ["sgd", "momentum", "rmsprop", "adam"]),
+    ("data", "name", "cifar10", ["mnist-5k", "synthetic"]),
+    ("model", "bn", "[none, middle]", ["none", "before", "after"]),
+])
+def test_unknown_names(tmp_path, section, key, value, choices):
+    p = write(tmp_path, f"{section}:\n  # x\n  {key}: {value}\n")
+    key_path = f"{section}.{key}" + (".1" if key == "bn" else "")
+    what = assert_located(usage_error(p), p, f"{key}:", key_path)
+    for c in choices:
+        assert f"'{c}'" in what
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.yaml"
+    msg = usage_error(p)
+    assert msg.startswith(str(p)) and "not found" in msg
+
+
+def test_directory_instead_of_file(tmp_path):
+    d = tmp_path / "adir.yaml"
+    d.mkdir()
+    msg = usage_error(d)
+    assert msg.startswith(str(d)) and "cannot read" in msg
+
+
+def test_yaml_syntax_error(tmp_path):
+    p = write(tmp_path, "name: x\nmodel:\n  hidden: [1, 2\ntrain:\n  seeds: 2\n")
+    msg = usage_error(p)
+    m = re.match(re.escape(str(p)) + r":(\d+): ", msg)
+    assert m, msg
+    assert 3 <= int(m.group(1)) <= 4
+    assert "syntax" in msg.lower()
+
+
+def test_duplicate_key(tmp_path):
+    p = write(tmp_path, """
+        optimizer:
+          lr: 0.1
+          name: sgd
+          lr: 0.2
+    """)
+    msg = usage_error(p)
+    assert msg.startswith(f"{p}:4: ")
+    assert "duplicate" in msg and "optimizer.lr" in msg
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "42\n", "just a string\n"])
+def test_top_level_not_a_mapping(tmp_path, text):
+    p = write(tmp_path, text)
+    msg = usage_error(p)
+    assert msg.startswith(str(p)) and "mapping" in msg
+
+
+def test_python_tag_in_config_is_a_usage_error(tmp_path):
+    marker = tmp_path / "executed"
+    p = write(tmp_path, f'name: x\noptimizer: !!python/object/apply:os.system ["touch {marker}"]\n')
+    msg = usage_error(p)
+    assert msg.startswith(f"{p}:2: ")
+    assert not marker.exists()
+
+
+def test_python_tag_in_config_is_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+    p = write(tmp_path, f'name: x\noptimizer: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(Exception):
+        load_config(p)
+    assert not marker.exists()
+
+
+# -- cross-field rules --------------------------------------------------------------------------------------------
+def test_epochs_and_steps_together(tmp_path):
+    p = write(tmp_path, "train:\n  epochs: 2\n  steps: 30\n")
+    msg = usage_error(p)
+    assert msg.startswith(str(p)) and "epochs" in msg and "steps" in msg
+
+
+def test_epochs_with_steps_null_is_fine(tmp_path):
+    p = write(tmp_path, "train:\n  epochs: 2\n  steps: null\n")
+    assert load_config(p)[0].train.epochs == 2
+
+
+def test_hidden_together_with_depth_or_width(tmp_path):
+    for extra in ("depth: 2", "width: 5"):
+        p = write(tmp_path, f"model:\n  hidden: [3]\n  {extra}\n")
+        msg = usage_error(p)
+        assert msg.startswith(str(p)) and "hidden" in msg and "depth" in msg
+
+
+@pytest.mark.parametrize("spec, hidden", [
+    ("depth: 3\n  width: 50", [50, 50, 50]),
+    ("depth: 1", [100]),
+    ("width: 7", [7, 7]),
+    ("depth: 0", []),
+])
+def test_depth_times_width_becomes_hidden(tmp_path, spec, hidden):
+    p = write(tmp_path, f"model:\n  {spec}\n")
+    cfg, _ = load_config(p)
+    assert cfg.model.hidden == hidden
+    assert cfg.model.depth is None and cfg.model.width is None
+
+
+def test_depth_width_and_equivalent_hidden_hash_alike(tmp_path):
+    a, _ = load_config(write(tmp_path, "model:\n  depth: 3\n  width: 50\n", "a.yaml"))
+    b, _ = load_config(write(tmp_path, "model:\n  hidden: [50, 50, 50]\n", "b.yaml"))
+    assert a.hash() == b.hash()
+
+
+@pytest.mark.parametrize("value, seeds", [("3", [0, 1, 2]), ("1", [0]), ("[0, 7, 42]", [0, 7, 42]), ("[5]", [5])])
+def test_seeds_valid(tmp_path, value, seeds):
+    p = write(tmp_path, f"train:\n  seeds: {value}\n")
+    assert load_config(p)[0].train.seeds == seeds
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("0", "at least 1"),
+    ("-2", "at least 1"),
+    ("[]", "at least 1"),
+    ("[0, -1]", ">= 0"),
+    ("[1, 2, 1]", "repeat"),
+    ("true", "number of seeds"),
+])
+def test_seeds_invalid(tmp_path, value, expect):
+    p = write(tmp_path, f"name: x\ntrain:\n  seeds: {value}\n")
+    what = assert_located(usage_error(p), p, "seeds", "train.seeds")
+    assert expect in what
+
+
+def test_batch_size_one_with_bn_is_refused(tmp_path):
+    p = write(tmp_path, "model:\n  bn: [none, after]\ntrain:\n  batch_size: 1\n")
+    msg = usage_error(p)
+    assert msg.startswith(str(p)) and "batch_size" in msg
+
+
+def test_batch_size_one_without_bn_is_fine(tmp_path):
+    p = write(tmp_path, "model:\n  bn: [none]\ntrain:\n  batch_size: 1\n")
+    cfg, _ = load_config(p)
+    assert cfg.train.batch_size == 1 and cfg.model.bn == ["none"]
+
+
+def test_batch_size_one_with_bn_points_at_the_batch_size_line(tmp_path):
+    p = write(tmp_path, "model:\n  bn: [before]\ntrain:\n  batch_size: 1\n")
+    assert usage_error(p).startswith(f"{p}:4: train.batch_size: ")
+
+
+def test_target_split_val_needs_val_fraction(tmp_path):
+    p = write(tmp_path, "train:\n  target_split: val\n")
+    msg = usage_error(p)
+    assert msg.startswith(str(p)) and "val_fraction" in msg
+    ok = write(tmp_path, "data:\n  val_fraction: 0.2\ntrain:\n  target_split: val\n", "ok.yaml")
+    assert load_config(ok)[0].train.target_split == "val"
+
+
+def test_target_split_train_needs_eval_train(tmp_path):
+    msg = usage_error(write(tmp_path, "train:\n  target_split: train\n"))
+    assert "eval_train" in msg
+    ok = write(tmp_path, "train:\n  target_split: train\n  eval_train: true\n", "ok.yaml")
+    assert load_config(ok)[0].train.eval_train is True
+
+
+def test_bn_repeated_placement_is_refused(tmp_path):
+    p = write(tmp_path, "model:\n  bn: [before, before]\n")
+    what = assert_located(usage_error(p), p, "bn:", "model.bn")
+    assert "repeat" in what
+
+
+def test_several_errors_are_all_reported(tmp_path):
+    p = write(tmp_path, "optimizer:\n  lr: -1\ntrain:\n  batch_size: 0\n")
+    msg = usage_error(p)
+    assert f"{p}:2: optimizer.lr:" in msg and f"{p}:4: train.batch_size:" in msg
+    assert len(msg.splitlines()) == 2
+
+
+# -- run_config and hash ------------------------------------------------------------------------------------------
+def test_run_config_has_one_arm_and_one_seed():
+    cfg = ExperimentConfig(model={"bn": ["none", "before", "after"]}, train={"seeds": 4})
+    run = cfg.run_config("after", 3)
+    assert run.model.bn == ["after"] and run.train.seeds == [3]
+    assert cfg.model.bn == ["none", "before", "after"] and cfg.train.seeds == [0, 1, 2, 3]  # original untouched
+    assert run.optimizer == cfg.optimizer and run.data == cfg.data
+    assert run.model.hidden == cfg.model.hidden
+    assert run.hash() != cfg.run_config("after", 2).hash()
+    assert run.hash() != cfg.run_config("before", 3).hash()
+
+
+def test_hash_equal_for_equal_configs():
+    a = ExperimentConfig(optimizer={"lr": 0.05})
+    b = ExperimentConfig.model_validate({"optimizer": {"lr": 0.05}})
+    assert a.hash() == b.hash()
+    assert re.fullmatch(r"[0-9a-f]{16}", a.hash())
+
+
+def test_hash_changes_with_lr_and_other_fields():
+    h = ExperimentConfig().hash()
+    assert ExperimentConfig(optimizer={"lr": 0.05}).hash() != h
+    assert ExperimentConfig(train={"seeds": 3}).hash() != h
+    assert ExperimentConfig(data={"split_seed": 1}).hash() != h
+    assert ExperimentConfig(model={"bn_eps": 1e-3}).hash() != h
+
+
+def test_hash_ignores_name_and_description():
+    a = ExperimentConfig(name="a", description="first")
+    b = ExperimentConfig(name="b", description="something else")
+    assert a.hash() == b.hash()
+
+
+def test_hash_is_stable_across_processes():
+    cfg = ExperimentConfig(name="x", optimizer={"lr": 0.05}, model={"bn": ["none", "after"]})
+    code = ("from bncli.config import ExperimentConfig\n"
+            "print(ExperimentConfig(name='y', optimizer={'lr': 0.05}, model={'bn': ['none', 'after']}).hash())")
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                         check=True).stdout.strip()
+    assert out == cfg.hash()
+
+
+# -- resolved_budget ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, b, per_epoch", [
+    (120, 60, 2),
+    (121, 60, 2),   # a last batch of 1 sample is dropped
+    (122, 60, 3),   # a last batch of 2 samples is kept
+    (4000, 60, 67),
+    (59, 60, 0 + 1),
+    (1, 60, 0),
+    (2, 1, 2),
+])
+def test_resolved_budget_steps_per_epoch(n, b, per_epoch):
+    total, pe = resolved_budget(TrainConfig(batch_size=b, epochs=3), n)
+    assert pe == per_epoch and total == 3 * per_epoch
+
+
+def test_resolved_budget_default_is_ten_epochs():
+    total, pe = resolved_budget(TrainConfig(batch_size=60), 122)
+    assert (total, pe) == (30, 3)
+
+
+def test_resolved_budget_steps_win():
+    total, pe = resolved_budget(TrainConfig(batch_size=60, steps=17), 122)
+    assert (total, pe) == (17, 3)

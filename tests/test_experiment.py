@@ -1,0 +1,245 @@
+"""bncli.experiment.run_experiment: arms x seeds, outputs on disk, statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+
+import pytest
+
+from bncli.config import load_config
+from bncli.errors import UsageError
+from bncli.experiment import SUMMARY_COLUMNS, run_experiment
+from bncli.runs import read_metrics
+
+CONFIG = """\
+name: tinyexp
+data:
+  name: synthetic
+  synthetic: {n_train: 300, n_test: 100, n_features: 8, n_classes: 3}
+model:
+  hidden: [16, 16]
+  bn: [none, before]
+optimizer:
+  name: sgd
+  lr: 0.1
+train:
+  batch_size: 30
+  steps: 40
+  seeds: 2
+  eval_every: 10
+  target_accuracy: 0.9
+"""
+RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "meta.json"}
+TIMING = {"time_s"}
+
+
+def write_config(tmp_path, text=CONFIG, name="exp.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def read_summary(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp1")
+    cfg, src = load_config(write_config(tmp))
+    out = tmp / "results" / cfg.name
+    result = run_experiment(cfg, src, out, workers=1)
+    return cfg, out, result
+
+
+def test_directory_layout(one_worker):
+    cfg, out, result = one_worker
+    assert result.out_dir == out
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.csv", "experiment.json",
+                                               "learning_curves.png", "none", "before"}
+    for arm in ("none", "before"):
+        assert {p.name for p in (out / arm).iterdir()} == {"seed-0", "seed-1"}
+        for seed in (0, 1):
+            assert {p.name for p in (out / arm / f"seed-{seed}").iterdir()} == RUN_FILES
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    # the experiment's resolved config loads back to the same config
+    loaded, _ = load_config(out / "config.yaml")
+    assert loaded == cfg
+
+
+def test_summary_csv(one_worker):
+    cfg, out, result = one_worker
+    fields, rows = read_summary(out / "summary.csv")
+    assert fields == SUMMARY_COLUMNS
+    assert [(r["arm"], r["seed"]) for r in rows] == [("none", "0"), ("none", "1"), ("before", "0"), ("before", "1")]
+    for r in rows:
+        assert r["experiment"] == "tinyexp"
+        assert r["status"] == "ok"
+        assert r["steps_done"] == "40"
+        assert r["error"] == "" and r["diverged_at_step"] == ""
+        assert r["config_hash"] == cfg.run_config(r["arm"], int(r["seed"])).hash()
+        # the numbers agree with the run's own metrics
+        cols, m = read_metrics(out / r["arm"] / f"seed-{r['seed']}" / "metrics.csv")
+        assert float(r["final_test_acc"]) == m[-1][cols.index("test_acc")]
+        assert float(r["best_test_acc"]) == max(row[cols.index("test_acc")] for row in m)
+        reached = next((row[0] for row in m if row[cols.index("test_acc")] >= 0.9), None)
+        assert (r["steps_to_target"] == "") == (reached is None)
+        if reached is not None:
+            assert float(r["steps_to_target"]) == reached
+
+
+def test_experiment_json_arms_and_paired_comparisons(one_worker):
+    cfg, out, result = one_worker
+    exp = json.loads((out / "experiment.json").read_text())
+    assert exp["name"] == "tinyexp" and exp["config_hash"] == cfg.hash()
+    _, rows = read_summary(out / "summary.csv")
+    for arm in ("none", "before"):
+        a = exp["arms"][arm]
+        assert a["n_runs"] == 2 and a["status"] == {"ok": 2, "diverged": 0, "failed": 0}
+        values = [float(r["final_test_acc"]) for r in rows if r["arm"] == arm]
+        assert a["final_test_acc"]["n"] == 2
+        assert a["final_test_acc"]["mean"] == pytest.approx(statistics.mean(values))
+        assert a["final_test_acc"]["sd"] == pytest.approx(statistics.stdev(values))
+        lo, hi = a["final_test_acc"]["ci_low"], a["final_test_acc"]["ci_high"]
+        assert lo <= a["final_test_acc"]["mean"] <= hi
+    comps = {(c["arm"], c["metric"]): c for c in exp["comparisons"]}
+    assert {c["baseline"] for c in exp["comparisons"]} == {"none"}
+    assert set(comps) == {("before", m) for m in ("final_test_acc", "best_test_acc", "final_train_loss",
+                                                  "steps_to_target")}
+    for metric in ("final_test_acc", "final_train_loss"):
+        by = {(r["arm"], r["seed"]): float(r[metric]) for r in rows}
+        diffs = [by[("before", s)] - by[("none", s)] for s in ("0", "1")]
+        c = comps[("before", metric)]
+        assert c["difference"] == "before - none"
+        assert c["n"] == 2
+        assert c["mean"] == pytest.approx(statistics.mean(diffs), rel=1e-12, abs=1e-15)
+        assert c["sd"] == pytest.approx(statistics.stdev(diffs), rel=1e-9, abs=1e-15)
+    # the in-memory result matches the file
+    assert result.comparisons[0]["mean"] == pytest.approx(exp["comparisons"][0]["mean"])
+
+
+def test_learning_curves_png(one_worker):
+    _, out, result = one_worker
+    png = out / "learning_curves.png"
+    assert result.figure == png
+    data = png.read_bytes()
+    assert len(data) > 1000
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_workers_give_the_same_numbers(one_worker, tmp_path):
+    cfg, out1, _ = one_worker
+    cfg2, src2 = load_config(write_config(tmp_path))
+    out2 = tmp_path / "results" / "tinyexp"
+    run_experiment(cfg2, src2, out2, workers=2)
+    _, rows1 = read_summary(out1 / "summary.csv")
+    _, rows2 = read_summary(out2 / "summary.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(rows1) == strip(rows2)
+    for arm in ("none", "before"):
+        for seed in (0, 1):
+            rel = f"{arm}/seed-{seed}/metrics.csv"
+            assert (out1 / rel).read_bytes() == (out2 / rel).read_bytes()
+    e1 = json.loads((out1 / "experiment.json").read_text())
+    e2 = json.loads((out2 / "experiment.json").read_text())
+    assert e1["comparisons"] == e2["comparisons"]
+    for arm in ("none", "before"):
+        a1 = {k: v for k, v in e1["arms"][arm].items() if k not in TIMING}
+        a2 = {k: v for k, v in e2["arms"][arm].items() if k not in TIMING}
+        assert a1 == a2
+
+
+def test_batch_size_larger_than_training_set(tmp_path):
+    path = write_config(tmp_path, CONFIG.replace("batch_size: 30", "batch_size: 301"))
+    cfg, src = load_config(path)
+    out = tmp_path / "results" / "tinyexp"
+    with pytest.raises(UsageError) as e:
+        run_experiment(cfg, src, out, workers=1)
+    msg = str(e.value)
+    line = CONFIG.splitlines().index("  batch_size: 30") + 1
+    assert f"{path}:{line}:" in msg
+    assert "train.batch_size" in msg
+    assert "301" in msg and "300" in msg
+    assert e.value.exit_code == 2
+    assert not (tmp_path / "results").exists()
+
+
+def test_batch_size_from_override_names_the_override(tmp_path):
+    path = write_config(tmp_path)
+    cfg, src = load_config(path, ["train.batch_size=500"])
+    with pytest.raises(UsageError) as e:
+        run_experiment(cfg, src, tmp_path / "out", workers=1)
+    assert "command line 'train.batch_size=500'" in str(e.value)
+    assert "train.batch_size" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_is_a_usage_error(tmp_path):
+    cfg, src = load_config(write_config(tmp_path))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError) as e:
+        run_experiment(cfg, src, tmp_path / "afile" / "out", workers=1)
+    assert "--out" in str(e.value)
+    assert (tmp_path / "afile").is_file()
+
+
+def test_failed_runs_are_recorded(tmp_path, monkeypatch):
+    import bncli.runs
+
+    real = bncli.runs.train_run
+
+    def flaky(cfg, data, **kw):
+        if cfg.model.bn == ["before"] and cfg.train.seeds == [1]:
+            raise RuntimeError("boom")
+        return real(cfg, data, **kw)
+
+    monkeypatch.setattr(bncli.runs, "train_run", flaky)
+    cfg, src = load_config(write_config(tmp_path))
+    out = tmp_path / "out"
+    done = []
+    result = run_experiment(cfg, src, out, workers=1, on_done=lambda i, r: done.append(i))
+    assert sorted(done) == [0, 1, 2, 3]
+    statuses = {(r["arm"], r["seed"]): r["status"] for r in result.runs}
+    assert statuses == {("none", 0): "ok", ("none", 1): "ok", ("before", 0): "ok", ("before", 1): "failed"}
+    _, rows = read_summary(out / "summary.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "RuntimeError: boom"
+    assert not (out / "before" / "seed-1").exists()
+    exp = json.loads((out / "experiment.json").read_text())
+    assert exp["arms"]["before"]["status"] == {"ok": 1, "diverged": 0, "failed": 1}
+    # the paired comparison uses only the seed present in both arms
+    comp = next(c for c in exp["comparisons"] if c["metric"] == "final_test_acc")
+    assert comp["n"] == 1
+    by = {(r["arm"], r["seed"]): float(r["final_test_acc"]) for r in rows if r["status"] == "ok"}
+    assert comp["mean"] == pytest.approx(by[("before", "0")] - by[("none", "0")])
+
+
+def test_diverged_runs_are_results(tmp_path):
+    # evaluations every step, so every run has a finite training loss at step 1 before diverging
+    text = (CONFIG.replace("lr: 0.1", "lr: 1.0e+20").replace("bn: [none, before]", "bn: [none, after]")
+            .replace("eval_every: 10", "eval_every: 1"))
+    cfg, src = load_config(write_config(tmp_path, text))
+    result = run_experiment(cfg, src, tmp_path / "out", workers=1)
+    assert {r["status"] for r in result.runs} == {"diverged"}
+    _, rows = read_summary(tmp_path / "out" / "summary.csv")
+    assert all(r["status"] == "diverged" and r["diverged_at_step"] != "" for r in rows)
+    assert all(int(r["steps_done"]) < 40 for r in rows)
+    exp = json.loads((tmp_path / "out" / "experiment.json").read_text())
+    assert exp["arms"]["none"]["status"] == {"ok": 0, "diverged": 2, "failed": 0}
+    assert "NaN" not in (tmp_path / "out" / "experiment.json").read_text()
+    assert math.isfinite(exp["arms"]["none"]["best_test_acc"]["mean"])
+    assert (tmp_path / "out" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_that_all_diverge_before_the_first_evaluation_are_results(tmp_path):
+    text = CONFIG.replace("lr: 0.1", "lr: 1.0e+20").replace("bn: [none, before]", "bn: [none, after]")
+    cfg, src = load_config(write_config(tmp_path, text))
+    result = run_experiment(cfg, src, tmp_path / "out", workers=1)
+    assert {r["status"] for r in result.runs} == {"diverged"}
+    _, rows = read_summary(tmp_path / "out" / "summary.csv")
+    assert [r["status"] for r in rows] == ["diverged"] * 4
