@@ -162,3 +162,28 @@ def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, ou
         console.print(f"[yellow]no clear descent[/] (smoothed loss fell < 5%) for {', '.join(flat)}: "
                       "their suggestions are not meaningful; try more iterations or another range")
     console.print(f"wrote {out_dir}/ (lr_find.csv, lr_find.json, lr_find.png)")
+
+
+@app.command()
+@cli_errors
+def plot(results_dir: Path = typer.Argument(..., help="A results directory (train, sweep, lrfind or report).",
+                                            show_default=False),
+         fmt: str = typer.Option("png", "--format", help="png, svg or pdf."),
+         out: Optional[Path] = typer.Option(None, "--out", help="Where to write the figures [default: RESULTS_DIR].")):
+    """Draw the figures for a results directory (recognises what it holds)."""
+    from .plot import plot_dir
+
+    for path in plot_dir(results_dir, fmt, out):
+        console.print(f"wrote {path}")
+
+
+def _mount_data_commands():
+    # `bncli data ...` lives in its own module (fetching, listing and describing datasets).
+    try:
+        from .data.cli import app as data_app
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return
+    app.add_typer(data_app, name="data", help="Fetch, list and describe datasets.")
+
+
+_mount_data_commands()

@@ -35,7 +35,8 @@ class SyntheticConfig(Strict):
 
 
 class DataConfig(Strict):
-    name: Literal["mnist-5k", "synthetic"] = "mnist-5k"
+    name: Literal["mnist-5k", "mnist", "fashion-mnist", "cifar10", "synthetic"] = "mnist-5k"
+    path: str | None = None  # folder with the dataset's files; else $BNCLI_DATA, else the user cache
     standardize: bool = False  # with the training split's per-feature mean/std
     val_fraction: float = Field(0.0, ge=0, lt=0.9)  # carved from the training split
     split_seed: int = Field(0, ge=0)  # validation split and synthetic draw: fixed across runs and arms
@@ -220,9 +221,10 @@ class ExperimentConfig(Strict):
         return self.model_dump(mode="json")
 
     def hash(self) -> str:
-        """Identity of the computation: everything but name, description and the sweep section."""
+        """Identity of the computation: everything but name, description, the sweep section and data.path."""
         d = self.to_dict()
         d.pop("name"), d.pop("description"), d.pop("sweep")
+        d["data"].pop("path")  # where the files are does not change the numbers (their checksums are checked)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -175,17 +175,22 @@ def collect(cfg, out_dir: Path, runs: list[SweepRun], failed: list[dict], skippe
         rows.append(row)
     range_rows = range_table(cfg, keys, rows)
     usable = usable_ranges(cfg, keys, range_rows)
+    rk = _range_key(cfg, keys, rows)
     columns = keys + ["arm", "seed", "status", "diverged", "final_test_acc", "best_test_acc", "final_train_loss",
                       "steps_to_target", "time_s", "hash", "error"]
     atomic.write_text(out_dir / "summary.csv", _csv(columns, rows))
     atomic.write_text(out_dir / "range.csv", _csv(list(range_rows[0]) if range_rows else [], range_rows))
     atomic.write_text(out_dir / "ranges.csv", _csv(list(usable[0]) if usable else [], usable))
     atomic.write_text(out_dir / "sweep.json", dumps({
-        "name": cfg.name, "keys": keys, "range_key": _range_key(cfg, keys, rows),
+        "name": cfg.name, "keys": keys, "range_key": rk,
         "n_runs": len(rows), "failed": failed, "usable_ranges": usable, "range": range_rows,
         "ci": "95% Student-t interval of the mean over seeds",
         "diverged": "non-finite loss, or final training loss > 4x the initial loss",
         "versions": versions()}))
+    if rk is not None and range_rows:
+        from .plotting import range_figure
+
+        range_figure(range_rows, usable, keys, rk, out_dir / "range.png", title=cfg.name)
     return SweepResult(out_dir, keys, rows, range_rows, usable, failed, skipped)
 
 

@@ -1,7 +1,8 @@
 """Datasets: the bundled real MNIST subset and a seeded synthetic set, plus preprocessing.
 
 ``mnist-5k`` is 5,000 real MNIST digits (LeCun, Cortes & Burges), 400 train / 100 test per class, bundled with the
-package (see README: provenance). Files are read with ``allow_pickle=False``.
+package (see README: provenance). Files are read with ``allow_pickle=False``. The full MNIST, Fashion-MNIST and
+CIFAR-10 sets are read from their standard files (``idx.py``, ``cifar.py``), found by ``sources.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,26 @@ from importlib import resources
 
 import numpy as np
 
+from ..errors import BncliError, UsageError
+
 MNIST5K_SHA256 = "2cff4c6d7d4e14fbd26ef6042c850895a9894ce0f08bc49774c731930468b2cb"
-DATASETS = ("mnist-5k", "synthetic")
+DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "synthetic")
 
 
 class DataError(Exception):
     """A dataset cannot be read or does not look like it should."""
+
+
+class DataMissingError(DataError, UsageError):
+    """The dataset's files are not where they are looked for: fix the config or fetch them (exit code 2)."""
+
+    exit_code = 2
+
+
+class DataCorruptError(DataError, BncliError):
+    """A file is there but damaged, truncated, of the wrong kind or hostile (exit code 1). The message names it."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -47,7 +62,7 @@ class Dataset:
 def _read_npz(path, expected_sha256=None):
     raw = path.read_bytes()
     if expected_sha256 and hashlib.sha256(raw).hexdigest() != expected_sha256:
-        raise DataError(f"{path}: checksum mismatch (the bundled file is damaged; reinstall bncli)")
+        raise DataCorruptError(f"{path}: checksum mismatch (the bundled file is damaged; reinstall bncli)")
     import io
 
     with np.load(io.BytesIO(raw), allow_pickle=False) as z:
@@ -61,7 +76,7 @@ def load_mnist5k():
         z = _read_npz(path, MNIST5K_SHA256)
     for k, shape in {"X_train": (4000, 784), "y_train": (4000,), "X_test": (1000, 784), "y_test": (1000,)}.items():
         if k not in z or z[k].shape != shape or z[k].dtype != np.uint8:
-            raise DataError(f"bundled mnist5k.npz: array {k} missing or not uint8 of shape {shape}")
+            raise DataCorruptError(f"bundled mnist5k.npz: array {k} missing or not uint8 of shape {shape}")
     return z["X_train"], z["y_train"], z["X_test"], z["y_test"]
 
 

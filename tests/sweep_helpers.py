@@ -1,0 +1,104 @@
+"""Shared bits of the sweep / lrfind / Dask tests: tiny configs, result readers, a subprocess runner."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small and fast: one run is a few milliseconds of training.
+TINY = """\
+name: tinysweep
+data:
+  name: synthetic
+  synthetic: {n_train: 300, n_test: 100, n_features: 8, n_classes: 3}
+model:
+  hidden: [16, 16]
+  bn: [none, before]
+optimizer:
+  name: sgd
+  lr: 0.1
+train:
+  batch_size: 30
+  steps: 30
+  seeds: 2
+  eval_every: 10
+"""
+
+RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "meta.json")
+NUMERIC = ("final_test_acc", "best_test_acc", "final_train_loss", "steps_to_target")
+
+
+def write_config(directory: Path, sweep: str = "", base: str = TINY, name: str = "sweep.yaml") -> Path:
+    """``base`` plus an optional ``sweep:`` block (YAML text, already indented under ``sweep:``)."""
+    p = Path(directory) / name
+    p.write_text(base + (f"sweep:\n{sweep}" if sweep else ""))
+    return p
+
+
+def line_of(text: str, fragment: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if fragment in ln)
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_dirs(out: Path) -> list[Path]:
+    runs = Path(out) / "runs"
+    return sorted(p for p in runs.iterdir() if not p.name.startswith(".")) if runs.is_dir() else []
+
+
+def hidden_leftovers(out: Path) -> list[str]:
+    runs = Path(out) / "runs"
+    return sorted(p.name for p in runs.iterdir() if p.name.startswith(".")) if runs.is_dir() else []
+
+
+def check_complete(run_dir: Path) -> dict:
+    """Every file of a run directory is present and parses; returns the parsed summary.json."""
+    run_dir = Path(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES), run_dir
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert isinstance(cfg, dict) and len(cfg["model"]["bn"]) == 1 and len(cfg["train"]["seeds"]) == 1
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:2] == ["step", "epoch"] and len(rows) >= 2
+    assert all(len(r) == len(rows[0]) for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["config_hash"] == run_dir.name
+    assert summary["status"] in ("ok", "diverged")
+    return summary
+
+
+def numbers(rows: list[dict], drop=("time_s",)) -> list[dict]:
+    """summary.csv rows without the timing columns, for comparisons across executors and worker counts."""
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def as_float(v):
+    return math.nan if v in ("", None) else float(v)
+
+
+def proc_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def bncli_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "bncli", *map(str, args)]
+
+
+def run_proc(args, cwd, timeout=180):
+    return subprocess.run(bncli_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=proc_env())
