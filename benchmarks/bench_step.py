@@ -156,7 +156,8 @@ def torch_version():
 def machine_info():
     cpu = platform.processor()
     if os.path.exists("/proc/cpuinfo"):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), cpu)
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu)
     return {"python": sys.version.split()[0], "numpy": np.__version__, "platform": platform.platform(), "cpu": cpu,
             "cpu_count": os.cpu_count(),
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -251,6 +252,9 @@ def main(argv=None):
             np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # as train.py does
         info = machine_info()  # inside the limit, so the recorded num_threads is the one in force
         with_torch = info["torch"] is not None
+        # OpenBLAS's idle worker threads busy-wait for ~0.2 s after the library loads (seen as > 100% CPU and
+        # slower first configs on a 2-core machine); let them park before timing anything.
+        time.sleep(0.5)
         t0 = time.perf_counter()
         rows = []
         for net, bn, batch in configs(args.quick):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_step import NETS, make_batches, make_step  # noqa: E402
+from bench_step import NETS, bench, make_batches, make_step  # noqa: E402
 
 from bncli.core import Activation, BatchNorm  # noqa: E402
 from bncli.core.batchnorm import bn_train_forward, update_running  # noqa: E402
@@ -99,29 +98,20 @@ def patch(model):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reps", type=int, default=400, help="timed steps per variant and config")
+    p.add_argument("--reps", type=int, default=300, help="timed steps per variant and config")
     args = p.parse_args(argv)
-    block = 10
     with threadpool_limits(1, user_api="blas"), np.errstate(all="ignore"):
         check_equal(np.random.default_rng(0))
         print("variants give bit-identical arrays; full step, ms (median / min over blocks of 10):")
-        for net, bn, batch in [("sigmoid 100x3", bn, b) for b in (60, 256, 1024) for bn in ("none", "before")]:
+        cfgs = [("sigmoid 100x3", bn, b) for b in (60, 256, 1024) for bn in ("none", "before")]
+        for net, bn, batch in cfgs + [("relu 512x2", "before", 256)]:  # relu: only the BN variant applies
             hidden, act = NETS[net]
             batches = make_batches(np.random.default_rng(1), batch)
             (core, _), (fast, fast_model) = make_step(hidden, act, bn, batches), make_step(hidden, act, bn, batches)
             patch(fast_model)
-            times = {"core": [], "fast": []}
-            for f in (core, fast):
-                for _ in range(30):
-                    f()
-            for _ in range(args.reps // block):
-                for k, f in (("core", core), ("fast", fast)):
-                    t0 = time.perf_counter()
-                    for _ in range(block):
-                        f()
-                    times[k].append((time.perf_counter() - t0) / block * 1e3)
-            med = {k: np.median(v) for k, v in times.items()}
-            mn = {k: np.min(v) for k, v in times.items()}
+            t, _ = bench({"core": core, "fast": fast}, args.reps, 10, 30)
+            med = {k: v["median"] for k, v in t.items()}
+            mn = {k: v["min"] for k, v in t.items()}
             print(f"  {net} bn={bn:<6} batch={batch:<5} core {med['core']:.3f} / {mn['core']:.3f}   "
                   f"variants {med['fast']:.3f} / {mn['fast']:.3f}   saved {1 - med['fast'] / med['core']:+.1%} "
                   f"(min: {1 - mn['fast'] / mn['core']:+.1%})")

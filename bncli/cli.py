@@ -95,6 +95,9 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
     from .sweep import plan, run_sweep
     from .ui import plan_table, usable_table
 
+    from .executor import check_executor
+
+    check_executor(executor)
     cfg, src = load_config(config, overrides or [], sweep_overrides=True)
     out_dir = out or Path("results") / cfg.name
     runs = plan(cfg, src, out_dir)

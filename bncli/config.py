@@ -112,6 +112,11 @@ class TrainConfig(Strict):
     target_accuracy: float = Field(0.9, gt=0, le=1)  # for "steps to target"
     target_split: Literal["test", "val", "train"] = "test"
     dtype: Literal["float32", "float64"] = "float32"
+    # Extra measurements: "percentiles" records the 15/50/85th percentiles of every unit's input to the last
+    # hidden nonlinearity on the first ``percentile_images`` test images at each evaluation (CLAIMS C9);
+    # "eval_variants" compares test-time statistics after training (CLAIMS C5).
+    measure: list[Literal["percentiles", "eval_variants"]] = []
+    percentile_images: int = Field(1000, ge=2)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -165,11 +170,12 @@ class SweepParam(Strict):
             raise ValueError("expected values: [...] or a range with both min and max")
         if self.min > self.max:
             raise ValueError(f"min ({self.min:g}) is larger than max ({self.max:g})")
-        log = self.scale == "log" or self.distribution == "log_uniform_values"
+        log = self.distribution == "log_uniform_values" or (self.distribution is None and self.scale == "log")
         if log and self.min <= 0:
             raise ValueError(f"a log scale needs min > 0 (got {self.min:g})")
         if self.distribution is None and self.per_decade is None and self.num is None:
-            raise ValueError("a grid range needs per_decade (log scale) or num")
+            raise ValueError("a range needs per_decade (log scale) or num for a grid, or a distribution "
+                             "(log_uniform_values, uniform, int_uniform) for method: random")
         if self.per_decade is not None and self.scale != "log":
             raise ValueError("per_decade needs scale: log")
         return self
@@ -211,19 +217,21 @@ class ExperimentConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     train: TrainConfig = TrainConfig()
     sweep: SweepConfig | None = None
+    full: list[str] = []  # key=value overrides that turn the quick budget into the full one (`bncli report --full`)
 
     def run_config(self, arm: str, seed: int) -> "ExperimentConfig":
         """The resolved config of one run: a single BN placement and a single seed."""
         return self.model_copy(update={"model": self.model.model_copy(update={"bn": [arm]}),
-                                       "train": self.train.model_copy(update={"seeds": [seed]}), "sweep": None})
+                                       "train": self.train.model_copy(update={"seeds": [seed]}), "sweep": None,
+                                       "full": []})
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
     def hash(self) -> str:
-        """Identity of the computation: everything but name, description, the sweep section and data.path."""
+        """Identity of the computation: everything but name, description, sweep, full and data.path."""
         d = self.to_dict()
-        d.pop("name"), d.pop("description"), d.pop("sweep")
+        d.pop("name"), d.pop("description"), d.pop("sweep"), d.pop("full")
         d["data"].pop("path")  # where the files are does not change the numbers (their checksums are checked)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
-from .errors import BncliError
+from .errors import BncliError, UsageError
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -70,6 +70,16 @@ def _thread_env():
                 os.environ[k] = v
 
 
+def check_executor(executor: str | None) -> str:
+    """'local' or dask://HOST:PORT (numeric port); anything else is a usage error."""
+    if executor in (None, "local"):
+        return "local"
+    host, _, port = executor.removeprefix("dask://").rpartition(":")
+    if not executor.startswith("dask://") or not host or not port.isdigit():
+        raise UsageError(f"--executor {executor!r}: expected 'local' or dask://HOST:PORT")
+    return executor
+
+
 def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progress=None, on_done=None):
     """Call ``fn(task, report)`` for every task; ``report(*msg)`` reaches ``on_progress(task_id, *msg)`` in this
     process. ``on_done(task_id, result_or_exception)`` as each finishes. Returns results in task order (an
@@ -80,8 +90,7 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
     Ctrl-C cancels what has not started and stops the workers; finished tasks keep their results."""
     if executor and executor.startswith("dask://"):
         return _execute_dask(executor, tasks, fn, on_done)
-    if executor not in (None, "local"):
-        raise BncliError(f"--executor {executor!r}: expected 'local' or dask://HOST:PORT")
+    check_executor(executor)
     results = [None] * len(tasks)
     if workers <= 1 or len(tasks) <= 1:
         with one_blas_thread():
@@ -107,8 +116,9 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
             try:
                 _collect(pool, tasks, fn, results, on_done)
             except BaseException:
+                procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() clears it
                 pool.shutdown(wait=False, cancel_futures=True)
-                for proc in list(getattr(pool, "_processes", {}).values()):
+                for proc in procs:
                     proc.terminate()
                 raise
             pool.shutdown(wait=True)
@@ -138,10 +148,10 @@ def _execute_dask(url, tasks, fn, on_done):
         from distributed import Client
     except ImportError:
         raise BncliError(f"--executor {url}: Dask is not installed; pip install 'bncli[dask]'") from None
-    address = "tcp://" + url.removeprefix("dask://")
+    address = "tcp://" + check_executor(url).removeprefix("dask://")
     try:
         client = Client(address, timeout="10s")
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise BncliError(f"--executor {url}: cannot reach the Dask scheduler at {address} ({e})") from None
     results = [None] * len(tasks)
     with client:

@@ -105,6 +105,7 @@ def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float,
         "metrics.csv": metrics_csv(result.columns, result.rows),
         "summary.json": dumps(result.summary),
         "meta.json": dumps(meta),
+        **result.files,
     })
 
 

@@ -104,8 +104,10 @@ def _set(data: dict, dotted: str, value):
     node[last] = value
 
 
-def plan(cfg: ExperimentConfig, src: Source, out_dir: Path) -> list[SweepRun]:
-    """Every run of the sweep, validated; runs whose directory exists are marked done."""
+def plan(cfg: ExperimentConfig, src: Source, out_dir: Path, runs_dir: Path | None = None) -> list[SweepRun]:
+    """Every run of the sweep, validated; runs whose directory exists are marked done. ``runs_dir`` (default
+    ``out_dir/runs``) may be shared by several sweeps: runs are keyed by their config hash alone."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else Path(out_dir) / "runs"
     if cfg.sweep is None:
         raise src.error(("sweep",), "this config has no sweep section; add one, or sweep from the command line "
                                     "with key=v1,v2,... or key=logrange(1e-4,10,3)")
@@ -127,7 +129,7 @@ def plan(cfg: ExperimentConfig, src: Source, out_dir: Path) -> list[SweepRun]:
                 if h in seen:
                     continue
                 seen.add(h)
-                run_dir = out_dir / "runs" / h
+                run_dir = runs_dir / h
                 runs.append(SweepRun(point, arm, seed, rc, h, run_dir, (run_dir / "summary.json").exists()))
     return runs
 
@@ -139,7 +141,8 @@ def run_sweep(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, executo
     check_with_data(cfg, src)
     prepare_output(out_dir)
     runs = runs if runs is not None else plan(cfg, src, out_dir)
-    atomic.clean_stale(out_dir / "runs")
+    for runs_dir in {r.run_dir.parent for r in runs}:
+        atomic.clean_stale(runs_dir)
     atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
     todo = [r for r in runs if not r.done]
     tasks = [{"config": r.config.to_dict(), "run_dir": str(r.run_dir)} for r in todo]
@@ -194,6 +197,10 @@ def collect(cfg, out_dir: Path, runs: list[SweepRun], failed: list[dict], skippe
     return SweepResult(out_dir, keys, rows, range_rows, usable, failed, skipped)
 
 
+def _hashable(v):
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
 def is_diverged(s: dict) -> bool:
     """CLAIMS C2: a non-finite loss, or a final training loss above 4x the initial loss."""
     if s.get("status") == "diverged":
@@ -226,9 +233,10 @@ def range_table(cfg, keys, rows) -> list[dict]:
     a learning rate that diverges is not usable), and the count of diverged runs."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["arm"], *(r[k] for k in keys)), []).append(r)
+        groups.setdefault((r["arm"], *(_hashable(r[k]) for k in keys)), []).append(r)
     out = []
-    for (arm, *vals), rs in groups.items():
+    for (arm, *_), rs in groups.items():
+        vals = [rs[0][k] for k in keys]
         done = [r for r in rs if r.get("final_test_acc") is not None]
         acc = stats.describe(r["final_test_acc"] for r in done)
         loss = stats.describe(r.get("final_train_loss") for r in done)
@@ -249,9 +257,10 @@ def usable_ranges(cfg, keys, range_rows) -> list[dict]:
     others = [k for k in keys if k != rk]
     groups: dict[tuple, list[dict]] = {}
     for r in range_rows:
-        groups.setdefault((r["arm"], *(r[k] for k in others)), []).append(r)
+        groups.setdefault((r["arm"], *(_hashable(r[k]) for k in others)), []).append(r)
     out = []
-    for (arm, *vals), rs in groups.items():
+    for (arm, *_), rs in groups.items():
+        vals = [rs[0][k] for k in others]
         rs = sorted((r for r in rs if r["n"] > 0 and math.isfinite(r["acc_mean"])), key=lambda r: r[rk])
         if not rs:
             continue
@@ -260,13 +269,14 @@ def usable_ranges(cfg, keys, range_rows) -> list[dict]:
         row = {"arm": arm, **dict(zip(others, vals)), "range_key": rk, "best_value": rs[best_i][rk],
                "best_acc": best, "n_values": len(rs)}
         for tol in cfg.sweep.target_points:
+            floor = best - tol - 1e-9  # inclusive: accuracies are multiples of 1/n_test, ties are common
             lo = hi = best_i
-            while lo > 0 and rs[lo - 1]["acc_mean"] >= best - tol:
+            while lo > 0 and rs[lo - 1]["acc_mean"] >= floor:
                 lo -= 1
-            while hi < len(rs) - 1 and rs[hi + 1]["acc_mean"] >= best - tol:
+            while hi < len(rs) - 1 and rs[hi + 1]["acc_mean"] >= floor:
                 hi += 1
             a, b = rs[lo][rk], rs[hi][rk]
-            pts = round(tol * 100)
+            pts = f"{tol * 100:g}"
             row[f"lo_{pts}pt"], row[f"hi_{pts}pt"] = a, b
             row[f"decades_{pts}pt"] = math.log10(b / a) if a > 0 and b > 0 else math.nan
             row[f"n_usable_{pts}pt"] = hi - lo + 1

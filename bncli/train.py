@@ -26,6 +26,7 @@ class RunResult:
     rows: list[list]
     summary: dict
     model: MLP | None = field(default=None, repr=False)
+    files: dict = field(default_factory=dict)  # extra files for the run directory (name -> text)
 
 
 def evaluate(model: MLP, X, y, mode="eval"):
@@ -79,9 +80,16 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
     xbuf = np.empty((b, X.shape[1]), X.dtype)
     eval_time = 0.0
 
+    pct_X = data.X_test[:tc.percentile_images] if "percentiles" in tc.measure else None
+    pct_rows: list[str] = []
+
     def record(step):
         nonlocal eval_time
         te = time.perf_counter()
+        if pct_X is not None:
+            with np.errstate(all="ignore"):
+                p = np.percentile(model.activation_inputs(pct_X).astype(np.float64), (15, 50, 85), axis=0)
+            pct_rows.extend(f"{step},{u},{a!r},{b!r},{c!r}" for u, (a, b, c) in enumerate(p.T.tolist()))
         seen = window[2]
         row = [step, step / per_epoch, lr_of(max(step - 1, 0)),
                window[0] / seen if seen else math.nan, window[1] / seen if seen else math.nan]
@@ -131,11 +139,40 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
 
     train_time = time.perf_counter() - t0
     summary = summarize(columns, rows, status, target_col, tc.target_accuracy)
+    files = {}
+    if pct_X is not None:
+        files["percentiles.csv"] = "step,unit,p15,p50,p85\n" + "\n".join(pct_rows) + "\n"
+    if "eval_variants" in tc.measure and model.bn_layers() and status == "ok":
+        summary["eval_variants"] = eval_variants(model, data, b)
     summary.update(arm=cfg.model.bn[0], seed=cfg.train.seeds[0], total_steps=total, steps_per_epoch=per_epoch,
                    steps_done=step, diverged_at_step=diverged_at, time_s=train_time, eval_time_s=eval_time,
                    steps_per_s=step / max(train_time - eval_time, 1e-9), target_split=tc.target_split,
                    target_accuracy=tc.target_accuracy, bn_eval=cfg.model.bn_eval)
-    return RunResult(status, columns, rows, summary, model if keep_model else None)
+    return RunResult(status, columns, rows, summary, model if keep_model else None, files)
+
+
+def eval_variants(model: MLP, data: Dataset, batch_size: int) -> dict:
+    """CLAIMS C5: test accuracy with (a) the running averages, (b) population statistics (Alg. 2), (c) the
+    statistics of test batches of the training batch size, (d) single examples in eval mode (must equal batched
+    eval) and (e) batch statistics of single examples (collapses to one predicted class)."""
+    X, y = data.X_test, data.y_test
+    running = model.get_buffers()
+    out = {"running_acc": evaluate(model, X, y)[1]}
+    model.set_buffers(model.population_stats(data.X_train, batch_size))
+    out["population_acc"] = evaluate(model, X, y)[1]
+    model.set_buffers(running)
+    pred = np.concatenate([model.forward(X[i:i + batch_size], "batch").argmax(1) for i in range(0, len(X) - 1,
+                                                                                             batch_size)])
+    out["test_batch_acc"] = float((pred == y[:len(pred)]).mean())
+    batched = model.logits(X, "eval")
+    single = np.concatenate([model.forward(X[i:i + 1], "eval") for i in range(len(X))])
+    out["single_eval_acc"] = float((single.argmax(1) == y).mean())
+    out["single_eval_same_prediction"] = float((single.argmax(1) == batched.argmax(1)).mean())
+    out["single_eval_max_abs_logit_diff"] = float(np.abs(single - batched).max())
+    collapsed = np.concatenate([model.forward(X[i:i + 1], "batch") for i in range(len(X))]).argmax(1)
+    out["single_batchstats_acc"] = float((collapsed == y).mean())
+    out["single_batchstats_majority_fraction"] = float(np.bincount(collapsed).max() / len(collapsed))
+    return out
 
 
 def summarize(columns, rows, status, target_col, target):

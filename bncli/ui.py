@@ -108,7 +108,7 @@ def usable_table(result):
     if not result.usable:
         return None
     rk = result.usable[0]["range_key"]
-    pts = sorted({int(k.split("_")[1][:-2]) for k in result.usable[0] if k.startswith("decades_")})
+    pts = [k[len("decades_"):-2] for k in result.usable[0] if k.startswith("decades_")]
     table = Table(title=f"usable range of {rk}: values whose mean final test accuracy is within N points of "
                         f"the arm's best (contiguous, width in decades)", title_justify="left")
     others = [k for k in result.keys if k != rk]
@@ -116,12 +116,12 @@ def usable_table(result):
         table.add_column(c, justify="left" if c in ("arm", *others) else "right")
     div = {}
     for r in result.range_rows:
-        key = (r["arm"], *(r[k] for k in others))
+        key = (r["arm"], *(str(r[k]) for k in others))
         div[key] = div.get(key, 0) + r["diverged"]
     for u in result.usable:
         cells = [f"{u[f'decades_{p}pt']:.2f} dec [{_fmt_value(u[f'lo_{p}pt'])}, {_fmt_value(u[f'hi_{p}pt'])}]"
                  for p in pts]
-        key = (u["arm"], *(u[k] for k in others))
+        key = (u["arm"], *(str(u[k]) for k in others))
         table.add_row(u["arm"], *(_fmt_value(u[k]) for k in others), _fmt_value(u["best_value"]),
                       f"{u['best_acc']:.3f}", *cells, str(div.get(key, 0)))
     return table

@@ -195,9 +195,9 @@ def _case(name, tmp_path):
         p = write(tmp_path, text)
         return [p, "--out", out], [f"{p}:{line_of(text, 'batch_size')}: train.batch_size:", "301", "300"]
     if name == "unknown-dataset":
-        text = TINY.replace("name: synthetic", "name: cifar10")
+        text = TINY.replace("name: synthetic", "name: imagenet")
         p = write(tmp_path, text)
-        return [p, "--out", out], [f"{p}:{line_of(text, 'cifar10')}: data.name:", "cifar10", "mnist-5k"]
+        return [p, "--out", out], [f"{p}:{line_of(text, 'imagenet')}: data.name:", "imagenet", "mnist-5k"]
     if name == "unwritable-out":
         p = write(tmp_path)
         (tmp_path / "afile").write_text("a regular file\n")

@@ -302,7 +302,7 @@ def test_readme_error_example_exactly(tmp_path):
 @pytest.mark.parametrize("section, key, value, choices", [
     ("model", "activation", "gelu", ["relu", "sigmoid", "tanh", "identity"]),
     ("optimizer", "name", "lbfgs", ["sgd", "momentum", "rmsprop", "adam"]),
-    ("data", "name", "cifar10", ["mnist-5k", "synthetic"]),
+    ("data", "name", "imagenet", ["mnist-5k", "mnist", "fashion-mnist", "cifar10", "synthetic"]),
     ("model", "bn", "[none, middle]", ["none", "before", "after"]),
 ])
 def test_unknown_names(tmp_path, section, key, value, choices):

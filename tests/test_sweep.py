@@ -20,7 +20,7 @@ from bncli.config import ExperimentConfig, SweepConfig, SweepParam, load_config,
 from bncli.errors import UsageError
 from bncli.sweep import grid_values, is_diverged, plan, points, run_sweep, usable_ranges
 
-from sweep_helpers import (NUMERIC, TINY, as_float, check_complete, hidden_leftovers, line_of, numbers, read_csv,
+from sweep_helpers import (as_float, check_complete, hidden_leftovers, line_of, numbers, read_csv,
                            run_dirs, write_config)
 
 T975_DF1 = 12.706204736174707  # Student t quantile 0.975 with 1 degree of freedom (two seeds)
@@ -120,8 +120,6 @@ def test_random_distributions_have_their_shape():
     assert {p["optimizer.name"] for p in pts} == {"sgd", "momentum", "adam"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SweepParam._one_form applies the default scale 'log' to "
-                   "distribution uniform/int_uniform, so min: 0 is refused with 'a log scale needs min > 0'")
 def test_random_uniform_distributions_accept_min_zero():
     spec = SweepConfig(method="random", count=50, seed=0, parameters={
         "optimizer.weight_decay": {"min": 0, "max": 0.01, "distribution": "uniform"},
@@ -311,6 +309,12 @@ def do_sweep(tmp_path, sweep=LR3, workers=1, out="out", overrides=()):
     return cfg, src, tmp_path / out, result
 
 
+@pytest.fixture(scope="module")
+def lr3(tmp_path_factory):
+    """One finished 12-run sweep (read-only: tests that modify results run their own)."""
+    return do_sweep(tmp_path_factory.mktemp("lr3"))
+
+
 SUMMARY_COLUMNS = ["optimizer.lr", "arm", "seed", "status", "diverged", "final_test_acc", "best_test_acc",
                    "final_train_loss", "steps_to_target", "time_s"]
 
@@ -320,8 +324,8 @@ def my_diverged(s):
                                          and s["final_train_loss"] > 4 * s["initial_test_loss"])
 
 
-def test_run_sweep_summary_csv(tmp_path):
-    cfg, src, out, result = do_sweep(tmp_path)
+def test_run_sweep_summary_csv(lr3):
+    cfg, src, out, result = lr3
     rows = read_csv(out / "summary.csv")
     assert len(rows) == 12 and len(result.rows) == 12
     header = list(rows[0])
@@ -337,12 +341,13 @@ def test_run_sweep_summary_csv(tmp_path):
             assert (as_float(r[k]) == pytest.approx(want)) if want is not None else r[k] == "", (k, r)
         assert r["diverged"] == str(my_diverged(s))
     assert result.skipped == 0 and result.failed == []
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "range.csv", "ranges.csv", "runs",
-                                                     "summary.csv", "sweep.json"]
+    listing = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "range.csv", "ranges.csv", "runs", "summary.csv", "sweep.json"} <= listing
+    assert "failed" not in listing and not [n for n in listing if n.startswith(".")]
 
 
-def test_run_sweep_marks_diverged_runs(tmp_path):
-    cfg, src, out, result = do_sweep(tmp_path)
+def test_run_sweep_marks_diverged_runs(lr3):
+    cfg, src, out, result = lr3
     rows = read_csv(out / "summary.csv")
     huge = [r for r in rows if float(r["optimizer.lr"]) == 1e4]
     sane = [r for r in rows if float(r["optimizer.lr"]) == 0.1]
@@ -360,8 +365,8 @@ def test_is_diverged_rule():
     assert not is_diverged({"status": "ok", "final_train_loss": None, "initial_test_loss": 2.0})
 
 
-def test_range_csv_statistics_recomputed_from_summary(tmp_path):
-    cfg, src, out, result = do_sweep(tmp_path)
+def test_range_csv_statistics_recomputed_from_summary(lr3):
+    cfg, src, out, result = lr3
     rows = read_csv(out / "summary.csv")
     table = read_csv(out / "range.csv")
     assert len(table) == 3 * 2
@@ -382,8 +387,8 @@ def test_range_csv_statistics_recomputed_from_summary(tmp_path):
     assert sum(int(t["diverged"]) for t in table) >= 4  # the lr=1e4 runs
 
 
-def test_ranges_csv_and_sweep_json(tmp_path):
-    cfg, src, out, result = do_sweep(tmp_path)
+def test_ranges_csv_and_sweep_json(lr3):
+    cfg, src, out, result = lr3
     table = read_csv(out / "range.csv")
     ranges = read_csv(out / "ranges.csv")
     assert sorted(r["arm"] for r in ranges) == ["before", "none"]
@@ -464,9 +469,6 @@ def test_usable_range_explicit_range_key():
     assert len(u) == 1 and u[0]["range_key"] == "optimizer.lr" and u[0]["optimizer.momentum"] == 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: usable_ranges compares acc_mean >= best - tol in floating point; "
-                   "0.20 - 0.02 == 0.18000000000000002, so a value exactly 2 points below the best is excluded "
-                   "for some accuracies (0.20/0.18) but included for others (0.98/0.96)")
 def test_usable_range_boundary_is_inclusive_for_every_accuracy():
     cfg = cfg_with({"optimizer.lr": {"values": [0.01, 0.1]}})
     for best, other in ((0.98, 0.96), (0.20, 0.18), (0.26, 0.24)):
@@ -475,17 +477,12 @@ def test_usable_range_boundary_is_inclusive_for_every_accuracy():
         assert u["lo_2pt"] == 0.01, (best, other)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: usable_ranges names columns with round(tol * 100); target_points "
-                   "[0.02, 0.025] both become '2pt' and the second silently overwrites the first")
 def test_usable_range_one_set_of_columns_per_tolerance():
     cfg = cfg_with(LR_PARAM, target_points=[0.02, 0.025])
     u = usable_ranges(cfg, ["optimizer.lr"], [rrow("none", lr, acc) for lr, acc in ACC.items()])[0]
     assert len([k for k in u if k.startswith("decades_")]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: sweep.range_table groups rows by the swept values as dict keys; "
-                   "a list-valued parameter (e.g. model.hidden values [[16], [16, 16]]) raises "
-                   "TypeError: unhashable type: 'list' after all runs finished")
 def test_sweep_over_a_list_valued_key(tmp_path):
     cfg, src, out, result = do_sweep(tmp_path, "  parameters:\n    model.hidden:\n"
                                                "      values: [[16], [16, 16]]\n", overrides=["model.bn=[none]"])
@@ -587,13 +584,12 @@ def test_one_and_two_workers_give_identical_numbers(tmp_path):
     rows1, rows2 = read_csv(out1 / "summary.csv"), read_csv(out2 / "summary.csv")
     assert len(rows1) == 8
     assert numbers(rows1) == numbers(rows2)
-    assert (out1 / "range.csv").read_text() != ""
-    t1, t2 = read_csv(out1 / "range.csv"), read_csv(out2 / "range.csv")
-    drop = ("train_loss_mean", "train_loss_sd")
-    assert numbers(t1, drop) == numbers(t2, drop)
+    assert len(read_csv(out1 / "range.csv")) == 4
+    assert (out1 / "range.csv").read_text() == (out2 / "range.csv").read_text()
+    assert (out1 / "ranges.csv").read_text() == (out2 / "ranges.csv").read_text()
     for d in run_dirs(out2):
         assert (d / "metrics.csv").read_bytes() == (out1 / "runs" / d.name / "metrics.csv").read_bytes()
-        assert json.loads((d / "meta.json").read_text())["blas_threads"] in (1, None)
+        assert json.loads((d / "meta.json").read_text())["blas_threads"] == 1  # spawned workers
 
 
 # -- stale temporary directories --------------------------------------------------------------------------------------
@@ -641,9 +637,6 @@ def test_clean_stale_counts_and_keeps_live_writers(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to see zombie processes")
-@pytest.mark.xfail(strict=True, reason="BUG: atomic._alive uses os.kill(pid, 0), which succeeds for a zombie; "
-                   "writers killed with -9 stay zombies until reaped (in containers without an init, forever), so "
-                   "their .tmp directories are kept")
 def test_clean_stale_treats_a_zombie_writer_as_dead(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     try:

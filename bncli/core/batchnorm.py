@@ -88,7 +88,8 @@ class BatchNorm:
 
     ``params``/``grads`` share keys (gamma, beta); ``buffers`` hold the non-trainable running statistics.
     ``mode`` in forward: "train" (batch statistics, updates running averages), "eval" (running or population
-    statistics), "batch" (batch statistics without touching the buffers — the C5 "test-batch statistics" variant).
+    statistics), "batch" (batch statistics without touching the buffers — the C5 "test-batch statistics" variant;
+    on a single sample it returns beta, the collapse C5 demonstrates).
     """
 
     def __init__(self, dim, *, decay=0.9, eps=1e-5, dtype=np.float32):
@@ -108,6 +109,11 @@ class BatchNorm:
             self.cache = None
             b = self.buffers
             return bn_eval_forward(x, p["gamma"], p["beta"], b["running_mean"], b["running_var"], self.eps)
+        if mode == "batch" and x.shape[0] == 1:
+            # Batch statistics of one sample: x - mean = 0, so the output is beta whatever the input (the collapse
+            # that makes running averages necessary at test time, CLAIMS C5). Inference only: no backward.
+            self.cache = None
+            return np.broadcast_to(p["beta"], x.shape).copy()
         y, self.cache, mean, var = bn_train_forward(x, p["gamma"], p["beta"], self.eps)
         if mode == "train":
             update_running(self.buffers["running_mean"], self.buffers["running_var"], mean, var, x.shape[0], self.decay)

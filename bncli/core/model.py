@@ -55,6 +55,13 @@ class MLP:
             if d is None:
                 break
 
+    def activation_inputs(self, X, mode="eval"):
+        """The array entering the last hidden layer's nonlinearity (Ioffe & Szegedy Fig. 1b,c), for X."""
+        last = max(i for i, (_, layer) in enumerate(self.layers) if isinstance(layer, Activation))
+        for _, layer in self.layers[:last]:
+            X = layer.forward(X, mode)
+        return X
+
     def logits(self, X, mode="eval", chunk=4096):
         """Inference in large chunks (per-example results do not depend on the chunking in eval mode)."""
         if len(X) <= chunk:

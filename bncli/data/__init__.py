@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import (DATASETS, Dataset, DataError, carve_validation, load_mnist5k, make_synthetic,
-                       preprocess)
+from .datasets import (DATASETS, DataCorruptError, Dataset, DataError, DataMissingError, carve_validation,
+                       load_mnist5k, make_synthetic, preprocess)
 
-__all__ = ["DATASETS", "Dataset", "DataError", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DataError", "DataMissingError", "DataCorruptError", "load_dataset"]
 
 
 def load_dataset(cfg, dtype="float32") -> Dataset:
     """``cfg`` is a ``DataConfig``. The split and the synthetic draw use ``cfg.split_seed`` (never a run's seed),
     so every run of an experiment sees the same data."""
     rng = np.random.default_rng(np.random.SeedSequence([cfg.split_seed, 0xDA7A]))
+    info = {}
     if cfg.name == "mnist-5k":
         X_train, y_train, X_test, y_test = load_mnist5k()
         scale, n_classes = True, 10
@@ -22,6 +23,12 @@ def load_dataset(cfg, dtype="float32") -> Dataset:
         X_train, y_train, X_test, y_test = make_synthetic(rng, s.n_train, s.n_test, s.n_features, s.n_classes,
                                                           s.clusters_per_class, s.noise)
         scale, n_classes = False, s.n_classes
+    elif cfg.name in ("mnist", "fashion-mnist", "cifar10"):
+        from .sources import load_raw  # MNIST / Fashion-MNIST (IDX) or CIFAR-10 (binary or python batches)
+
+        (X_train, y_train, X_test, y_test), loc = load_raw(cfg.name, getattr(cfg, "path", None))
+        scale, n_classes = True, 10
+        info = {"source": str(loc.folder), "format": loc.format}
     else:
         raise DataError(f"unknown dataset {cfg.name!r}; expected one of {DATASETS}")
     if cfg.limit_train:
@@ -38,4 +45,4 @@ def load_dataset(cfg, dtype="float32") -> Dataset:
     as_labels = lambda y: None if y is None else np.ascontiguousarray(y, dtype=np.int64)  # noqa: E731
     return Dataset(cfg.name, X_train, as_labels(y_train), X_test, as_labels(y_test), n_classes,
                    X_val, as_labels(y_val), info={"n_train": len(X_train), "n_test": len(X_test),
-                                                   "n_val": 0 if X_val is None else len(X_val)})
+                                                   "n_val": 0 if X_val is None else len(X_val), **info})

@@ -97,6 +97,9 @@ def make_synthetic(rng: np.random.Generator, n_train=2000, n_test=500, n_feature
     return X_train, y_train, X_test, y_test
 
 
+_BIG = 1 << 25  # elements: above this, the training std is accumulated in row blocks
+
+
 def preprocess(X_train, others=(), *, scale=True, standardize=False, dtype=np.float32):
     """Scale uint8 pixels to [0, 1]; optionally standardize every feature with the *training* split's mean and
     std (features constant in training get std 1, so they stay finite). ``others`` get the same transform."""
@@ -106,7 +109,14 @@ def preprocess(X_train, others=(), *, scale=True, standardize=False, dtype=np.fl
             X *= 1.0 / 255.0
     if standardize:
         mean = arrays[0].mean(axis=0, dtype=np.float64)
-        std = arrays[0].std(axis=0, dtype=np.float64)
+        if arrays[0].size <= _BIG:
+            std = arrays[0].std(axis=0, dtype=np.float64)
+        else:  # full MNIST / CIFAR-10: no float64 copy of the whole split (CIFAR-10's would be 1.2 GB)
+            ssq = np.zeros_like(mean)
+            for i in range(0, len(arrays[0]), 4096):
+                d = arrays[0][i:i + 4096] - mean
+                ssq += np.einsum("ij,ij->j", d, d)
+            std = np.sqrt(ssq / len(arrays[0]))
         std[std < 1e-8] = 1.0
         for X in arrays:
             X -= mean.astype(dtype)

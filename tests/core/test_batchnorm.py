@@ -153,15 +153,27 @@ def test_decay_out_of_range_raises(decay):
 
 
 # -- 5. batch of one ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["train", "batch"])
-def test_batch_of_one_raises_in_batch_statistics_modes(mode):
+def test_batch_of_one_raises_in_training_mode():
     bn = BatchNorm(3, dtype=np.float64)
     before = {k: v.copy() for k, v in bn.buffers.items()}
     with pytest.raises(BatchOfOneError, match=r"got 1\b") as info:
-        bn.forward(np.ones((1, 3)), mode=mode)
+        bn.forward(np.ones((1, 3)), mode="train")
     assert "sample" in str(info.value)
     assert isinstance(info.value, ValueError)
     for k in before:  # nothing was half-updated
+        np.testing.assert_array_equal(bn.buffers[k], before[k])
+
+
+def test_batch_statistics_of_one_sample_collapse_to_beta():
+    """C5 (e): batch statistics of a single example give x - mean = 0, so the output is beta for any input."""
+    rng = np.random.default_rng(11)
+    bn = BatchNorm(3, dtype=np.float64)
+    bn.params["gamma"][...] = rng.standard_normal(3)
+    bn.params["beta"][...] = rng.standard_normal(3)
+    before = {k: v.copy() for k, v in bn.buffers.items()}
+    for x in (rng.standard_normal((1, 3)) * 10, rng.standard_normal((1, 3)) - 5):
+        np.testing.assert_array_equal(bn.forward(x, mode="batch"), bn.params["beta"][None, :])
+    for k in before:  # inference only: the running statistics are untouched
         np.testing.assert_array_equal(bn.buffers[k], before[k])
 
 

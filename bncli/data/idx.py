@@ -1,0 +1,112 @@
+"""IDX files (MNIST, Fashion-MNIST), gzip-compressed or raw, read without trusting the header.
+
+An IDX file is a 4-byte magic number ``00 00 <type> <ndim>`` (type 0x08 = unsigned byte), ``ndim`` big-endian
+uint32 dimensions, then the data in row-major order. Images are 0x00000803 (count, rows, cols), labels 0x00000801
+(count). Checked here: the magic number, the 28 x 28 image size, that the file holds exactly the announced number
+of bytes (truncated or padded files are refused), that images and labels agree in count, and the label range.
+Every error is a ``DataCorruptError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import DataCorruptError
+
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+MAX_ITEMS = 10_000_000  # a header announcing more is refused before anything is allocated
+_CHUNK = 1 << 22
+
+
+def _open(path: Path):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _read_exactly(f, n: int) -> bytes | bytearray:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = f.read(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def read_idx(path, kind: str, *, shape=(28, 28), n_classes=10) -> np.ndarray:
+    """``kind`` "images" -> uint8 array (N, rows * cols); "labels" -> uint8 array (N,) with values < n_classes."""
+    path = Path(path)
+    magic_expected = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
+    ndim = 3 if kind == "images" else 1
+    gz = " (after gzip decompression)" if path.name.endswith(".gz") else ""
+    try:
+        with _open(path) as f:
+            head = _read_exactly(f, 4)
+            if len(head) < 4:
+                raise DataCorruptError(f"{path}: too short to be an IDX file ({len(head)} bytes{gz})")
+            (magic,) = struct.unpack(">I", head)
+            if magic != magic_expected:
+                what = {IMAGES_MAGIC: "an IDX image file", LABELS_MAGIC: "an IDX label file"}.get(magic)
+                raise DataCorruptError(
+                    f"{path}: wrong magic number 0x{magic:08x}, expected 0x{magic_expected:08x} (IDX {kind} file)"
+                    + (f"; this looks like {what} — are the file names swapped?" if what else ""))
+            dims_raw = _read_exactly(f, 4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataCorruptError(f"{path}: truncated IDX header{gz}")
+            dims = struct.unpack(f">{ndim}I", dims_raw)
+            n = dims[0]
+            if kind == "images" and tuple(dims[1:]) != tuple(shape):
+                raise DataCorruptError(f"{path}: images are {dims[1]}x{dims[2]}, expected "
+                                       f"{shape[0]}x{shape[1]}")
+            if n > MAX_ITEMS:
+                raise DataCorruptError(f"{path}: header announces {n} {kind}, implausibly many (> {MAX_ITEMS})")
+            per_item = int(np.prod(dims[1:])) if ndim > 1 else 1
+            expected = n * per_item
+            data = _read_exactly(f, expected)
+            if len(data) < expected:
+                raise DataCorruptError(f"{path}: truncated: the header announces {n} {kind} ({expected} bytes of "
+                                       f"data) but the file holds {len(data)}{gz}")
+            if f.read(1):
+                raise DataCorruptError(f"{path}: unexpected bytes after the {n} {kind} announced by the header{gz}")
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise DataCorruptError(f"{path}: not a valid gzip file ({e})") from None
+    except EOFError:
+        raise DataCorruptError(f"{path}: truncated gzip stream") from None
+    except OSError as e:
+        raise DataCorruptError(f"{path}: cannot read ({e.strerror or e})") from None
+    arr = np.frombuffer(data, dtype=np.uint8)
+    if kind == "images":
+        return arr.reshape(n, per_item)
+    if n and int(arr.max()) >= n_classes:
+        bad = int(np.argmax(arr >= n_classes))
+        raise DataCorruptError(f"{path}: label {int(arr[bad])} at index {bad} is out of range 0..{n_classes - 1}")
+    return arr
+
+
+def read_idx_pair(images_path, labels_path, *, shape=(28, 28), n_classes=10):
+    """(X uint8 (N, rows * cols), y uint8 (N,)) with the counts of both files checked against each other."""
+    X = read_idx(images_path, "images", shape=shape)
+    y = read_idx(labels_path, "labels", n_classes=n_classes)
+    if len(X) != len(y):
+        raise DataCorruptError(f"count mismatch: {images_path} holds {len(X)} images but {labels_path} holds "
+                               f"{len(y)} labels")
+    return X, y
+
+
+def write_idx(path, array: np.ndarray, compress=None):
+    """Write a uint8 array as an IDX file (gzip if the name ends in .gz or ``compress``): for tests and tools."""
+    path = Path(path)
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">I", 0x00000800 | a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
+    raw = header + a.tobytes()
+    if compress or (compress is None and path.name.endswith(".gz")):
+        raw = gzip.compress(raw, mtime=0)
+    path.write_bytes(raw)
+    return path
