@@ -180,13 +180,61 @@ def plot(results_dir: Path = typer.Argument(..., help="A results directory (trai
         console.print(f"wrote {path}")
 
 
-def _mount_data_commands():
-    # `bncli data ...` lives in its own module (fetching, listing and describing datasets).
+@app.command()
+@cli_errors
+def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget on the bundled data (<= 15 min "
+                                                                   "on two cores), or the full budget on real data."),
+           out: Optional[Path] = typer.Option(None, "--out", help="[default: results/report-quick or -full]"),
+           workers: int = WORKERS,
+           executor: str = typer.Option("local", "--executor", help="local, or dask://HOST:PORT (bncli[dask])."),
+           experiments: Path = typer.Option(Path("experiments"), "--experiments", help="Folder of c01_*.yaml ..."),
+           only: Optional[List[str]] = typer.Option(None, "--only", help="Claim ids to include, e.g. --only c01.")):
+    """Measure every claim of CLAIMS.md: run what is missing, then write REPORT.md, report.html and figures."""
+    from rich.table import Table
+
+    from .executor import check_executor
+    from .report import run_report
+
+    check_executor(executor)
+    mode = "quick" if quick else "full"
+    t0 = time.perf_counter()
+    state = {}
+
+    def on_plan(studies, todo):
+        from .report import IN_PROCESS
+
+        n = len({r.hash for s in studies.values() if s.name not in IN_PROCESS for r in s.runs})
+        console.print(f"[bold]report ({mode})[/]: {len(studies)} studies, {n} distinct runs, {n - len(todo)} reused, "
+                      f"{len(todo)} to train on {_workers(workers, len(todo))} workers")
+        labels = [f"{r.config.name[:22]} {r.arm} s{r.seed}" for r in todo]
+        state["ui"] = RunProgress(labels).__enter__()
+
+    def on_progress(*a):
+        state["ui"].on_progress(*a)
+
+    def on_done(*a):
+        state["ui"].on_done(*a)
+
     try:
-        from .data.cli import app as data_app
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return
-    app.add_typer(data_app, name="data", help="Fetch, list and describe datasets.")
+        claims = run_report(mode, out, experiments, workers=_workers(workers, 10**6), executor=executor, only=only,
+                            on_plan=on_plan, on_progress=on_progress, on_done=on_done)
+    finally:
+        if "ui" in state:
+            state["ui"].__exit__(None, None, None)
+    table = Table(title="claims", title_justify="left")
+    for col in ("claim", "verdict", "primary effect (mean, 95% interval)"):
+        table.add_column(col)
+    colors = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
+    for c in claims:
+        prim = "; ".join(f"{c.effects[i].mean:+.3g} [{c.effects[i].ci_low:+.3g}, {c.effects[i].ci_high:+.3g}]"
+                         for i in c.primary)
+        table.add_row(f"{c.id} {c.title}", f"[{colors[c.verdict]}]{c.verdict}[/]", prim)
+    console.print(table)
+    out_dir = out or Path(f"results/report-{mode}")
+    console.print(f"wrote {out_dir}/REPORT.md, report.html, report.json and figures/ in "
+                  f"{time.perf_counter() - t0:.0f} s")
 
 
-_mount_data_commands()
+from .data.cli import app as _data_app  # noqa: E402 - `bncli data ...` lives with the dataset code
+
+app.add_typer(_data_app, name="data", help="Fetch, list and describe datasets (MNIST, Fashion-MNIST, CIFAR-10).")

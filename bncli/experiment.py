@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import atomic, stats
 from .config import ExperimentConfig, Source, resolved_budget, to_yaml
-from .data import DataError
+from .data import DataCorruptError, DataError
 from .errors import BncliError, UsageError
 from .executor import execute
 from .runs import dataset_for, dumps, read_metrics, run_task, versions
@@ -42,7 +42,9 @@ def check_with_data(cfg: ExperimentConfig, src: Source):
     """Checks that need the dataset; raised as config errors pointing at the key."""
     try:
         data = dataset_for(cfg)
-    except DataError as e:
+    except DataCorruptError:
+        raise  # a damaged or hostile file: a runtime failure naming the file (exit 1)
+    except DataError as e:  # missing files, unknown name: a config error at data.name (exit 2)
         raise src.error(("data", "name"), str(e)) from None
     n = len(data.X_train)
     if cfg.train.batch_size > n:

@@ -50,8 +50,6 @@ def test_train_missing_dataset_is_a_config_error(tmp_path):
     assert "bncli data fetch fashion-mnist" in r.output.replace("\n", "")
 
 
-@pytest.mark.xfail(reason="needs bncli/experiment.py check_with_data to re-raise DataCorruptError (exit 1)",
-                   strict=False)
 def test_train_corrupt_dataset_exits_1(tmp_path):
     write_mnist_folder(tmp_path / "m")
     (tmp_path / "m" / "train-labels-idx1-ubyte.gz").write_bytes(b"broken")

@@ -1,0 +1,151 @@
+"""REPORT.md, a self-contained report.html (figures embedded) and report.json, from the analysed claims."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import atomic
+from ..runs import dumps, versions
+from .figures import fmt_ci
+
+ICON = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "➖ inconclusive"}
+
+ERRATA = [
+    ("000", "Backward pass `dZ = dZnorm / sqrt(var + eps)`",
+     "ignores the paths through the batch mean and variance. bncli uses the exact gradient (Ioffe & Szegedy Alg. 1): "
+     "dx = (1/(Nσ)) (N g − Σg − x̂ Σ(g x̂)), g = dy·γ. Against central differences the note's formula has a "
+     "relative error of {naive_err:.2f}; bncli's {exact_err:.1e}."),
+    ("000", "Forward pass `Znorm = (Z - mu) / (sigmasqr + epsilon)`",
+     "forgets the square root: the output's variance is then {nosqrt_var:.3g} instead of 1 (for inputs 5·randn + 12)."),
+    ("000", "`mu = np.sum(Z) / m`, `sigmasqr = np.sum((Z - mu)**2) / m`",
+     "sum over every axis, i.e. one mean for the whole layer; BN's statistics are per feature (axis=1 in the note's "
+     "layout)."),
+    ("003", "Test-time formula `(x - μ) / log(σ² + ε)`",
+     "must be `/ sqrt(σ² + ε)`. On the C12 network the note's formula gives {note003_acc:.1%} test accuracy "
+     "instead of {correct_acc:.1%}."),
+    ("004", "\"σ² is the batch std\"", "σ² is the batch variance; σ is the standard deviation."),
+    ("004", "\"ε, γ and β are hyperparameters to be tuned\"",
+     "γ and β are learned parameters (updated by the optimizer like weights); ε is a fixed numerical constant."),
+]
+
+
+def errata_numbers(studies) -> dict:
+    """The numbers quoted in the errata, computed now (small, float64)."""
+    import numpy as np
+
+    from ..core import bn_backward, bn_train_forward
+
+    rng = np.random.default_rng(0)
+    x = 5 * rng.standard_normal((4, 5)) + 12
+    gamma, beta, dy = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((4, 5))
+    y, cache, _, var = bn_train_forward(x.copy(), gamma, beta, 1e-5)
+    dx, _, _ = bn_backward(dy, cache)
+    num = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        for sgn in (1, -1):
+            xp = x.copy()
+            xp[idx] += sgn * 1e-6
+            num[idx] += sgn * (bn_train_forward(xp, gamma, beta, 1e-5)[0] * dy).sum() / 2e-6
+    rel = lambda a, b: float(np.abs(a - b).max() / max(np.abs(a).max() + np.abs(b).max(), 1e-300))  # noqa: E731
+    naive = dy * gamma / np.sqrt(var + 1e-5)
+    xs = 5 * rng.standard_normal((1000, 5)) + 12
+    nosqrt = (xs - xs.mean(0)) / (xs.var(0) + 1e-5)
+    out = {"naive_err": rel(naive, num), "exact_err": rel(dx, num), "nosqrt_var": float(nosqrt.var(0).mean())}
+    m = getattr(studies.get("c12_cost"), "measure", None) or {}
+    out["note003_acc"] = m.get("note003_log_acc", math.nan)
+    out["correct_acc"] = m.get("correct_acc", math.nan)
+    return out
+
+
+def _effect_row(e) -> list[str]:
+    unit = f" {e.unit}" if e.unit else ""
+    mean = f"{e.mean:+.4g}{unit}" if math.isfinite(e.mean) else "—"
+    sd = f"{e.sd:.3g}" if math.isfinite(e.sd) else "—"
+    return [e.label, str(e.n), mean, sd, fmt_ci(e), e.verdict or "(reported)", e.method]
+
+
+def _md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def write_report(claims, studies, out_dir: Path, mode: str, elapsed: float, n_trained: int, failed: list):
+    out_dir = Path(out_dir)
+    err = errata_numbers(studies)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = ["effect", "n", "mean", "sd", "95% interval", "verdict", "method"]
+    md = [f"# bncli report ({mode})", "",
+          f"Generated {when} by bncli {versions()['bncli']} (numpy {versions()['numpy']}) in {elapsed / 60:.1f} min "
+          f"({n_trained} runs trained now, the rest reused from `runs/`). Every number below is computed from the "
+          "runs in this folder; verdicts follow the pre-registered rule of CLAIMS.md: **supported** if the 95% "
+          "interval of the effect excludes \"no effect\" in the claimed direction, **contradicted** if it excludes it "
+          "in the opposite direction, **inconclusive** otherwise.", "", "## Summary", "",
+          _md_table(["claim", "verdict", "primary effect (mean, 95% interval)"],
+                    [[f"{c.id}: {c.title}", ICON[c.verdict],
+                      "; ".join(f"{c.effects[i].label}: {c.effects[i].mean:+.3g} {fmt_ci(c.effects[i])}"
+                                for i in c.primary)] for c in claims]), ""]
+    if failed:
+        md += [f"**{len(failed)} runs failed** and are missing from the statistics: "
+               + "; ".join(f"{f['arm']} seed {f['seed']} {f['point']}: {f['error']}" for f in failed[:10]), ""]
+    for c in claims:
+        md += [f"## {c.id}: {c.title} — {ICON[c.verdict]}", "", f"**Claim.** {c.statement}  ",
+               f"**From the notes:** {c.sources}.  ", f"**Protocol.** {c.protocol}  ",
+               f"**Verdict rule.** {c.rule}", "", _md_table(header, [_effect_row(e) for e in c.effects]), ""]
+        md += [f"![{c.id}](figures/{Path(f).name})" for f in c.figures] + [""] if c.figures else []
+        md += [f"_Note: {n}_" for n in c.notes] + ([""] if c.notes else [])
+    md += ["## Errors in the notes that bncli corrects", "",
+           _md_table(["note", "what it says", "what is right"],
+                     [[n, w, r.format(**err) if "{" in r else r] for n, w, r in ERRATA]), ""]
+    atomic.write_text(out_dir / "REPORT.md", "\n".join(md) + "\n")
+    atomic.write_text(out_dir / "report.html", to_html(md, out_dir))
+    atomic.write_text(out_dir / "report.json", dumps({
+        "mode": mode, "generated": when, "elapsed_s": elapsed, "n_trained": n_trained, "failed": failed,
+        "experiments": str(Path(studies[next(iter(studies))].path).parent), "studies": list(studies),
+        "claims": [{**asdict(c), "effects": [asdict(e) for e in c.effects]} for c in claims],
+        "errata": err, "versions": versions()}))
+    return claims
+
+
+def to_html(md_lines: list[str], out_dir: Path) -> str:
+    """A small Markdown subset (headings, tables, images, bold, italics, code) to standalone HTML."""
+    import re
+
+    def inline(t):
+        t = html.escape(t)
+        t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+        t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+        t = re.sub(r"(?<!\w)_(.+?)_(?!\w)", r"<i>\1</i>", t)
+        return t
+
+    body, table = [], []
+    for line in "\n".join(md_lines).split("\n") + [""]:
+        if line.startswith("|"):
+            table.append([c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+            continue
+        if table:
+            head, rows = table[0], table[2:]
+            body.append("<table><tr>" + "".join(f"<th>{inline(h)}</th>" for h in head) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+            table = []
+        m = re.match(r"!\[(.*?)\]\((.+?)\)", line)
+        if m:
+            data = base64.b64encode((out_dir / m.group(2)).read_bytes()).decode()
+            kind = "svg+xml" if m.group(2).endswith(".svg") else "png"
+            body.append(f'<img alt="{html.escape(m.group(1))}" src="data:image/{kind};base64,{data}">')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            body.append(f"<p>{inline(line.rstrip())}</p>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}"
+             "code{background:#f3f3f3;padding:0 3px}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>bncli report</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,101 @@
+"""The pre-registered verdict rule of CLAIMS.md, and the intervals it is applied to.
+
+Supported if the 95% interval of the effect excludes "no effect" in the claimed direction, contradicted if it
+excludes it in the opposite direction, inconclusive otherwise. For claims of *no* difference (C7) the effect must
+lie inside a margin fixed in advance (an equivalence test): supported if the whole interval is inside, contradicted
+if it lies wholly outside, inconclusive otherwise. Verdicts are computed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import stats
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+
+
+@dataclass
+class Effect:
+    """One measured quantity with its interval: the rows of a claim's table."""
+
+    label: str
+    n: int
+    mean: float
+    sd: float
+    ci_low: float
+    ci_high: float
+    unit: str = ""
+    method: str = "paired t-interval over seeds"
+    direction: int = 0  # +1 / -1: the sign the claim predicts; 0: reported, not judged
+    margin: float | None = None  # equivalence margin (claims of no difference)
+    verdict: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def judge(self) -> "Effect":
+        if self.margin is not None:
+            self.verdict = equivalence(self.ci_low, self.ci_high, self.margin)
+        elif self.direction:
+            self.verdict = directional(self.ci_low, self.ci_high, self.direction)
+        return self
+
+
+def directional(lo, hi, direction) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    lo, hi = sorted((direction * lo, direction * hi))
+    if lo > 0:
+        return SUPPORTED
+    if hi < 0:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def equivalence(lo, hi, margin) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    if -margin < lo and hi < margin:
+        return SUPPORTED
+    if lo > margin or hi < -margin:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def paired_effect(label, diffs, direction=0, unit="", margin=None, method="paired t-interval over seeds") -> Effect:
+    s = stats.describe(diffs)
+    return Effect(label, s.n, s.mean, s.sd, s.ci_low, s.ci_high, unit, method=method, direction=direction,
+                  margin=margin).judge()
+
+
+def bootstrap_effect(label, seeds, statistic, direction=0, unit="", n_boot=1000, seed=0) -> Effect:
+    """Percentile bootstrap over seeds (resampled with replacement, the same resample for every arm, so the pairing
+    is kept): ``statistic(list_of_seeds) -> float``. Deterministic: its Generator has a fixed seed."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    point = statistic(list(seeds))
+    seeds = list(seeds)
+    draws = [statistic([seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]) for _ in range(n_boot)]
+    draws = np.array([d for d in draws if math.isfinite(d)])
+    lo, hi = (np.percentile(draws, [2.5, 97.5]) if len(draws) else (math.nan, math.nan))
+    sd = float(draws.std(ddof=1)) if len(draws) > 1 else math.nan
+    return Effect(label, len(seeds), point, sd, float(lo), float(hi), unit,
+                  method=f"percentile bootstrap over seeds ({n_boot} resamples)", direction=direction).judge()
+
+
+def check_effect(label, value, passed: bool, unit="", detail="") -> Effect:
+    """A deterministic check (no sampling): supported if it passes, contradicted if it fails."""
+    return Effect(label, 1, value, math.nan, value, value, unit, method=detail or "deterministic check",
+                  verdict=SUPPORTED if passed else CONTRADICTED)
+
+
+def combine(primary: list[Effect]) -> str:
+    """The claim's verdict from its primary effects: all supported -> supported; any contradicted ->
+    contradicted; otherwise inconclusive."""
+    verdicts = [e.verdict for e in primary]
+    if verdicts and all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    if any(v == CONTRADICTED for v in verdicts):
+        return CONTRADICTED
+    return INCONCLUSIVE
