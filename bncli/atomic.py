@@ -21,11 +21,16 @@ def _fsync_dir(path: Path):
         os.close(fd)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_bytes(path, data: bytes):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make results unreadable to the rest of a team
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -54,6 +59,7 @@ def write_dir(path, files: dict[str, bytes | str]):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _hidden(path, ".tmp")
     try:
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700, likewise
         for name, data in files.items():
             with open(tmp / name, "wb") as f:
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)

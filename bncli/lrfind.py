@@ -19,11 +19,11 @@ import numpy as np
 
 from . import atomic
 from .config import ExperimentConfig, Source
-from .core import Optimizer, softmax_cross_entropy
+from .core import softmax_cross_entropy
 from .executor import one_blas_thread
 from .experiment import check_with_data, prepare_output
 from .runs import dumps, versions
-from .train import build_model, seed_streams
+from .train import build_model, build_optimizer, seed_streams
 
 
 @dataclass
@@ -37,9 +37,7 @@ def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, 
     """One arm (``cfg.model.bn[0]``), one seed. Returns [(iteration, lr, loss, smoothed loss)]."""
     init_rng, order_rng = seed_streams(cfg.train.seeds[0])
     model = build_model(cfg, data, init_rng)
-    oc = cfg.optimizer
-    opt = Optimizer(model.params, model.grads, oc.name, momentum=oc.momentum, rho=oc.rho, beta1=oc.beta1,
-                    beta2=oc.beta2, eps=oc.eps, weight_decay=oc.weight_decay)
+    opt = build_optimizer(cfg, model)
     X, y, b = data.X_train, data.y_train, cfg.train.batch_size
     ratio = (end / start) ** (1.0 / (iters - 1))
     out, avg, best = [], 0.0, math.inf

@@ -278,7 +278,7 @@ def usable_ranges(cfg, keys, range_rows) -> list[dict]:
             a, b = rs[lo][rk], rs[hi][rk]
             pts = f"{tol * 100:g}"
             row[f"lo_{pts}pt"], row[f"hi_{pts}pt"] = a, b
-            row[f"decades_{pts}pt"] = math.log10(b / a) if a > 0 and b > 0 else math.nan
+            row[f"decades_{pts}pt"] = round(math.log10(b / a), 9) if a > 0 and b > 0 else math.nan  # 0, not -1e-16
             row[f"n_usable_{pts}pt"] = hi - lo + 1
         out.append(row)
     return out

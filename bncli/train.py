@@ -46,6 +46,12 @@ def build_model(cfg: ExperimentConfig, data: Dataset, rng: np.random.Generator) 
                bias_with_bn=m.bias_with_bn, dtype=cfg.train.dtype)
 
 
+def build_optimizer(cfg: ExperimentConfig, model: MLP) -> Optimizer:
+    oc = cfg.optimizer
+    return Optimizer(model.params, model.grads, oc.name, momentum=oc.momentum, rho=oc.rho, beta1=oc.beta1,
+                     beta2=oc.beta2, eps=oc.eps, weight_decay=oc.weight_decay, flat=model.flat)
+
+
 def seed_streams(seed: int):
     init_ss, order_ss = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init_ss), np.random.default_rng(order_ss)
@@ -58,8 +64,7 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
     tc, oc = cfg.train, cfg.optimizer
     init_rng, order_rng = seed_streams(cfg.train.seeds[0])
     model = build_model(cfg, data, init_rng)
-    opt = Optimizer(model.params, model.grads, oc.name, momentum=oc.momentum, rho=oc.rho, beta1=oc.beta1,
-                    beta2=oc.beta2, eps=oc.eps, weight_decay=oc.weight_decay)
+    opt = build_optimizer(cfg, model)
     X, y = data.X_train, data.y_train
     n, b = len(X), tc.batch_size
     total, per_epoch = resolved_budget(tc, n)

@@ -34,10 +34,16 @@ def bn_train_forward(x, gamma, beta, eps):
             "batch normalization in training mode needs at least 2 samples per batch "
             f"(got {n}): the batch variance of one sample is 0 and its output would be beta alone"
         )
-    mean = x.mean(axis=0)
+    # In-place arithmetic on the small per-feature vectors: at batch 60 the cost of BN is the number of NumPy
+    # calls, not the arithmetic (np.mean's Python wrapper alone is a third of a reduction).
+    mean = x.sum(axis=0)
+    mean /= n
     xc = x - mean
-    var = np.einsum("ij,ij->j", xc, xc) / n  # no (x - mu)**2 temporary
-    inv_std = 1.0 / np.sqrt(var + eps)
+    var = np.einsum("ij,ij->j", xc, xc)  # no (x - mu)**2 temporary
+    var /= n
+    inv_std = var + eps
+    np.sqrt(inv_std, out=inv_std)
+    np.reciprocal(inv_std, out=inv_std)
     xc *= inv_std  # xc now holds x_hat, reused in place
     x_hat = xc
     y = x_hat * gamma

@@ -69,9 +69,10 @@ class Activation:
             y = np.maximum(x, 0)
         elif name == "sigmoid":
             # 0.5 * (1 + tanh(x / 2)) is the logistic function without exp overflow for large |x|.
-            y = np.tanh(x * 0.5)
-            y += 1
+            y = np.multiply(x, 0.5)
+            np.tanh(y, out=y)
             y *= 0.5
+            y += 0.5
         elif name == "tanh":
             y = np.tanh(x)
         else:
@@ -84,7 +85,9 @@ class Activation:
         if name == "relu":
             return dy * (y > 0)
         if name == "sigmoid":
-            return dy * y * (1 - y)
+            d = dy * y
+            d *= 1 - y
+            return d
         if name == "tanh":
             return dy * (1 - y * y)
         return dy

@@ -35,8 +35,25 @@ class MLP:
                 self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
         W = init_weights(rng, sizes[-1], n_out, init, init_std, self.dtype)
         self.layers.append(("out", Dense(W, bias=True, need_dx=len(sizes) > 1)))
+        # Every parameter (and gradient) becomes a view into one contiguous buffer, so an optimizer can update
+        # all of them in one pass (Optimizer(..., flat=model.flat)).
+        total = sum(v.size for _, layer in self.layers for v in layer.params.values())
+        self.flat_params = np.empty(total, self.dtype)
+        self.flat_grads = np.zeros(total, self.dtype)
+        offset = 0
+        for _, layer in self.layers:
+            for k, v in layer.params.items():
+                view = self.flat_params[offset:offset + v.size].reshape(v.shape)
+                view[...] = v
+                layer.params[k] = view
+                layer.grads[k] = self.flat_grads[offset:offset + v.size].reshape(v.shape)
+                offset += v.size
         self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
         self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
+
+    @property
+    def flat(self):
+        return self.flat_params, self.flat_grads
 
     # -- training and inference ------------------------------------------------------------------------------
     def forward(self, x, mode="train"):

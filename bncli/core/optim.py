@@ -33,8 +33,15 @@ def lr_at(step, total_steps, lr, schedule="constant", step_size=1000, gamma=0.1,
 
 
 class Optimizer:
+    """Updates ``params`` from ``grads`` (dicts with the same keys) in place.
+
+    ``flat=(flat_params, flat_grads)``, when every parameter and gradient is a view into one contiguous buffer
+    (``MLP.flat_params`` / ``MLP.flat_grads``), makes one update over the whole buffer instead of one per array:
+    the same arithmetic element by element (bit-identical results), a handful of NumPy calls per step instead of
+    a handful per parameter."""
+
     def __init__(self, params: dict, grads: dict, name="sgd", momentum=0.9, rho=0.99, beta1=0.9, beta2=0.999,
-                 eps=1e-8, weight_decay=0.0):
+                 eps=1e-8, weight_decay=0.0, flat=None):
         if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
         self.name, self.params, self.grads = name, params, grads
@@ -42,8 +49,18 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.decayed = {k for k in params if k.endswith(".W")}
         self.t = 0
+        if flat is not None:
+            fp, fg = flat
+            mask = np.zeros_like(fp)  # weight decay applies to the weight matrices' entries only
+            for k in self.decayed:
+                p = params[k]
+                start = (p.__array_interface__["data"][0] - fp.__array_interface__["data"][0]) // fp.itemsize
+                mask[start:start + p.size] = 1
+            self.groups = [(fp, fg, mask)]
+        else:
+            self.groups = [(p, grads[k], k in self.decayed) for k, p in params.items()]
         slots = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}[name]
-        self.state = {k: [np.zeros_like(p) for _ in range(slots)] for k, p in params.items()}
+        self.state = [[np.zeros_like(p) for _ in range(slots)] for p, _, _ in self.groups]
 
     def step(self, lr):
         self.t += 1
@@ -54,24 +71,23 @@ class Optimizer:
             c2 = 1.0 - self.beta2 ** self.t
             step_size = lr * math.sqrt(c2) / c1
             eps_hat = self.eps * math.sqrt(c2)
-        for k, p in self.params.items():
-            g = self.grads[k]
-            if self.weight_decay and k in self.decayed:
-                g = g + self.weight_decay * p
+        for (p, g, decay), state in zip(self.groups, self.state):
+            if self.weight_decay and decay is not False:
+                g = g + self.weight_decay * (p if decay is True else p * decay)
             if name == "sgd":
                 p -= lr * g
             elif name == "momentum":
-                (v,) = self.state[k]
+                (v,) = state
                 v *= self.momentum
                 v += g
                 p -= lr * v
             elif name == "rmsprop":
-                (s,) = self.state[k]
+                (s,) = state
                 s *= self.rho
                 s += (1.0 - self.rho) * (g * g)
                 p -= lr * g / (np.sqrt(s) + self.eps)
             else:
-                m, v = self.state[k]
+                m, v = state
                 m *= self.beta1
                 m += (1.0 - self.beta1) * g
                 v *= self.beta2

@@ -36,6 +36,16 @@ class Study:
     rows: list[dict] = field(default_factory=list)  # filled after running: run summaries with their point
 
 
+def _matches(study: str, wanted: str) -> bool:
+    """--only C7, c7, c07 or c07_bias all select c07_bias."""
+    import re
+
+    m = re.fullmatch(r"[cC]0*(\d+)", wanted.strip())
+    if m:
+        return study.startswith(f"c{int(m[1]):02d}_")
+    return study.startswith(wanted.lower())
+
+
 def load_study(experiments: Path, name: str, full: bool, runs_dir: Path) -> Study:
     path = experiments / f"{name}.yaml"
     cfg, src = load_config(path)
@@ -72,7 +82,7 @@ def run_report(mode="quick", out_dir=None, experiments="experiments", workers=1,
     out_dir = Path(out_dir or f"results/report-{mode}")
     prepare_output(out_dir)
     runs_dir = out_dir / "runs"
-    names = [n for n in STUDIES if not only or any(n.startswith(o.lower()) for o in only)]
+    names = [n for n in STUDIES if not only or any(_matches(n, o) for o in only)]
     if not names:
         raise UsageError(f"--only {' '.join(only)}: no claim matches (expected ids like c01 ... c12)")
     studies = {n: load_study(experiments, n, mode == "full", runs_dir) for n in names}
@@ -99,15 +109,16 @@ def run_report(mode="quick", out_dir=None, experiments="experiments", workers=1,
                         failed=failed)
 
 
-def gather(s: Study, out_dir: Path, failed: list[dict]):
-    """Each run's full summary.json with its sweep point, arm and seed; the per-study tables as `bncli sweep`."""
+def gather(s: Study, out_dir: Path, failed: list[dict], write=True):
+    """Each run's full summary.json with its sweep point, arm and seed; with ``write``, also the per-study tables
+    as `bncli sweep` writes them."""
     import json
 
     from ..sweep import is_diverged
 
     if s.name in IN_PROCESS:
         return
-    if s.cfg.sweep is not None:
+    if write and s.cfg.sweep is not None:
         collect(s.cfg, out_dir / "studies" / s.name, s.runs, failed)
     s.rows = []
     for r in s.runs:
@@ -124,9 +135,11 @@ def plot_report(d: Path, out: Path, fmt: str):
     from .claims import analyse
 
     info = json.loads((d / "report.json").read_text())
-    studies = {n: load_study(Path(info["experiments"]), n, info["mode"] == "full", d / "runs")
-               for n in info["studies"]}
+    experiments = Path(info["experiments"])
+    if not experiments.is_dir():  # the report was moved: fall back to the current folder's experiments/
+        experiments = Path("experiments")
+    studies = {n: load_study(experiments, n, info["mode"] == "full", d / "runs") for n in info["studies"]}
     for s in studies.values():
-        gather(s, d, [])
+        gather(s, d, [], write=False)  # plotting reads the report, never rewrites it
     claims = analyse(studies, d, info["mode"], fig_dir=Path(out) / "figures", fmt=fmt)
     return [Path(p) for c in claims for p in c.figures]

@@ -16,7 +16,7 @@ def _color(name, i):
     return ARM_COLORS.get(name, SERIES_COLORS[i % len(SERIES_COLORS)])
 
 
-def bars(path, title, panels, ylabel, note=""):
+def bars(path, title, panels, ylabel, note="", over="seeds"):
     """panels: [(panel title, categories, {series: [(mean, ci_low, ci_high), ...per category]})]; error bars are
     the 95% intervals. Series named after BN placements keep their colours."""
     fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.4), layout="constrained")
@@ -30,14 +30,18 @@ def bars(path, title, panels, ylabel, note=""):
             lo = np.array([v[1] for v in vals], float)
             hi = np.array([v[2] for v in vals], float)
             err = np.vstack([np.nan_to_num(m - lo), np.nan_to_num(hi - m)])
-            ax.bar(x + (i - (k - 1) / 2) * width, m, width * 0.92, yerr=err, capsize=3, color=_color(name, i),
+            xs = x + (i - (k - 1) / 2) * width
+            ax.bar(xs, m, width * 0.92, yerr=err, capsize=3, color=_color(name, i),
                    label=ARM_LABELS.get(name, name), alpha=0.9)
-        ax.set_xticks(x, [str(c) for c in cats], fontsize=8)
+            for xv in xs[~np.isfinite(m)]:
+                ax.text(xv, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+        long = max((len(str(c)) for c in cats), default=0) * len(cats) > 60
+        ax.set_xticks(x, [str(c) for c in cats], fontsize=8, rotation=20 if long else 0, ha="right" if long else "center")
         ax.set_title(ptitle, fontsize=10)
         ax.set_ylabel(ylabel if ax is axes[0] else "")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{title}\nbars: mean over seeds; error bars: 95% t-interval{note}", fontsize=9)
+    fig.suptitle(f"{title}\nbars: mean over {over}; error bars: 95% t-interval{note}", fontsize=9)
     save(fig, path)
 
 

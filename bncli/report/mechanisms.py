@@ -79,7 +79,8 @@ def c04(ctx) -> Claim:
                   for arm in ("none", "before")}
         panels.append((title, [f"batch {b}" for b in sizes], series))
     path = ctx.fig("c04_regularization")
-    figures.bars(path, "C4: generalization with and without BN", panels, "accuracy")
+    figures.bars(path, "C4: generalization with and without BN", panels, "accuracy",
+                 note=f"; n/a: no run reached training loss {MATCHED_LOSS}")
     c.figures.append(str(path))
     return c
 
@@ -287,7 +288,7 @@ def _measure_cost(cfg, reps=40):
         Xt = data.X_test
         from ..core import Optimizer
 
-        opts = {a: Optimizer(m.params, m.grads, "sgd") for a, m in models.items()}
+        opts = {a: Optimizer(m.params, m.grads, "sgd", flat=m.flat) for a, m in models.items()}
         folded = models["before"].folded_layers()
 
         def step(a):
@@ -387,6 +388,6 @@ def c12(ctx) -> Claim:
               ("inference on 1,000 test images", ["no BN", "BN layer", "BN folded"],
                {"time": [_ci(T["infer_none"] * 1e3), _ci(T["infer_bn"] * 1e3), _ci(T["infer_folded"] * 1e3)]})]
     path = ctx.fig("c12_cost")
-    figures.bars(path, "C12: what BN costs (one BLAS thread)", panels, "milliseconds")
+    figures.bars(path, "C12: what BN costs (one BLAS thread)", panels, "milliseconds", over="repetitions")
     c.figures.append(str(path))
     return c

@@ -151,7 +151,7 @@ def _range_claim(ctx, study, cid, title, statement, sources, key, group_key=None
         c.effects.append(_width_effect(rows, cfg, key, where, 0.02,
                                        f"{label}usable {key} range (within 2 points of best), BN - no BN"))
     c.primary = list(range(len(c.effects)))
-    path = ctx.fig(f"{cid.lower()}_range")
+    path = ctx.fig(f"c{int(cid[1:]):02d}_range")
     table = range_table(cfg, list(cfg.sweep.parameters), rows)
     range_figure(table, usable_ranges(cfg, list(cfg.sweep.parameters), table), list(cfg.sweep.parameters), key,
                  path, title=f"{cid}: {title}")
@@ -201,7 +201,7 @@ def c10(ctx) -> Claim:
     c.rule = f"Primary: at the largest depth ({depths[-1]}), final accuracy BN - no BN, paired by seed, above 0, " \
              "for each activation."
     for act in ("sigmoid", "relu"):
-        for d in (depths[-1], depths[len(depths) // 2]):
+        for d in dict.fromkeys((depths[-1], depths[(len(depths) - 1) // 2])):
             w = {"model.activation": act, "model.depth": d}
             diff = paired_diffs(by_seed(select(rows, arm="none", **w), "final_test_acc"),
                                 by_seed(select(rows, arm="before", **w), "final_test_acc"))

@@ -106,7 +106,7 @@ def write_report(claims, studies, out_dir: Path, mode: str, elapsed: float, n_tr
     atomic.write_text(out_dir / "report.html", to_html(md, out_dir))
     atomic.write_text(out_dir / "report.json", dumps({
         "mode": mode, "generated": when, "elapsed_s": elapsed, "n_trained": n_trained, "failed": failed,
-        "experiments": str(Path(studies[next(iter(studies))].path).parent), "studies": list(studies),
+        "experiments": str(Path(studies[next(iter(studies))].path).parent.resolve()), "studies": list(studies),
         "claims": [{**asdict(c), "effects": [asdict(e) for e in c.effects]} for c in claims],
         "errata": err, "versions": versions()}))
     return claims

@@ -334,7 +334,7 @@ def test_dtype_preserved_through_forward_backward_step(dtype, bn, name):
         assert model.params[k].dtype == dtype, k
         assert model.grads[k].dtype == dtype, k
         assert id(model.params[k]) == ids[k], f"{k} was rebound instead of updated in place"
-        assert all(s.dtype == dtype for s in opt.state[k]), k
+    assert all(s.dtype == dtype for st in opt.state for s in st)
     for k, v in model.get_buffers().items():
         assert v.dtype == dtype, k
     assert model.forward(X, "eval").dtype == dtype

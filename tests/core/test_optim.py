@@ -212,3 +212,26 @@ def test_lr_at_returns_python_float():
     for schedule in ("constant", "step", "cosine"):
         assert type(lr_at(3, 10, 0.1, schedule, step_size=2, warmup=2)) is float
         assert type(lr_at(1, 10, 0.1, schedule, warmup=2)) is float
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+def test_flat_update_is_bit_identical_to_per_parameter_updates(name, wd):
+    """Optimizer(flat=model.flat) updates the whole buffer at once: same numbers as one update per array."""
+    from bncli.core import MLP, softmax_cross_entropy
+
+    models = [MLP(6, [5, 4], 3, rng=np.random.default_rng(21), bn="before", bias_with_bn=True) for _ in range(2)]
+    opts = [Optimizer(models[0].params, models[0].grads, name, weight_decay=wd),
+            Optimizer(models[1].params, models[1].grads, name, weight_decay=wd, flat=models[1].flat)]
+    rng = np.random.default_rng(22)
+    for _ in range(4):
+        X = rng.standard_normal((8, 6)).astype(np.float32)
+        y = rng.integers(0, 3, 8)
+        for m, o in zip(models, opts):
+            _, d, _ = softmax_cross_entropy(m.forward(X, "train"), y)
+            m.backward(d)
+            o.step(0.05)
+    for k in models[0].params:
+        np.testing.assert_array_equal(models[0].params[k], models[1].params[k], err_msg=k)
+    assert not np.array_equal(models[0].params["dense1.W"], MLP(6, [5, 4], 3, rng=np.random.default_rng(21),
+                                                                 bn="before").params["dense1.W"])

@@ -1,0 +1,444 @@
+"""`bncli report` end to end on a shrunken copy of the claim experiments (experiments/c*.yaml): every claim measured,
+judged by the pre-registered rule, pictured and written to REPORT.md / report.html / report.json; runs shared between
+studies and reused when the report is made again; `--only`; `bncli plot` on a report directory; the command line."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bncli.cli import app
+from bncli.errors import UsageError
+from bncli.report import IN_PROCESS, STUDIES, load_study, run_report
+from bncli.report.verdict import combine, Effect
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+VERDICTS = {"supported", "contradicted", "inconclusive"}
+DATA = {"name": "synthetic", "synthetic": {"n_train": 240, "n_test": 120, "n_features": 8, "n_classes": 3}}
+
+
+# -- the tiny experiments folder --------------------------------------------------------------------------------------
+def shrink(name: str, doc: dict) -> dict:
+    """A claim experiment with the same structure (arms, swept keys, measures) on a few seconds' budget."""
+    d = copy.deepcopy(doc)
+    d["data"] = copy.deepcopy(DATA)
+    d["full"] = []
+    m, t = d["model"], d["train"]
+    if "hidden" in m:
+        m["hidden"] = [16, 16]
+    else:
+        assert "width" in m and "depth" in m, name
+        m["width"] = 8
+    t["seeds"] = 3
+    if "steps" in t:
+        t["steps"] = 60
+        t["eval_every"] = 20
+    else:
+        t["epochs"] = 1
+    if "percentile_images" in t:
+        t["percentile_images"] = 100  # <= n_test
+    params = (d.get("sweep") or {}).get("parameters", {})
+    for p in params.values():
+        if "values" in p:
+            p["values"] = p["values"][:2]
+    special = {
+        "c02_lr_range": {"optimizer.lr": {"min": 1e-3, "max": 1e-1, "scale": "log", "per_decade": 1}},
+        "c03_init_scale": {"model.init_std": {"min": 1e-2, "max": 1.0, "scale": "log", "per_decade": 1}},
+        "c04_regularization": {"train.batch_size": {"values": [16, 64]}},
+        "c05_test_time": {"model.bn_decay": {"values": [0.9, 0.99]}},
+        "c10_depth": {"model.depth": {"values": [2, 3]}},
+        "c11_batch_size": {"train.batch_size": {"values": [4, 64]}},  # 64: the reference batch of the analysis
+    }
+    for key, p in special.get(name, {}).items():
+        assert key in params, f"{name}: {key} is no longer swept"
+        params[key] = p
+    if name == "c04_regularization":
+        t["epochs"] = 3
+    return d
+
+
+def write_experiments(dest: Path) -> dict:
+    dest.mkdir(parents=True, exist_ok=True)
+    docs = {n: shrink(n, yaml.safe_load((REPO / "experiments" / f"{n}.yaml").read_text())) for n in STUDIES}
+    # c06 re-reads the runs of c01: identical apart from name, description and bn
+    c06 = copy.deepcopy(docs["c01_faster_training"])
+    for k in ("name", "description"):
+        c06[k] = docs["c06_placement"][k]
+    c06["model"]["bn"] = docs["c06_placement"]["model"]["bn"]
+    docs["c06_placement"] = c06
+    for n, d in docs.items():
+        (dest / f"{n}.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    return docs
+
+
+def grid_size(p: dict) -> int:
+    if "values" in p:
+        return len(p["values"])
+    return int(math.floor(math.log10(p["max"] / p["min"]) * p["per_decade"] + 1e-9)) + 1
+
+
+def n_runs(doc: dict) -> int:
+    n = len(doc["model"]["bn"]) * doc["train"]["seeds"]
+    for p in (doc.get("sweep") or {}).get("parameters", {}).values():
+        n *= grid_size(p)
+    return n
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    docs = write_experiments(root / "exp")
+    return root / "exp", docs
+
+
+@pytest.fixture(scope="module")
+def report(exp, tmp_path_factory):
+    """The report made once; its report.json as it was after the first run."""
+    out = tmp_path_factory.mktemp("report") / "rep"
+    claims = run_report("quick", out_dir=out, experiments=exp[0], workers=1)
+    info = json.loads((out / "report.json").read_text())
+    return out, claims, info
+
+
+@pytest.fixture(scope="module")
+def rerun(exp, report):
+    """`bncli report` again on the same folder, through the command line."""
+    out, _, first = report
+    r = CliRunner().invoke(app, ["report", "--quick", "--experiments", str(exp[0]), "--out", str(out), "-j", "1"])
+    second = json.loads((out / "report.json").read_text())
+    return r, first, second
+
+
+def _num(v):
+    return math.nan if v is None else float(v)
+
+
+# -- the verdict rule, re-derived from report.json --------------------------------------------------------------------
+def rule_directional(lo, hi, direction):
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    lo, hi = min(direction * lo, direction * hi), max(direction * lo, direction * hi)
+    return "supported" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
+
+
+def rule_equivalence(lo, hi, margin):
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    if -margin < lo and hi < margin:
+        return "supported"
+    if lo > margin or hi < -margin:
+        return "contradicted"
+    return "inconclusive"
+
+
+# The deterministic checks, with the thresholds the claims pre-register (CLAIMS.md / the claims' rules).
+CHECKS = {
+    ("C5", "single-example eval = batched eval"): lambda v: v == 1.0,
+    ("C7", "max |dL/d bias|"): lambda v: v < 1e-10,
+    ("C7", "max relative change of the logits"): lambda v: v < 1e-10,
+    ("C8", "float64:"): lambda v: v < 1e-12,
+    ("C8", "float32:"): lambda v: v < 1e-5,
+    ("C12", "folded outputs"): lambda v: v < 1e-5,
+}
+
+
+def derive(cid, e) -> str | None:
+    lo, hi = _num(e["ci_low"]), _num(e["ci_high"])
+    if e["margin"] is not None:
+        return rule_equivalence(lo, hi, e["margin"])
+    if e["direction"]:
+        return rule_directional(lo, hi, e["direction"])
+    check = [f for (c, prefix), f in CHECKS.items() if c == cid and e["label"].startswith(prefix)]
+    if check:
+        assert e["n"] == 1 and _num(e["mean"]) == lo == hi, e
+        return "supported" if check[0](_num(e["mean"])) else "contradicted"
+    return None  # reported, not judged
+
+
+def rule_combine(verdicts):
+    if verdicts and all(v == "supported" for v in verdicts):
+        return "supported"
+    return "contradicted" if "contradicted" in verdicts else "inconclusive"
+
+
+def test_report_files_and_twelve_claims(report):
+    out, claims, info = report
+    for name in ("REPORT.md", "report.html", "report.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert [c["id"] for c in info["claims"]] == [f"C{i}" for i in range(1, 13)]
+    assert [c.id for c in claims] == [c["id"] for c in info["claims"]]
+    assert info["mode"] == "quick" and info["studies"] == STUDIES and info["failed"] == []
+    for c in info["claims"]:
+        assert c["verdict"] in VERDICTS, c["id"]
+        assert c["primary"] and all(0 <= i < len(c["effects"]) for i in c["primary"]), c["id"]
+        assert c["rule"] and c["statement"] and c["protocol"], c["id"]
+
+
+def test_every_verdict_follows_the_rule_from_the_json_numbers(report):
+    _, _, info = report
+    for c in info["claims"]:
+        for e in c["effects"]:
+            expected = derive(c["id"], e)
+            if expected is not None:
+                assert e["verdict"] == expected, (c["id"], e)
+        primary = [c["effects"][i] for i in c["primary"]]
+        derived = [derive(c["id"], e) for e in primary]
+        assert None not in derived, (c["id"], "a primary effect that is not judged")
+        assert c["verdict"] == rule_combine(derived), c["id"]
+        as_effects = [Effect(e["label"], e["n"], _num(e["mean"]), _num(e["sd"]), _num(e["ci_low"]),
+                             _num(e["ci_high"]), verdict=v) for e, v in zip(primary, derived)]
+        assert c["verdict"] == combine(as_effects), c["id"]
+
+
+def test_the_paired_effects_have_t_intervals(report):
+    """The numbers of a paired effect hang together: mean inside its interval, half-width t * sd / sqrt(n)."""
+    from bncli.stats import t975
+
+    _, _, info = report
+    checked = 0
+    for c in info["claims"]:
+        for e in c["effects"]:
+            if not e["method"].startswith("paired t-interval") or e["n"] < 2 or e["sd"] is None:
+                continue
+            h = t975(e["n"] - 1) * e["sd"] / math.sqrt(e["n"])
+            assert e["ci_low"] == pytest.approx(e["mean"] - h, abs=1e-12) and \
+                e["ci_high"] == pytest.approx(e["mean"] + h, abs=1e-12), (c["id"], e)
+            checked += 1
+    assert checked >= 10
+
+
+def test_runs_are_shared_between_studies_and_trained_once(report, exp):
+    out, _, info = report
+    root, docs = exp
+    hashes = {n: {r.hash for r in load_study(root, n, False, out / "runs").runs} for n in STUDIES
+              if n not in IN_PROCESS}
+    union = set().union(*hashes.values())
+    assert hashes["c06_placement"] == hashes["c01_faster_training"]  # C6 re-reads the C1 runs
+    for n, h in hashes.items():
+        assert len(h) == n_runs(docs[n]), n
+    expected = sum(n_runs(docs[n]) for n in hashes) - n_runs(docs["c06_placement"])
+    assert info["n_trained"] == len(union) == expected
+    on_disk = sorted(p.name for p in (out / "runs").iterdir() if not p.name.startswith("."))
+    assert on_disk == sorted(union)
+    assert all((out / "runs" / h / "summary.json").is_file() for h in union)
+
+
+def test_figures_are_pngs_and_embedded_in_the_html(report):
+    out, _, info = report
+    figures = [Path(f) for c in info["claims"] for f in c["figures"]]
+    assert len(figures) >= 10
+    assert len(set(figures)) == len(figures)
+    for f in figures:
+        assert f.is_file(), f
+        data = f.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 1000, f
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(f.name for f in figures)
+    for c in info["claims"]:
+        if c["id"] != "C8":  # C8 is a computation without runs
+            assert c["figures"], c["id"]
+
+    page = (out / "report.html").read_text()
+    srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', page)
+    assert len(srcs) == len(figures)
+    embedded = sorted(base64.b64decode(s.split(",", 1)[1]) for s in srcs if s.startswith("data:image/png;base64,"))
+    assert len(embedded) == len(srcs)  # nothing external
+    assert embedded == sorted(f.read_bytes() for f in figures)
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert "<script" not in page and "<link" not in page
+
+
+def test_report_md_summary_and_errata(report):
+    out, _, info = report
+    md = (out / "REPORT.md").read_text()
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in summary.splitlines() if re.match(r"\| C\d+: ", ln)]
+    assert len(rows) == 12
+    for row, c in zip(rows, info["claims"]):
+        cells = [x.strip() for x in row.strip("|").split(" | ")]
+        assert cells[0] == f"{c['id']}: {c['title']}"
+        assert cells[1].endswith(c["verdict"]), (cells, c["verdict"])
+    for c in info["claims"]:
+        assert f"## {c['id']}: {c['title']}" in md
+        for f in c["figures"]:
+            assert f"](figures/{Path(f).name})" in md
+
+    assert "## Errors in the notes that bncli corrects" in md
+    errata = md.split("## Errors in the notes that bncli corrects", 1)[1]
+    row = next(ln for ln in errata.splitlines() if ln.startswith("| 000 | Backward pass"))
+    m = re.search(r"relative error of ([0-9.]+); bncli's ([0-9.e+-]+)\.", row)
+    assert m, row
+    assert float(m.group(1)) > 0.1  # the note's gradient is wrong
+    assert float(m.group(2)) < 1e-5  # bncli's agrees with central differences
+    assert info["errata"]["naive_err"] == pytest.approx(float(m.group(1)), abs=0.006)
+    assert "| 003 |" in errata and "| 004 |" in errata
+
+
+def test_c10_effects_are_not_duplicated(report):
+    _, _, info = report
+    c10 = next(c for c in info["claims"] if c["id"] == "C10")
+    labels = [e["label"] for e in c10["effects"]]
+    assert len(labels) == len(set(labels)), labels
+    assert len(c10["primary"]) == len(set(c10["primary"])) == 2  # one per activation
+
+
+# -- running the report again, through the command line -----------------------------------------------------------------
+def test_cli_report_prints_the_claims_table(rerun):
+    r, _, second = rerun
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    text = " ".join(r.stdout.split())
+    assert "report (quick): 12 studies" in text and "0 to train" in text
+    table = r.stdout.split("claims", 1)[1]
+    lines = [ln for ln in table.splitlines() if re.search(r"\bC\d+\b", ln)]
+    for c in second["claims"]:
+        line = next((ln for ln in lines if re.search(rf"\b{c['id']}\b", ln)), None)
+        assert line is not None, (c["id"], table)
+        assert c["verdict"] in line, (line, c["verdict"])
+    assert "wrote" in text and "REPORT.md" in text
+
+
+def test_second_run_trains_nothing_and_reproduces_the_numbers(rerun):
+    r, first, second = rerun
+    assert r.exit_code == 0, r.output
+    assert first["n_trained"] > 0 and second["n_trained"] == 0
+    assert [c["id"] for c in second["claims"]] == [c["id"] for c in first["claims"]]
+    keys = ("label", "n", "mean", "sd", "ci_low", "ci_high", "direction", "margin", "verdict")
+    for a, b in zip(first["claims"], second["claims"]):
+        if a["id"] == "C12":  # timings
+            continue
+        assert [[e[k] for k in keys] for e in a["effects"]] == [[e[k] for k in keys] for e in b["effects"]], a["id"]
+        assert a["verdict"] == b["verdict"] and a["primary"] == b["primary"]
+    assert first["errata"]["naive_err"] == second["errata"]["naive_err"]
+
+
+# -- --only ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def only_c07(exp, tmp_path_factory):
+    out = tmp_path_factory.mktemp("only") / "rep"
+    claims = run_report("quick", out_dir=out, experiments=exp[0], workers=1, only=["c07"])
+    return out, claims, json.loads((out / "report.json").read_text())
+
+
+def test_only_restricts_the_claims(only_c07, exp):
+    out, claims, info = only_c07
+    assert [c.id for c in claims] == ["C7"]
+    assert [c["id"] for c in info["claims"]] == ["C7"] and info["studies"] == ["c07_bias"]
+    assert info["n_trained"] == n_runs(exp[1]["c07_bias"])
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["c07_bias.png"]
+    assert not (out / "studies" / "c01_faster_training").exists()
+    md = (out / "REPORT.md").read_text()
+    assert "## C7: " in md and not re.search(r"^## C(?!7:)\d+: ", md, re.M)
+
+
+class _Planned(Exception):
+    pass
+
+
+def _selected(exp_dir, out, only):
+    """The studies run_report would run for ``only`` (stopped before training anything)."""
+    def stop(studies, todo):
+        raise _Planned(list(studies))
+
+    with pytest.raises(_Planned) as e:
+        run_report("quick", out_dir=out, experiments=exp_dir, only=only, on_plan=stop)
+    return e.value.args[0]
+
+
+def test_only_accepts_the_study_prefixes(exp, tmp_path):
+    assert _selected(exp[0], tmp_path / "o", ["c01"]) == ["c01_faster_training"]
+    assert _selected(exp[0], tmp_path / "o", ["C12", "c07"]) == ["c07_bias", "c12_cost"]
+    with pytest.raises(UsageError, match="no claim matches"):
+        run_report("quick", out_dir=tmp_path / "o", experiments=exp[0], only=["c99"])
+
+
+@pytest.mark.parametrize("only, expected", [
+    (["C1"], ["c01_faster_training"]),
+    (["c1"], ["c01_faster_training"]),
+    (["C7"], ["c07_bias"]),
+    (["C10", "c2"], ["c02_lr_range", "c10_depth"]),
+    (["c07_bias"], ["c07_bias"]),
+])
+def test_only_accepts_the_claim_ids_of_the_report(exp, tmp_path, only, expected):
+    assert _selected(exp[0], tmp_path / "o", only) == expected
+
+
+# -- errors ------------------------------------------------------------------------------------------------------------
+def test_missing_experiments_folder_is_a_usage_error(tmp_path):
+    out = tmp_path / "rep"
+    with pytest.raises(UsageError, match="--experiments"):
+        run_report("quick", out_dir=out, experiments=tmp_path / "nowhere", workers=1)
+    assert not out.exists()
+    r = CliRunner().invoke(app, ["report", "--experiments", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.stderr and "nowhere" in r.stderr and "Traceback" not in r.output
+    assert not out.exists()
+
+
+# -- bncli plot on a report ---------------------------------------------------------------------------------------------
+def test_plot_redraws_the_report_figures(report, tmp_path):
+    src, _, info = report
+    d = tmp_path / "copy"
+    shutil.copytree(src, d)
+    names = sorted(Path(f).name for c in info["claims"] for f in c["figures"])
+    for p in (d / "figures").iterdir():
+        p.unlink()
+    r = CliRunner().invoke(app, ["plot", str(d)])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (d / "figures").iterdir()) == names
+    for n in names:
+        data = (d / "figures" / n).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 1000, n
+    assert r.stdout.count("wrote") == len(names)
+
+
+def test_plot_report_as_svg_into_out(only_c07, tmp_path):
+    src = only_c07[0]
+    out = tmp_path / "svg"
+    r = CliRunner().invoke(app, ["plot", str(src), "--format", "svg", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    files = sorted(p.name for p in (out / "figures").iterdir())
+    assert files == ["c07_bias.svg"]
+    head = (out / "figures" / "c07_bias.svg").read_bytes()[:200].lstrip()
+    assert head.startswith(b"<svg") or head.startswith(b"<?xml")
+    assert not list((src / "figures").glob("*.svg"))
+
+
+def _snapshot(d: Path) -> dict:
+    return {str(p.relative_to(d)): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+            for p in d.rglob("*") if p.is_file()}
+
+
+def test_plot_report_with_out_leaves_the_report_alone(only_c07, tmp_path):
+    d = tmp_path / "copy"
+    shutil.copytree(only_c07[0], d)
+    before = _snapshot(d)
+    r = CliRunner().invoke(app, ["plot", str(d), "--out", str(tmp_path / "elsewhere")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "elsewhere" / "figures" / "c07_bias.png").is_file()
+    assert _snapshot(d) == before
+
+
+def test_plot_report_from_another_working_directory(exp, tmp_path, monkeypatch):
+    monkeypatch.chdir(exp[0].parent)
+    out = tmp_path / "rep"
+    run_report("quick", out_dir=out, experiments=exp[0].name, workers=1, only=["c07"])  # relative, as the default
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = CliRunner().invoke(app, ["plot", str(out), "--out", str(tmp_path / "figs")])
+    assert r.exit_code == 0, r.output
+    assert is_png_file(tmp_path / "figs" / "figures" / "c07_bias.png")
+
+
+def is_png_file(p: Path) -> bool:
+    return p.is_file() and p.read_bytes()[:8] == PNG_MAGIC
