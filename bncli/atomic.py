@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 
-def _fsync_dir(path: Path):
+def fsync_dir(path: Path):
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -39,16 +39,17 @@ def write_bytes(path, data: bytes):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_text(path, text: str):
     write_bytes(path, text.encode("utf-8"))
 
 
-def _hidden(path: Path, suffix: str) -> Path:
-    # The pid in the name lets clean_stale() tell a dead writer's leftovers from a live writer's work.
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent))
+def hidden_sibling(parent: Path, name: str, suffix: str) -> Path:
+    """A new hidden directory ``.<name>.<pid>.<random><suffix>`` in ``parent``. The pid in the name lets
+    clean_stale() tell a dead writer's leftovers from a live writer's work."""
+    return Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=suffix, dir=parent))
 
 
 def write_dir(path, files: dict[str, bytes | str]):
@@ -57,7 +58,7 @@ def write_dir(path, files: dict[str, bytes | str]):
     each attempt leaves either its directory or the other's, both complete)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden(path, ".tmp")
+    tmp = hidden_sibling(path.parent, path.name, ".tmp")
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700, likewise
         for name, data in files.items():
@@ -65,11 +66,11 @@ def write_dir(path, files: dict[str, bytes | str]):
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
                 f.flush()
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         for attempt in range(5):
             old = None
             if path.exists():
-                old = _hidden(path, ".old")
+                old = hidden_sibling(path.parent, path.name, ".old")
                 try:
                     os.replace(path, old / path.name)
                 except FileNotFoundError:  # another writer moved it first
@@ -87,7 +88,7 @@ def write_dir(path, files: dict[str, bytes | str]):
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
             break
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

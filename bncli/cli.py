@@ -188,7 +188,8 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
            workers: int = WORKERS,
            executor: str = typer.Option("local", "--executor", help="local, or dask://HOST:PORT (bncli[dask])."),
            experiments: Path = typer.Option(Path("experiments"), "--experiments", help="Folder of c01_*.yaml ..."),
-           only: Optional[List[str]] = typer.Option(None, "--only", help="Claim ids to include, e.g. --only c01.")):
+           only: Optional[List[str]] = typer.Option(None, "--only", help="Claim ids to include, e.g. --only C1."),
+           readme: Optional[Path] = typer.Option(None, "--readme", help="Also rewrite this README's summary block.")):
     """Measure every claim of CLAIMS.md: run what is missing, then write REPORT.md, report.html and figures."""
     from rich.table import Table
 
@@ -231,6 +232,11 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
         table.add_row(f"{c.id} {c.title}", f"[{colors[c.verdict]}]{c.verdict}[/]", prim)
     console.print(table)
     out_dir = out or Path(f"results/report-{mode}")
+    if readme:
+        from .report.render import update_readme
+
+        update_readme(readme, out_dir, claims, mode)
+        console.print(f"updated the summary in {readme}")
     console.print(f"wrote {out_dir}/REPORT.md, report.html, report.json and figures/ in "
                   f"{time.perf_counter() - t0:.0f} s")
 

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .. import atomic
+from ..atomic import fsync_dir, hidden_sibling
 from ..errors import BncliError, UsageError
 from . import cifar, sources
 from .datasets import DataCorruptError
@@ -176,7 +176,7 @@ def download(url: str, dest, md5: str, *, progress: Progress | None = None, time
         raise ChecksumError(f"{dest}: checksum mismatch for {url}: MD5 {hashes['md5']}, the published one is {md5}; "
                             "the download was deleted (a damaged transfer or a changed file on the server)")
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return {**hashes, "size": dest.stat().st_size, "resumed_from": resumed_from}
 
 
@@ -203,24 +203,6 @@ def _member_path(name: str, archive) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _hidden(parent: Path, name: str, suffix: str) -> Path:
-    # ".<name>.<pid>.<random><suffix>": the naming atomic.clean_stale() recognises as a dead writer's leftover
-    return Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=suffix, dir=parent))
-
-
-def _fsync_dir(path: Path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _within(path: Path, base: Path) -> bool:
     try:
         Path(os.path.realpath(path)).relative_to(os.path.realpath(base))
@@ -236,7 +218,7 @@ def extract_tar(archive, dest, *, only_under: tuple[str, ...] | None = None, max
     Returns the relative paths of the files extracted."""
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    staging = _hidden(dest, "extract", ".tmp")
+    staging = hidden_sibling(dest, "extract", ".tmp")
     written, total = [], 0
     try:
         try:
@@ -296,11 +278,11 @@ def extract_tar(archive, dest, *, only_under: tuple[str, ...] | None = None, max
             if final.is_symlink() or final.is_file():
                 final.unlink()
             elif final.is_dir():
-                old = _hidden(dest, top, ".old")
+                old = hidden_sibling(dest, top, ".old")
                 os.replace(final, old / top)
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(staging / top, final)
-        _fsync_dir(dest)
+        fsync_dir(dest)
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
