@@ -84,7 +84,7 @@ def run_report(mode="quick", out_dir=None, experiments="experiments", workers=1,
     runs_dir = out_dir / "runs"
     names = [n for n in STUDIES if not only or any(_matches(n, o) for o in only)]
     if not names:
-        raise UsageError(f"--only {' '.join(only)}: no claim matches (expected ids like c01 ... c12)")
+        raise UsageError(f"--only {' '.join(only)}: no claim matches (expected claim ids C1 ... C12, or study names such as c07_bias)")
     studies = {n: load_study(experiments, n, mode == "full", runs_dir) for n in names}
     todo, seen = [], set()
     for s in studies.values():
