@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic, stats
 from .config import ExperimentConfig, Source, resolved_budget, to_yaml
 from .data import DataCorruptError, DataError
-from .errors import BncliError, UsageError
+from .errors import UsageError
 from .executor import execute
 from .runs import dataset_for, dumps, read_metrics, run_task, versions
 
@@ -35,7 +35,6 @@ class ExperimentResult:
     arms: dict
     comparisons: list[dict]
     figure: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def check_with_data(cfg: ExperimentConfig, src: Source):
@@ -150,10 +149,3 @@ def summary_csv(cfg, runs) -> str:
         row = {k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
         w.writerow(row)
     return buf.getvalue()
-
-
-def failed_runs(result: ExperimentResult) -> list[dict]:
-    return [r for r in result.runs if r["status"] == "failed"]
-
-
-__all__ = ["BncliError", "ExperimentResult", "run_experiment", "plan", "aggregate"]

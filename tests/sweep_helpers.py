@@ -11,27 +11,12 @@ import sys
 from pathlib import Path
 
 import yaml
+from tiny import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Small and fast: one run is a few milliseconds of training.
-TINY = """\
-name: tinysweep
-data:
-  name: synthetic
-  synthetic: {n_train: 300, n_test: 100, n_features: 8, n_classes: 3}
-model:
-  hidden: [16, 16]
-  bn: [none, before]
-optimizer:
-  name: sgd
-  lr: 0.1
-train:
-  batch_size: 30
-  steps: 30
-  seeds: 2
-  eval_every: 10
-"""
+TINY = tiny_config("tinysweep", steps=30)
 
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "meta.json")
 NUMERIC = ("final_test_acc", "best_test_acc", "final_train_loss", "steps_to_target")

@@ -15,28 +15,13 @@ from typer.testing import CliRunner
 import bncli
 from bncli.cli import app
 from bncli.config import load_config, resolved_budget
+from tiny import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 SCRIPT = Path(sys.executable).parent / "bncli"
 
-TINY = """\
-name: tinycli
-data:
-  name: synthetic
-  synthetic: {n_train: 300, n_test: 100, n_features: 8, n_classes: 3}
-model:
-  hidden: [16, 16]
-  bn: [none, before]
-optimizer:
-  name: sgd
-  lr: 0.1
-train:
-  batch_size: 30
-  steps: 40
-  seeds: 2
-  eval_every: 10
-"""
+TINY = tiny_config("tinycli")
 
 
 def line_of(text, fragment):

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-from pydantic import BaseModel
 
 from bncli import config as C
 from bncli.config import (DataConfig, ExperimentConfig, ModelConfig, OptimizerConfig, TrainConfig, load_config,

@@ -11,7 +11,6 @@ import os
 import threading
 
 import numpy as np
-import pytest
 
 from bncli.config import ExperimentConfig
 from bncli.executor import blas_threads, execute

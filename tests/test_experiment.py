@@ -13,25 +13,9 @@ from bncli.config import load_config
 from bncli.errors import UsageError
 from bncli.experiment import SUMMARY_COLUMNS, run_experiment
 from bncli.runs import read_metrics
+from tiny import tiny_config
 
-CONFIG = """\
-name: tinyexp
-data:
-  name: synthetic
-  synthetic: {n_train: 300, n_test: 100, n_features: 8, n_classes: 3}
-model:
-  hidden: [16, 16]
-  bn: [none, before]
-optimizer:
-  name: sgd
-  lr: 0.1
-train:
-  batch_size: 30
-  steps: 40
-  seeds: 2
-  eval_every: 10
-  target_accuracy: 0.9
-"""
+CONFIG = tiny_config("tinyexp", extra_train="  target_accuracy: 0.9\n")
 RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "meta.json"}
 TIMING = {"time_s"}
 

@@ -11,26 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bncli.cli import app
+from tiny import tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-TINY = """\
-name: tinyplot
-data:
-  name: synthetic
-  synthetic: {n_train: 240, n_test: 80, n_features: 8, n_classes: 3}
-model:
-  hidden: [16, 16]
-  bn: [none, before]
-optimizer:
-  name: sgd
-  lr: 0.1
-train:
-  batch_size: 30
-  steps: 30
-  seeds: 2
-  eval_every: 10
-"""
+TINY = tiny_config("tinyplot", n_train=240, n_test=80, steps=30)
 
 FIGURES = {"train": ["generalization_gap", "learning_curves"], "sweep": ["range"], "lrfind": ["lr_find"]}
 

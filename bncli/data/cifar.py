@@ -34,17 +34,22 @@ PY_TEST = ("test_batch",)
 MAX_FILE_BYTES = 256 << 20  # an official batch is ~31 MB
 
 
-# -- binary version ------------------------------------------------------------------------------------------------
-def read_bin_batch(path, n_classes=10):
-    """(X uint8 (N, 3072), y uint8 (N,)) from one binary batch file."""
-    path = Path(path)
+def _read_batch_file(path: Path) -> bytes:
+    """The bytes of one batch file, refusing anything far larger than an official batch."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise DataCorruptError(f"{path}: {size} bytes, too large for a CIFAR-10 batch")
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise DataCorruptError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+# -- binary version ------------------------------------------------------------------------------------------------
+def read_bin_batch(path, n_classes=10):
+    """(X uint8 (N, 3072), y uint8 (N,)) from one binary batch file."""
+    path = Path(path)
+    raw = _read_batch_file(path)
     if not raw or len(raw) % RECORD:
         raise DataCorruptError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte records "
                                f"(1 label byte + 3072 pixels); truncated or not a CIFAR-10 binary batch")
@@ -130,13 +135,7 @@ def safe_unpickle(raw: bytes, source="<pickle>"):
 
 def read_py_batch(path, n_classes=10):
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DataCorruptError(f"{path}: {size} bytes, too large for a CIFAR-10 batch")
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataCorruptError(f"{path}: cannot read ({e.strerror or e})") from None
+    raw = _read_batch_file(path)
     d = safe_unpickle(raw, source=str(path))
     if not isinstance(d, dict):
         raise DataCorruptError(f"{path}: expected a pickled dict, got {type(d).__name__}")

@@ -257,7 +257,7 @@ def c09(ctx) -> Claim:
         move = np.abs(np.diff(arr[:, :, 1], axis=0)).sum(0)
         drift.setdefault(r["arm"], {})[r["seed"]] = float(np.mean(move / np.maximum(spread, 1e-12)))
         if r["seed"] == t.train.seeds[0]:
-            curves[r["arm"]] = (steps, arm_unit := arr[:, 0, 0], arr[:, 0, 1], arr[:, 0, 2])
+            curves[r["arm"]] = (steps, arr[:, 0, 0], arr[:, 0, 1], arr[:, 0, 2])
     d = paired_diffs(drift.get("before", {}), drift.get("none", {}))
     c.effects.append(paired_effect("drift of the last hidden layer's sigmoid inputs, no BN - BN", d, direction=+1,
                                    unit="spreads"))
