@@ -246,9 +246,11 @@ class Source:
 
     def where(self, path) -> str:
         path = tuple(path)
+        # An override replaces the whole subtree under its key, so it wins over any file line below it.
         for n in range(len(path), 0, -1):
             if path[:n] in self.overrides:
                 return f"command line '{self.overrides[path[:n]]}'"
+        for n in range(len(path), 0, -1):
             if path[:n] in self.lines:
                 return f"{self.file}:{self.lines[path[:n]]}"
         return self.file

@@ -538,3 +538,11 @@ def test_resolved_budget_default_is_ten_epochs():
 def test_resolved_budget_steps_win():
     total, pe = resolved_budget(TrainConfig(batch_size=60, steps=17), 122)
     assert (total, pe) == (17, 3)
+
+
+def test_override_of_a_list_points_at_the_command_line_not_the_file(tmp_path):
+    p = tmp_path / "exp.yaml"
+    p.write_text("model:\n  bn: [none, before]\n")
+    with pytest.raises(UsageError) as e:
+        load_config(p, ["model.bn=[none,sideways]"])
+    assert str(e.value).startswith("command line 'model.bn=[none,sideways]': model.bn.1:"), str(e.value)
