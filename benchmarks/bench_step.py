@@ -4,8 +4,9 @@
 
 For each (net, BN placement, batch) it times, with one BLAS thread and float32:
 
-* step   - the step train.py runs: model.forward(x, "train"), softmax_cross_entropy, model.backward, Optimizer.step
-           (plain SGD), cycling through a few pre-generated batches;
+* step   - bncli.train.train_step, the function `bncli train` calls for every minibatch (forward with batch
+           statistics, softmax cross-entropy, backward, plain SGD update), on a model and optimizer built by
+           bncli.train from a validated config, cycling through a few pre-generated batches;
 * floor  - the same matrix products alone on preallocated arrays (x@W, x.T@dy and, except for the first layer,
            dy@W.T), i.e. the best a NumPy implementation of this step could do with this BLAS;
 * bn     - for BN models, the BN layers' train-mode forward + backward alone, on the shapes they see in the model;
@@ -25,12 +26,15 @@ import os
 import platform
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from bncli.core import MLP, BatchNorm, Optimizer, softmax_cross_entropy
+from bncli.config import ExperimentConfig
+from bncli.core import BatchNorm
+from bncli.train import build_model, build_optimizer, train_step
 
 F32 = np.float32
 N_IN, N_OUT = 784, 10
@@ -71,17 +75,20 @@ def make_batches(rng, batch):
 
 
 def make_step(hidden, act, bn, batches):
-    """The same calls, in the same order, as the inner loop of bncli.train.train_run. Returns (step, model)."""
-    model = MLP(N_IN, hidden, N_OUT, rng=np.random.default_rng(0), activation=act, bn=bn, dtype=F32)
-    opt = Optimizer(model.params, model.grads, "sgd")
+    """The step `bncli train` runs: the model and optimizer built by bncli.train from a validated config, and
+    bncli.train.train_step on pre-generated batches. Returns (step, model)."""
+    cfg = ExperimentConfig.model_validate({
+        "name": "bench", "data": {"name": "synthetic", "synthetic": {"n_features": N_IN, "n_classes": N_OUT}},
+        "model": {"hidden": list(hidden), "activation": act, "bn": [bn]}, "optimizer": {"name": "sgd", "lr": LR},
+        "train": {"batch_size": len(batches[0][1]), "steps": 1, "seeds": [0], "dtype": "float32"}})
+    shape = types.SimpleNamespace(n_features=N_IN, n_classes=N_OUT)
+    model = build_model(cfg, shape, np.random.default_rng(0))
+    opt = build_optimizer(cfg, model)
     it = itertools.cycle(batches)
 
     def step():
         x, y = next(it)
-        loss, dlogits, _ = softmax_cross_entropy(model.forward(x, "train"), y)
-        model.backward(dlogits)
-        opt.step(LR)
-        return loss
+        return train_step(model, opt, x, y, LR)[0]
 
     return step, model
 

@@ -52,6 +52,17 @@ def build_optimizer(cfg: ExperimentConfig, model: MLP) -> Optimizer:
                      beta2=oc.beta2, eps=oc.eps, weight_decay=oc.weight_decay, flat=model.flat)
 
 
+def train_step(model: MLP, opt: Optimizer, xb, yb, lr):
+    """One SGD-family step on a minibatch: forward (batch statistics), loss, backward, update. Returns
+    (loss, correct); a non-finite loss leaves the parameters untouched (the run has diverged).
+    This is the whole per-step path; ``benchmarks/bench_step.py`` times exactly this function."""
+    loss, dlogits, correct = softmax_cross_entropy(model.forward(xb, "train"), yb)
+    if math.isfinite(loss):
+        model.backward(dlogits)
+        opt.step(lr)
+    return loss, correct
+
+
 def seed_streams(seed: int):
     init_ss, order_ss = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init_ss), np.random.default_rng(order_ss)
@@ -117,19 +128,14 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
                     break
                 xb = np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]
                 yb = y[idx]
-                loss, dlogits, correct = softmax_cross_entropy(model.forward(xb, "train"), yb)
-                if not math.isfinite(loss):
-                    status, diverged_at = "diverged", step + 1
-                    window[0] += loss * len(idx)
-                    window[1] += correct
-                    window[2] += len(idx)
-                    break
-                model.backward(dlogits)
-                opt.step(lr_of(step))
-                step += 1
+                loss, correct = train_step(model, opt, xb, yb, lr_of(step))
                 window[0] += loss * len(idx)
                 window[1] += correct
                 window[2] += len(idx)
+                if not math.isfinite(loss):
+                    status, diverged_at = "diverged", step + 1
+                    break
+                step += 1
                 if step % eval_every == 0 or step == total:
                     record(step)
                 if step >= total:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .batchnorm import _row_weights, column_sum
+
 INITS = ("he", "glorot", "normal")
+
+
+def _ones(n, dtype):
+    return _row_weights(n, 1.0, dtype)
 
 
 def init_weights(rng: np.random.Generator, fan_in, fan_out, scheme="he", std=0.05, dtype=np.float32):
@@ -47,74 +53,87 @@ class Dense:
     def backward(self, dy):
         np.matmul(self.x.T, dy, out=self.grads["W"])
         if "b" in self.grads:
-            dy.sum(axis=0, out=self.grads["b"])
+            column_sum(dy, self.grads["b"])
         return dy @ self.params["W"].T if self.need_dx else None
 
 
 class Activation:
-    """relu, sigmoid, tanh or identity; backward reuses the cached output (or input mask for relu)."""
+    """relu, sigmoid, tanh or identity; backward reuses the cached output.
+
+    ``inplace=True`` overwrites the input in forward and the upstream gradient in backward; a model sets it when
+    nobody else holds those arrays (they are fresh outputs of the layer before), which saves an allocation and a
+    pass over the data per call."""
 
     NAMES = ("relu", "sigmoid", "tanh", "identity")
 
-    def __init__(self, name):
+    def __init__(self, name, inplace=False):
         if name not in self.NAMES:
             raise ValueError(f"unknown activation {name!r}; expected one of {self.NAMES}")
         self.name = name
+        self.inplace = inplace
         self.params, self.grads, self.buffers = {}, {}, {}
         self.cache = None
 
     def forward(self, x, mode="train"):
-        name = self.name
+        name, out = self.name, x if self.inplace else None
         if name == "relu":
-            y = np.maximum(x, 0)
+            y = np.maximum(x, 0, out=out)
         elif name == "sigmoid":
             # 0.5 * (1 + tanh(x / 2)) is the logistic function without exp overflow for large |x|.
-            y = np.multiply(x, 0.5)
+            y = np.multiply(x, 0.5, out=out)
             np.tanh(y, out=y)
             y *= 0.5
             y += 0.5
         elif name == "tanh":
-            y = np.tanh(x)
+            y = np.tanh(x, out=out)
         else:
             y = x
         self.cache = y
         return y
 
     def backward(self, dy):
-        y, name = self.cache, self.name
+        y, name, out = self.cache, self.name, dy if self.inplace else None
         if name == "relu":
-            return dy * (y > 0)
+            return np.multiply(dy, y > 0, out=out)
         if name == "sigmoid":
-            d = dy * y
+            d = np.multiply(dy, y, out=out)
             d *= 1 - y
             return d
         if name == "tanh":
-            return dy * (1 - y * y)
+            d = y * y
+            np.subtract(1, d, out=d)
+            return np.multiply(dy, d, out=out if out is not None else d)
         return dy
 
 
 def softmax_cross_entropy(logits, y):
     """Mean cross-entropy of integer labels ``y`` and its gradient w.r.t. the logits.
 
-    Uses the log-sum-exp shift by the row maximum, so it is finite for any finite logits.
-    Returns (loss as a Python float, dlogits, number of correct argmax predictions).
+    Shifts each row by its maximum (log-sum-exp), so it is finite for any finite logits; non-finite logits give a
+    non-finite loss. Returns (loss as a Python float, dlogits, number of correct argmax predictions).
     """
     n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    sums = exp.sum(axis=1, keepdims=True)
     rows = np.arange(n)
-    loss = float(np.log(sums[:, 0]).sum() - shifted[rows, y].sum()) / n
-    exp /= sums
-    correct = int((shifted.argmax(axis=1) == y).sum())
-    exp[rows, y] -= 1
-    exp /= n
-    return loss, exp, correct
+    pred = logits.argmax(axis=1)
+    correct = int(np.count_nonzero(pred == y))
+    row_max = logits[rows, pred]  # the maximum, via the argmax we need anyway (a row max costs as much again)
+    p = np.subtract(logits, row_max[:, None])
+    np.exp(p, out=p)
+    sums = np.matmul(p, _ones(p.shape[1], p.dtype))  # row sums as one BLAS call
+    loss = float(np.log(sums).sum() - (logits[rows, y] - row_max).sum()) / n
+    sums *= n
+    p /= sums[:, None]
+    p[rows, y] -= 1.0 / n
+    return loss, p, correct
 
 
 def cross_entropy_eval(logits, y):
     """Summed loss and number of correct predictions (no gradient), for evaluation in chunks."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(shifted).sum(axis=1))
-    loss_sum = float((lse - shifted[np.arange(len(y)), y]).sum(dtype=np.float64))
-    return loss_sum, int((shifted.argmax(axis=1) == y).sum())
+    rows = np.arange(len(y))
+    pred = logits.argmax(axis=1)
+    row_max = logits[rows, pred]
+    p = np.subtract(logits, row_max[:, None])
+    np.exp(p, out=p)
+    lse = np.log(np.matmul(p, _ones(p.shape[1], p.dtype)))
+    loss_sum = float((lse - (logits[rows, y] - row_max)).sum(dtype=np.float64))
+    return loss_sum, int(np.count_nonzero(pred == y))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batchnorm import BatchNorm, fold_into_dense
+from .batchnorm import BatchNorm, fold_into_dense, update_running
 from .layers import Activation, Dense, init_weights
 
 PLACEMENTS = ("none", "before", "after")
@@ -30,7 +30,9 @@ class MLP:
             self.layers.append((f"dense{i}", Dense(W, bias=bn != "before" or bias_with_bn, need_dx=i > 1)))
             if bn == "before":
                 self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
-            self.layers.append((f"act{i}", Activation(activation)))
+            # Every activation's input (a dense or BN output) and upstream gradient are fresh arrays nobody else
+            # holds, so the activation may work in place.
+            self.layers.append((f"act{i}", Activation(activation, inplace=True)))
             if bn == "after":
                 self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
         W = init_weights(rng, sizes[-1], n_out, init, init_std, self.dtype)
@@ -50,6 +52,28 @@ class MLP:
                 offset += v.size
         self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
         self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
+        self._share_bn_state(bn_decay)
+
+    def _share_bn_state(self, decay):
+        """The BN layers' running statistics and batch statistics become views into shared arrays, so one
+        update_running call per training step covers every layer (the same arithmetic, element by element)."""
+        total = sum(layer.params["gamma"].size for _, layer in self.bn_layers())
+        self.bn_decay = decay
+        self._running = (np.zeros(total, self.dtype), np.ones(total, self.dtype))
+        self._batch_stats = (np.zeros(total, self.dtype), np.zeros(total, self.dtype))
+        offset = 0
+        for (_, prev), (_, layer) in zip(self.layers, self.layers[1:]):
+            if not isinstance(layer, BatchNorm):
+                continue
+            end = offset + layer.params["gamma"].size
+            layer.buffers = {"running_mean": self._running[0][offset:end], "running_var": self._running[1][offset:end]}
+            layer.last_stats = (self._batch_stats[0][offset:end], self._batch_stats[1][offset:end])
+            layer.defer_running_update = True
+            # A dense layer's output and any upstream gradient are fresh arrays; an activation's output is not
+            # (the activation keeps it for its backward), so BN after an activation must not center in place.
+            layer.overwrite_input = isinstance(prev, Dense)
+            layer.overwrite_grad = True
+            offset = end
 
     @property
     def flat(self):
@@ -61,8 +85,11 @@ class MLP:
         "batch" (batch stats, buffers untouched)."""
         if mode not in ("train", "eval", "batch"):
             raise ValueError(f"unknown mode {mode!r}; expected 'train', 'eval' or 'batch'")
+        n = x.shape[0]
         for _, layer in self.layers:
             x = layer.forward(x, mode)
+        if mode == "train" and self._running[0].size:
+            update_running(*self._running, *self._batch_stats, n, self.bn_decay)
         return x
 
     def backward(self, dlogits):

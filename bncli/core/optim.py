@@ -61,6 +61,8 @@ class Optimizer:
             self.groups = [(p, grads[k], k in self.decayed) for k, p in params.items()]
         slots = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}[name]
         self.state = [[np.zeros_like(p) for _ in range(slots)] for p, _, _ in self.groups]
+        # One scratch array per group: an update makes no temporaries the size of the parameters.
+        self.scratch = [np.empty_like(p) for p, _, _ in self.groups]
 
     def step(self, lr):
         self.t += 1
@@ -71,25 +73,31 @@ class Optimizer:
             c2 = 1.0 - self.beta2 ** self.t
             step_size = lr * math.sqrt(c2) / c1
             eps_hat = self.eps * math.sqrt(c2)
-        for (p, g, decay), state in zip(self.groups, self.state):
+        for (p, g, decay), state, tmp in zip(self.groups, self.state, self.scratch):
             if self.weight_decay and decay is not False:
                 g = g + self.weight_decay * (p if decay is True else p * decay)
             if name == "sgd":
-                p -= lr * g
+                p -= np.multiply(g, lr, out=tmp)
             elif name == "momentum":
                 (v,) = state
                 v *= self.momentum
                 v += g
-                p -= lr * v
+                p -= np.multiply(v, lr, out=tmp)
             elif name == "rmsprop":
                 (s,) = state
                 s *= self.rho
-                s += (1.0 - self.rho) * (g * g)
-                p -= lr * g / (np.sqrt(s) + self.eps)
+                s += np.multiply(np.square(g, out=tmp), 1.0 - self.rho, out=tmp)
+                np.sqrt(s, out=tmp)
+                tmp += self.eps
+                np.divide(g, tmp, out=tmp)
+                p -= np.multiply(tmp, lr, out=tmp)
             else:
                 m, v = state
                 m *= self.beta1
-                m += (1.0 - self.beta1) * g
+                m += np.multiply(g, 1.0 - self.beta1, out=tmp)
                 v *= self.beta2
-                v += (1.0 - self.beta2) * (g * g)
-                p -= step_size * m / (np.sqrt(v) + eps_hat)
+                v += np.multiply(np.square(g, out=tmp), 1.0 - self.beta2, out=tmp)
+                np.sqrt(v, out=tmp)
+                tmp += eps_hat
+                np.divide(m, tmp, out=tmp)
+                p -= np.multiply(tmp, step_size, out=tmp)

@@ -360,3 +360,69 @@ def test_weights_shared_across_placements(init):
     for k in ("dense1.W", "dense2.W", "out.W"):
         for bn in ("before", "after"):
             np.testing.assert_array_equal(models[bn].params[k], models["none"].params[k])
+
+
+# -- 16. the fast path is the plain path -------------------------------------------------------------------------
+def _plain_layers(model):
+    """Undo MLP's speed-ups on ``model``: every BN layer owns its statistics and updates them itself, nothing is
+    computed in place."""
+    for _, layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            layer.buffers = {k: v.copy() for k, v in layer.buffers.items()}
+            layer.last_stats = tuple(v.copy() for v in layer.last_stats)
+            layer.defer_running_update = layer.overwrite_input = layer.overwrite_grad = False
+        elif isinstance(layer, Activation):
+            layer.inplace = False
+    model._running = (np.empty(0, model.dtype), np.empty(0, model.dtype))  # no shared update in forward
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+@pytest.mark.parametrize("bn", PLACEMENTS)
+def test_shared_statistics_and_in_place_layers_change_no_bit(bn, activation):
+    """MLP's shared running-statistics update and its in-place activations/BN give bit-identical parameters,
+    gradients, buffers, losses and eval outputs to layer-by-layer updates on fresh arrays, over several steps."""
+    rng = np.random.default_rng(16)
+    X, y = rng.standard_normal((40, 6)).astype(np.float32), rng.integers(0, 3, 40)
+    fast = MLP(6, [7, 5], 3, rng=np.random.default_rng(1), activation=activation, bn=bn)
+    plain = MLP(6, [7, 5], 3, rng=np.random.default_rng(1), activation=activation, bn=bn)
+    _plain_layers(plain)
+    X0 = X.copy()
+    for model_opt in ((fast, Optimizer(fast.params, fast.grads, "momentum", flat=fast.flat)),
+                      (plain, Optimizer(plain.params, plain.grads, "momentum", flat=plain.flat))):
+        model, opt = model_opt
+        model.history = []
+        for step in range(5):
+            xb, yb = X[8 * step:8 * step + 8], y[8 * step:8 * step + 8]
+            loss, d, _ = softmax_cross_entropy(model.forward(xb, "train"), yb)
+            model.backward(d)
+            opt.step(0.1)
+            model.history.append(loss)
+    np.testing.assert_array_equal(X, X0)  # the input batch is never overwritten
+    assert fast.history == plain.history
+    for k in fast.params:
+        np.testing.assert_array_equal(fast.params[k], plain.params[k], err_msg=k)
+        np.testing.assert_array_equal(fast.grads[k], plain.grads[k], err_msg=k)
+    fb, pb = fast.get_buffers(), plain.get_buffers()
+    assert set(fb) == set(pb) and (bn == "none") == (not fb)
+    for k in fb:
+        np.testing.assert_array_equal(fb[k], pb[k], err_msg=k)
+        if k.endswith("running_mean"):  # the statistics did move, so the comparison is not of initial values
+            assert np.all(fb[k] != 0), k
+    np.testing.assert_array_equal(fast.forward(X, "eval"), plain.forward(X, "eval"))
+
+
+def test_running_statistics_follow_the_batches_of_every_bn_layer():
+    """After one training step from fresh buffers, each BN layer's running mean is (1 - decay) x the mean of its
+    input and its running variance decay + (1 - decay) x the unbiased variance (float64 reference)."""
+    rng = np.random.default_rng(17)
+    model = MLP(6, [7, 5], 3, rng=rng, activation="tanh", bn="after", bn_decay=0.8, dtype=np.float64)
+    X = rng.standard_normal((10, 6)) * 3 + 1
+    inputs, x = {}, X
+    for name, layer in model.layers:  # reference inputs of each BN layer, from a forward that updates nothing
+        if isinstance(layer, BatchNorm):
+            inputs[name] = x.copy()
+        x = layer.forward(x.copy(), "batch")
+    model.forward(X, "train")
+    for name, layer in model.bn_layers():
+        np.testing.assert_allclose(layer.buffers["running_mean"], 0.2 * inputs[name].mean(0), rtol=1e-12)
+        np.testing.assert_allclose(layer.buffers["running_var"], 0.8 + 0.2 * inputs[name].var(0, ddof=1), rtol=1e-12)
