@@ -199,7 +199,8 @@ def run_config(net, bn, batch, reps, block, warmup, with_torch):
     if "bn" in t:
         row.update(bn_ms=t["bn"]["median"], bn_share=t["bn"]["median"] / step_ms)
     if "torch" in t:
-        row.update(torch_ms=t["torch"]["median"], torch_samples_per_s=batch / t["torch"]["median"] * 1e3)
+        row.update(torch_ms=t["torch"]["median"], torch_samples_per_s=batch / t["torch"]["median"] * 1e3,
+                   over_torch=step_ms / t["torch"]["median"])
     return row
 
 
@@ -210,7 +211,7 @@ def print_table(rows, info, with_torch):
           f"({info['usable_cpus']} usable) | python {info['python']} | float32, one BLAS thread"
           + (f" | torch {info['torch']}" if with_torch else ""))
     cols = ["net", "bn", "batch", "ms/step", "min ms", "samples/s", "floor ms", "GFLOP/s", "step/floor",
-            "floor/step", "BN ms", "BN %", "CPU"] + (["torch ms", "torch/bncli"] if with_torch else [])
+            "floor/step", "BN ms", "BN %", "CPU"] + (["torch ms", "bncli/torch"] if with_torch else [])
     data = []
     for r in rows:
         cells = [r["net"], r["bn"], str(r["batch"]), f"{r['step_ms']:.3f}", f"{r['ms']['step']['min']:.3f}",
@@ -219,7 +220,7 @@ def print_table(rows, info, with_torch):
                  f"{r['bn_ms']:.3f}" if "bn_ms" in r else "-", f"{r['bn_share']:.1%}" if "bn_share" in r else "-",
                  f"{r['cpu_share']:.0%}"]
         if with_torch:
-            cells += [f"{r['torch_ms']:.3f}", f"{r['torch_ms'] / r['step_ms']:.2f}"]
+            cells += [f"{r['torch_ms']:.3f}", f"{r['over_torch']:.2f}"]
         data.append(cells)
     try:
         from rich.console import Console
@@ -237,12 +238,44 @@ def print_table(rows, info, with_torch):
         Console(width=200).print(table)
     print("floor = the step's matrix products alone (preallocated, same BLAS); floor/step = fraction of this "
           "machine's matmul throughput reached; BN % = BN layers' forward+backward alone / BN model's step; "
-          "CPU = share of a core the process got while timing.")
+          "CPU = share of a core the process got while timing"
+          + ("; bncli/torch = bncli step time / PyTorch eager step time." if with_torch else "."))
     busy = [r for r in rows if r["cpu_share"] < BUSY]
     if busy:
         print(f"WARNING: {len(busy)} of {len(rows)} configs got < {BUSY:.0%} of a core (load average "
               f"{info['loadavg_before'][0]:.1f} before, {info['loadavg_after'][0]:.1f} after): other processes "
               "were running, so their medians are inflated; 'min ms' is closer to the unloaded time.")
+
+
+# The issue's targets, checked on the 3x100 sigmoid net with BN before the activation (ratios from one run).
+TARGETS = [("BN step / matmul floor", 60, "step_over_floor", 1.7), ("BN step / matmul floor", 256, "step_over_floor", 1.4),
+           ("bncli / PyTorch eager time", 60, "over_torch", 0.6), ("bncli / PyTorch eager time", 256, "over_torch", 0.8),
+           ("BN forward+backward share of the step", 60, "bn_share", 0.25)]
+
+
+def check_targets(rows):
+    out = []
+    for label, batch, key, limit in TARGETS:
+        row = next((r for r in rows if r["net"] == "sigmoid 100x3" and r["bn"] == "before" and r["batch"] == batch),
+                   None)
+        value = None if row is None else row.get(key)
+        out.append({"measure": label, "batch": batch, "value": value, "target": limit,
+                    "met": None if value is None else value <= limit})
+    return out
+
+
+def print_targets(targets):
+    print("Targets (784-100-100-100-10 sigmoid, BN before the activation):")
+    for t in targets:
+        if t["value"] is None:
+            status = "not measured" + (" (torch not importable)" if "PyTorch" in t["measure"] else "")
+            print(f"  {t['measure']:<40} batch {t['batch']:<4}  {status}")
+            continue
+        pct = "share" in t["measure"]
+        val = f"{t['value']:.1%}" if pct else f"{t['value']:.2f}x"
+        lim = f"{t['target']:.0%}" if pct else f"{t['target']:.1f}x"
+        print(f"  {t['measure']:<40} batch {t['batch']:<4}  {val:>7}  target <= {lim:<5} "
+              f"{'met' if t['met'] else 'NOT met'}")
 
 
 def main(argv=None):
@@ -272,6 +305,8 @@ def main(argv=None):
     print_table(rows, info, with_torch)
     if not with_torch:
         print("PyTorch comparison skipped: torch is not importable (optional; not a bncli dependency).")
+    targets = check_targets(rows)
+    print_targets(targets)
     print(f"{len(rows)} configs, {reps} timed calls each (blocks of {block}, {warmup} warm-up), {elapsed:.1f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     out = {"machine": info,
@@ -279,7 +314,7 @@ def main(argv=None):
                         "optimizer": "sgd", "lr": LR, "blas_threads": 1,
                         "timing": "per-call perf_counter time of each block, ms; median, min, quartiles over blocks",
                         "cpu_share": "process CPU time / wall time while timing a config"},
-           "torch_skipped": not with_torch, "elapsed_s": elapsed, "results": rows}
+           "torch_skipped": not with_torch, "elapsed_s": elapsed, "targets": targets, "results": rows}
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.json}")
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -17,6 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -72,6 +74,32 @@ def versions() -> dict:
             "platform": platform.platform()}
 
 
+# The modules whose code decides a run's numbers: the math, the training loop, the config defaults, the data.
+_NUMERIC_SOURCES = ("core/*.py", "train.py", "config.py", "data/*.py")
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """Hash of the source that computes a run. A finished run whose meta.json records another hash was computed
+    by other code (an upgrade, a local change), so sweeps and reports train it again instead of reusing it."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(p for pattern in _NUMERIC_SOURCES for p in root.glob(pattern)):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def is_current(run_dir) -> bool:
+    """A finished run of this config by this code: summary.json exists and meta.json records this code hash."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").exists():
+        return False
+    try:
+        return json.loads((run_dir / "meta.json").read_text()).get("code_hash") == code_hash()
+    except (OSError, ValueError):
+        return False
+
+
 @lru_cache(maxsize=4)
 def _dataset(data_json: str, dtype: str):
     from .config import DataConfig
@@ -90,6 +118,7 @@ def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float,
         "arm": cfg.model.bn[0],
         "seed": cfg.train.seeds[0],
         "config_hash": cfg.hash(),
+        "code_hash": code_hash(),
         "experiment": cfg.name,
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "ended": datetime.fromtimestamp(ended, timezone.utc).isoformat(timespec="seconds"),

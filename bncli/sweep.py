@@ -31,7 +31,7 @@ from .config import ExperimentConfig, Source, SweepParam, to_yaml, validate
 from .errors import UsageError
 from .executor import execute
 from .experiment import check_with_data, prepare_output
-from .runs import dumps, run_task, versions
+from .runs import dumps, is_current, run_task, versions
 
 
 @dataclass
@@ -130,7 +130,7 @@ def plan(cfg: ExperimentConfig, src: Source, out_dir: Path, runs_dir: Path | Non
                     continue
                 seen.add(h)
                 run_dir = runs_dir / h
-                runs.append(SweepRun(point, arm, seed, rc, h, run_dir, (run_dir / "summary.json").exists()))
+                runs.append(SweepRun(point, arm, seed, rc, h, run_dir, is_current(run_dir)))
     return runs
 
 

@@ -650,3 +650,31 @@ def test_clean_stale_treats_a_zombie_writer_as_dead(tmp_path):
         assert atomic.clean_stale(tmp_path) == 1
     finally:
         p.wait()
+
+
+def test_runs_of_other_code_are_trained_again_and_current_ones_reused(tmp_path):
+    """A finished run is reused only if its meta.json records the code hash of the code now running."""
+    import bncli.runs
+
+    cfg, src, out, first = do_sweep(tmp_path)
+    dirs = run_dirs(out)
+    assert first.skipped == 0 and all(bncli.runs.is_current(d) for d in dirs)
+    again = run_sweep(cfg, src, out)
+    assert again.skipped == 12  # same code: every run reused
+    stale = sorted(dirs)[0]
+    meta = json.loads((stale / "meta.json").read_text())
+    (stale / "meta.json").write_text(json.dumps({**meta, "code_hash": "0" * 16}))
+    assert not bncli.runs.is_current(stale)
+    third = run_sweep(cfg, src, out)
+    assert third.skipped == 11
+    assert json.loads((stale / "meta.json").read_text())["code_hash"] == bncli.runs.code_hash()
+
+
+def test_code_hash_covers_the_numeric_sources():
+    import bncli.runs
+
+    pkg = Path(bncli.runs.__file__).parent
+    files = {p.relative_to(pkg).as_posix() for pattern in bncli.runs._NUMERIC_SOURCES for p in pkg.glob(pattern)}
+    assert {"core/batchnorm.py", "core/layers.py", "core/model.py", "core/optim.py", "train.py",
+            "config.py", "data/datasets.py"} <= files
+    assert len(bncli.runs.code_hash()) == 16

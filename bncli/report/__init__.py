@@ -19,7 +19,7 @@ from ..config import ExperimentConfig, load_config
 from ..errors import UsageError
 from ..executor import execute
 from ..experiment import check_with_data, prepare_output
-from ..runs import run_task
+from ..runs import is_current, run_task
 from ..sweep import SweepRun, collect, plan
 
 STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regularization", "c05_test_time",
@@ -60,7 +60,7 @@ def load_study(experiments: Path, name: str, full: bool, runs_dir: Path) -> Stud
             for seed in cfg.train.seeds:
                 rc = cfg.run_config(arm, seed)
                 h = rc.hash()
-                runs.append(SweepRun({}, arm, seed, rc, h, runs_dir / h, (runs_dir / h / "summary.json").exists()))
+                runs.append(SweepRun({}, arm, seed, rc, h, runs_dir / h, is_current(runs_dir / h)))
     return Study(name, cfg, runs, path)
 
 
