@@ -209,8 +209,13 @@ def check_finished_sweep(out: Path, n: int):
     assert not (out / "failed").exists() or not list((out / "failed").iterdir())
 
 
+# Long enough that the 24-run sweep is still running when the test interrupts it after its first run, even on a
+# fast machine (at 600 steps a whole sweep once finished inside that window).
+INTERRUPTED_STEPS = "train.steps=2000"
+
+
 def start_sweep(cfg, out, cwd, *extra):
-    return subprocess.Popen(bncli_cmd("sweep", cfg, "train.steps=600", "--out", out, "--workers", "2", *extra),
+    return subprocess.Popen(bncli_cmd("sweep", cfg, INTERRUPTED_STEPS, "--out", out, "--workers", "2", *extra),
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=proc_env(),
                             start_new_session=True)
 
@@ -241,7 +246,7 @@ def test_kill_9_mid_sweep_then_resume(tmp_path):
     for d in run_dirs(out):  # whatever exists is whole: directories appear atomically
         check_complete(d)
 
-    p = run_proc(["sweep", cfg, "train.steps=600", "--out", out, "--workers", "2"], cwd=tmp_path)
+    p = run_proc(["sweep", cfg, INTERRUPTED_STEPS, "--out", out, "--workers", "2"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert f"{len(before)} reused" in flat(p.stdout)
     check_finished_sweep(out, 24)
@@ -274,7 +279,7 @@ def test_ctrl_c_mid_sweep_exits_130_and_resumes(tmp_path):
     for d in run_dirs(out):
         check_complete(d)
 
-    p = run_proc(["sweep", cfg, "train.steps=600", "--out", out, "--workers", "2"], cwd=tmp_path)
+    p = run_proc(["sweep", cfg, INTERRUPTED_STEPS, "--out", out, "--workers", "2"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     check_finished_sweep(out, 24)
     after = snapshot_runs(out)
