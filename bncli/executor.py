@@ -13,6 +13,7 @@ import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from queue import Empty
 
 from .errors import BncliError, UsageError
 
@@ -106,7 +107,8 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    pump = threading.Thread(target=_pump, args=(queue, on_progress), daemon=True)
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(queue, on_progress, stop), daemon=True)
     pump.start()
     try:
         # The variables stay set while the pool may start workers (it starts them lazily, at submit time).
@@ -123,8 +125,11 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
                 raise
             pool.shutdown(wait=True)
     finally:
-        queue.put(None)
+        # This process never writes to the queue: a worker terminated in the middle of a put can leave the queue's
+        # write lock taken, and a put here (or joining its feeder thread at exit) would then wait forever.
+        stop.set()
         pump.join(timeout=5)
+        queue.cancel_join_thread()
     return results
 
 
@@ -171,10 +176,16 @@ def _safe(on_progress, *msg):
         pass
 
 
-def _pump(queue, on_progress):
+def _pump(queue, on_progress, stop):
+    """Forward progress messages until ``stop`` is set, then deliver what is already queued."""
     while True:
-        msg = queue.get()
-        if msg is None:
+        try:
+            msg = queue.get(timeout=0.05)
+        except Empty:
+            if stop.is_set():
+                return
+            continue
+        except Exception:  # a message cut short by a terminated worker, or the queue torn down
             return
         if on_progress:
             _safe(on_progress, *msg)
