@@ -29,7 +29,7 @@ class BatchOfOneError(ValueError):
 
 
 @lru_cache(maxsize=64)
-def _row_weights(n, value, dtype):
+def constant_vector(n, value, dtype):
     w = np.full(n, value, dtype)
     w.flags.writeable = False
     return w
@@ -38,7 +38,7 @@ def _row_weights(n, value, dtype):
 def column_sum(x, out=None, scale=1.0):
     """``scale * x.sum(axis=0)`` as one BLAS matrix-vector product: a third of NumPy's axis-0 reduction at batch
     256 and one call instead of two for a mean. (OpenBLAS's result does not depend on the arrays' alignment.)"""
-    return np.matmul(_row_weights(x.shape[0], scale, x.dtype), x, out=out)
+    return np.matmul(constant_vector(x.shape[0], scale, x.dtype), x, out=out)
 
 
 def bn_train_forward(x, gamma, beta, eps, overwrite_x=False, stats=None):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batchnorm import _row_weights, column_sum
+from .batchnorm import constant_vector, column_sum
 
 INITS = ("he", "glorot", "normal")
 
 
 def _ones(n, dtype):
-    return _row_weights(n, 1.0, dtype)
+    return constant_vector(n, 1.0, dtype)
 
 
 def init_weights(rng: np.random.Generator, fan_in, fan_out, scheme="he", std=0.05, dtype=np.float32):
