@@ -8,8 +8,11 @@ For each (net, BN placement, batch) it times, with one BLAS thread and float32:
            statistics, softmax cross-entropy, backward, plain SGD update), on a model and optimizer built by
            bncli.train from a validated config, cycling through a few pre-generated batches;
 * floor  - the same matrix products alone on preallocated arrays (x@W, x.T@dy and, except for the first layer,
-           dy@W.T), i.e. the best a NumPy implementation of this step could do with this BLAS;
-* bn     - for BN models, the BN layers' train-mode forward + backward alone, on the shapes they see in the model;
+           dy@W.T): a bound no implementation of this step on this BLAS can beat;
+* fused  - the same step hand-fused into one function over preallocated arrays (fused_step.py), checked to train
+           bit-for-bit like bncli first: about the best any NumPy implementation of this step reaches;
+* bn     - for BN models, the step of a second identical model whose BN layers' forward and backward and shared
+           running-statistics update are timed inside the step: BN's share of the step;
 * torch  - the equivalent PyTorch eager step, only if torch happens to be importable (it is not a dependency).
 
 The timed functions run in round-robin blocks, so a change of clock speed or of load during the run affects all of
@@ -33,8 +36,8 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from bncli.config import ExperimentConfig
-from bncli.core import BatchNorm
 from bncli.train import build_model, build_optimizer, train_step
+from fused_step import FusedStep, check_same_step
 
 F32 = np.float32
 N_IN, N_OUT = 784, 10
@@ -74,16 +77,20 @@ def make_batches(rng, batch):
     return [(rng.random((batch, N_IN), dtype=F32), rng.integers(0, N_OUT, batch)) for _ in range(N_BATCHES)]
 
 
-def make_step(hidden, act, bn, batches):
-    """The step `bncli train` runs: the model and optimizer built by bncli.train from a validated config, and
-    bncli.train.train_step on pre-generated batches. Returns (step, model)."""
+def build(hidden, act, bn, batch):
+    """The model and optimizer `bncli train` would build for this net: from a validated config, by bncli.train."""
     cfg = ExperimentConfig.model_validate({
         "name": "bench", "data": {"name": "synthetic", "synthetic": {"n_features": N_IN, "n_classes": N_OUT}},
         "model": {"hidden": list(hidden), "activation": act, "bn": [bn]}, "optimizer": {"name": "sgd", "lr": LR},
-        "train": {"batch_size": len(batches[0][1]), "steps": 1, "seeds": [0], "dtype": "float32"}})
+        "train": {"batch_size": batch, "steps": 1, "seeds": [0], "dtype": "float32"}})
     shape = types.SimpleNamespace(n_features=N_IN, n_classes=N_OUT)
     model = build_model(cfg, shape, np.random.default_rng(0))
-    opt = build_optimizer(cfg, model)
+    return model, build_optimizer(cfg, model)
+
+
+def make_step(hidden, act, bn, batches):
+    """The step `bncli train` runs: bncli.train.train_step on pre-generated batches. Returns (step, model)."""
+    model, opt = build(hidden, act, bn, len(batches[0][1]))
     it = itertools.cycle(batches)
 
     def step():
@@ -91,6 +98,21 @@ def make_step(hidden, act, bn, batches):
         return train_step(model, opt, x, y, LR)[0]
 
     return step, model
+
+
+def make_fused(hidden, act, bn, batches):
+    """The hand-fused NumPy yardstick (fused_step.py), checked to train exactly like bncli before it is timed.
+    Returns (step, largest relative parameter difference from bncli after a few steps)."""
+    diff = check_same_step(lambda: build(hidden, act, bn, len(batches[0][1])), batches, LR)
+    model, _ = build(hidden, act, bn, len(batches[0][1]))
+    fused = FusedStep(model, len(batches[0][1]), LR)
+    it = itertools.cycle(batches)
+
+    def step():
+        x, y = next(it)
+        return fused(x, y)[0]
+
+    return step, diff
 
 
 def make_floor(hidden, batch, rng):
@@ -113,17 +135,34 @@ def make_floor(hidden, batch, rng):
     return floor, flops
 
 
-def make_bn(hidden, batch, rng):
-    """bncli's BatchNorm layers, train-mode forward + backward, on (batch, width) arrays as in the BN model."""
-    layers = [(BatchNorm(h, dtype=F32), rng.standard_normal((batch, h), dtype=F32),
-               rng.standard_normal((batch, h), dtype=F32)) for h in hidden]
+def make_bn_share(hidden, act, bn, batches):
+    """BN's share of the step, measured inside it: the model trains as in make_step while perf_counter times its
+    BN layers' forward and backward and its one shared running-statistics update (everything BN adds). Returns
+    (step, share) where share() is BN time / step time over all calls so far."""
+    model, opt = build(hidden, act, bn, len(batches[0][1]))
+    spent, total = [0.0], [0.0]
+    clock = time.perf_counter
 
-    def bn_only():
-        for layer, x, dy in layers:
-            layer.forward(x, "train")
-            layer.backward(dy)
+    def timed(f):
+        def g(*args):
+            t0 = clock()
+            out = f(*args)
+            spent[0] += clock() - t0
+            return out
+        return g
 
-    return bn_only
+    for _, layer in model.bn_layers():
+        layer.forward, layer.backward = timed(layer.forward), timed(layer.backward)
+    model.update_running_stats = timed(model.update_running_stats)
+    it = itertools.cycle(batches)
+
+    def step():
+        x, y = next(it)
+        t0 = clock()
+        train_step(model, opt, x, y, LR)
+        total[0] += clock() - t0
+
+    return step, lambda: spent[0] / total[0]
 
 
 def make_torch_step(hidden, act, bn, batches):
@@ -181,9 +220,10 @@ def run_config(net, bn, batch, reps, block, warmup, with_torch):
     batches = make_batches(rng, batch)
     step, _ = make_step(hidden, act, bn, batches)
     floor, flops = make_floor(hidden, batch, rng)
-    fns = {"step": step, "floor": floor}
+    fused, fused_diff = make_fused(hidden, act, bn, batches)
+    fns = {"step": step, "fused": fused, "floor": floor}
     if bn != "none":
-        fns["bn"] = make_bn(hidden, batch, rng)
+        fns["bn"], bn_share = make_bn_share(hidden, act, bn, batches)
     if with_torch:
         fns["torch"] = make_torch_step(hidden, act, bn, batches)
     t, cpu_share = bench(fns, reps, block, warmup)
@@ -195,9 +235,11 @@ def run_config(net, bn, batch, reps, block, warmup, with_torch):
            "batch": batch, "ms": t, "step_ms": step_ms, "samples_per_s": batch / step_ms * 1e3,
            "floor_ms": floor_ms, "floor_gflops": flops / floor_ms / 1e6, "step_over_floor": step_ms / floor_ms,
            "floor_fraction": floor_ms / step_ms, "non_matmul_ms": step_ms - floor_ms,
-           "step_over_floor_min": t["step"]["min"] / t["floor"]["min"], "cpu_share": cpu_share}
+           "step_over_floor_min": t["step"]["min"] / t["floor"]["min"], "cpu_share": cpu_share,
+           "fused_ms": t["fused"]["median"], "fused_over_floor": t["fused"]["median"] / floor_ms,
+           "step_over_fused": step_ms / t["fused"]["median"], "fused_param_diff": fused_diff}
     if "bn" in t:
-        row.update(bn_ms=t["bn"]["median"], bn_share=t["bn"]["median"] / step_ms)
+        row.update(bn_share=bn_share(), bn_ms=bn_share() * step_ms)
     if "torch" in t:
         row.update(torch_ms=t["torch"]["median"], torch_samples_per_s=batch / t["torch"]["median"] * 1e3,
                    over_torch=step_ms / t["torch"]["median"])
@@ -211,12 +253,13 @@ def print_table(rows, info, with_torch):
           f"({info['usable_cpus']} usable) | python {info['python']} | float32, one BLAS thread"
           + (f" | torch {info['torch']}" if with_torch else ""))
     cols = ["net", "bn", "batch", "ms/step", "min ms", "samples/s", "floor ms", "GFLOP/s", "step/floor",
-            "floor/step", "BN ms", "BN %", "CPU"] + (["torch ms", "bncli/torch"] if with_torch else [])
+            "floor/step", "fused/floor", "step/fused", "BN ms", "BN %", "CPU"] + (["torch ms", "bncli/torch"] if with_torch else [])
     data = []
     for r in rows:
         cells = [r["net"], r["bn"], str(r["batch"]), f"{r['step_ms']:.3f}", f"{r['ms']['step']['min']:.3f}",
                  f"{r['samples_per_s']:,.0f}", f"{r['floor_ms']:.3f}", f"{r['floor_gflops']:.0f}",
-                 f"{r['step_over_floor']:.2f}x", f"{r['floor_fraction']:.0%}",
+                 f"{r['step_over_floor']:.2f}x", f"{r['floor_fraction']:.0%}", f"{r['fused_over_floor']:.2f}x",
+                 f"{r['step_over_fused']:.2f}",
                  f"{r['bn_ms']:.3f}" if "bn_ms" in r else "-", f"{r['bn_share']:.1%}" if "bn_share" in r else "-",
                  f"{r['cpu_share']:.0%}"]
         if with_torch:
@@ -237,7 +280,10 @@ def print_table(rows, info, with_torch):
             table.add_row(*cells)
         Console(width=200).print(table)
     print("floor = the step's matrix products alone (preallocated, same BLAS); floor/step = fraction of this "
-          "machine's matmul throughput reached; BN % = BN layers' forward+backward alone / BN model's step; "
+          "machine's matmul throughput reached; fused = the same step hand-fused into one function over preallocated "
+          "arrays (fused_step.py: the fewest NumPy calls found; checked to train bit-for-bit like bncli), i.e. about "
+          "the best any NumPy implementation reaches; BN % = time inside the BN layers' forward+backward and running "
+          "update / step time, timed within the step; "
           "CPU = share of a core the process got while timing"
           + ("; bncli/torch = bncli step time / PyTorch eager step time." if with_torch else "."))
     busy = [r for r in rows if r["cpu_share"] < BUSY]
@@ -259,8 +305,13 @@ def check_targets(rows):
         row = next((r for r in rows if r["net"] == "sigmoid 100x3" and r["bn"] == "before" and r["batch"] == batch),
                    None)
         value = None if row is None else row.get(key)
-        out.append({"measure": label, "batch": batch, "value": value, "target": limit,
-                    "met": None if value is None else value <= limit})
+        entry = {"measure": label, "batch": batch, "value": value, "target": limit,
+                 "met": None if value is None else value <= limit}
+        if key == "step_over_floor" and row is not None:
+            # What the hand-fused NumPy step reaches in the same run: whether the target is within NumPy's reach.
+            entry["fused_value"] = row["fused_over_floor"]
+            entry["fused_met"] = row["fused_over_floor"] <= limit
+        out.append(entry)
     return out
 
 
@@ -274,8 +325,12 @@ def print_targets(targets):
         pct = "share" in t["measure"]
         val = f"{t['value']:.1%}" if pct else f"{t['value']:.2f}x"
         lim = f"{t['target']:.0%}" if pct else f"{t['target']:.1f}x"
+        fused = ""
+        if "fused_value" in t:
+            fused = (f"  (hand-fused NumPy step: {t['fused_value']:.2f}x, "
+                     f"{'met' if t['fused_met'] else 'NOT met'})")
         print(f"  {t['measure']:<40} batch {t['batch']:<4}  {val:>7}  target <= {lim:<5} "
-              f"{'met' if t['met'] else 'NOT met'}")
+              f"{'met' if t['met'] else 'NOT met'}{fused}")
 
 
 def main(argv=None):

@@ -54,14 +54,13 @@ def bn_train_forward(x, gamma, beta, eps, overwrite_x=False, stats=None):
             "batch normalization in training mode needs at least 2 samples per batch "
             f"(got {n}): the batch variance of one sample is 0 and its output would be beta alone"
         )
-    mean, var = stats if stats is not None else (None, None)
-    mean = column_sum(x, mean, 1.0 / n)
+    mean, var = (None, None) if stats is None else stats
+    w = constant_vector(n, 1.0 / n, x.dtype)  # column means as BLAS matrix-vector products (see column_sum)
+    mean = np.matmul(w, x, out=mean)
     xc = np.subtract(x, mean, out=x if overwrite_x else None)
     sq = np.square(xc)
-    var = column_sum(sq, var, 1.0 / n)
-    inv_std = var + eps
-    np.sqrt(inv_std, out=inv_std)
-    np.reciprocal(inv_std, out=inv_std)
+    var = np.matmul(w, sq, out=var)
+    inv_std = np.power(var + eps, -0.5)  # one call fewer than 1 / sqrt (per-call cost dominates at these sizes)
     scale = gamma * inv_std
     y = np.multiply(xc, scale, out=sq)
     y += beta
@@ -81,23 +80,35 @@ def bn_backward(dy, cache, dgamma=None, dbeta=None, overwrite_dy=False):
     arrays to write into, and ``overwrite_dy=True`` lets dx reuse dy's memory."""
     xc, inv_std, scale = cache
     n = dy.shape[0]
-    dbeta = column_sum(dy, dbeta)
+    ones = constant_vector(n, 1.0, dy.dtype)  # column sums as BLAS matrix-vector products (see column_sum)
+    dbeta = np.matmul(ones, dy, out=dbeta)
     prod = dy * xc
-    dgamma = column_sum(prod, dgamma)
+    dgamma = np.matmul(ones, prod, out=dgamma)
     dgamma *= inv_std  # sum(dy * x_hat)
     # dx = gamma/sigma * (dy - dbeta/n - x_hat * dgamma/n), with x_hat = xc/sigma folded into per-feature vectors.
+    k = scale * (1.0 / n)
+    shift = dbeta * k
+    k *= inv_std
+    k *= dgamma
     dx = np.multiply(dy, scale, out=dy if overwrite_dy else None)
-    dx -= np.multiply(xc, scale * inv_std * dgamma * (1.0 / n), out=prod)
-    dx -= scale * dbeta * (1.0 / n)
+    dx -= np.multiply(xc, k, out=prod)
+    dx -= shift
     return dx, dgamma, dbeta
 
 
-def update_running(running_mean, running_var, batch_mean, batch_var, n, decay):
-    """In-place exponential average; the variance enters as its unbiased estimate var * n / (n - 1)."""
-    running_mean *= decay
-    running_mean += (1.0 - decay) * batch_mean
-    running_var *= decay
-    running_var += ((1.0 - decay) * n / (n - 1)) * batch_var
+@lru_cache(maxsize=64)
+def _running_weights(n, decay, dtype):
+    w = np.array([[1.0 - decay], [(1.0 - decay) * n / (n - 1)]], dtype)
+    w.flags.writeable = False
+    return w
+
+
+def update_running(running, batch, n, decay):
+    """In-place exponential average of stacked statistics, row 0 the means and row 1 the variances (shape (2, D),
+    so one call covers every feature of any number of layers). The variance enters as its unbiased estimate
+    var * n / (n - 1)."""
+    running *= decay
+    running += batch * _running_weights(n, decay, running.dtype)
 
 
 def fold_into_dense(W, b, gamma, beta, mean, var, eps):
@@ -115,9 +126,10 @@ class BatchNorm:
     statistics), "batch" (batch statistics without touching the buffers — the C5 "test-batch statistics" variant;
     on a single sample it returns beta, the collapse C5 demonstrates).
 
-    ``last_stats`` holds the (mean, biased var) of the last batch-statistics forward. A model that owns several BN
-    layers may set ``defer_running_update`` and update all their running statistics in one pass after its
-    forward (MLP does, with the buffers and last_stats of its layers as views into shared arrays);
+    ``running`` stacks the running mean and variance (shape (2, D); ``buffers`` are its rows), ``batch_stats`` the
+    mean and biased variance of the last batch-statistics forward (``last_stats`` are its rows). A model that owns
+    several BN layers may set ``defer_running_update`` and update all their running statistics in one call after
+    its forward (MLP does, binding the state of its layers to views into shared arrays with ``bind_state``);
     ``overwrite_input``/``overwrite_grad`` let the layer reuse arrays its owner will not read again.
     """
 
@@ -128,29 +140,35 @@ class BatchNorm:
         self.eps = eps
         self.params = {"gamma": np.ones(dim, dtype), "beta": np.zeros(dim, dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.buffers = {"running_mean": np.zeros(dim, dtype), "running_var": np.ones(dim, dtype)}
-        self.last_stats = (np.zeros(dim, dtype), np.zeros(dim, dtype))
+        self.bind_state(np.stack([np.zeros(dim, dtype), np.ones(dim, dtype)]), np.zeros((2, dim), dtype))
         self.defer_running_update = False
         self.overwrite_input = False
         self.overwrite_grad = False
         self.cache = None
 
+    def bind_state(self, running, batch_stats):
+        """Keep the running and the batch statistics in these (2, D) arrays (from now on)."""
+        self.running, self.batch_stats = running, batch_stats
+        self.last_stats = (batch_stats[0], batch_stats[1])
+
+    @property
+    def buffers(self):
+        return {"running_mean": self.running[0], "running_var": self.running[1]}
+
     def forward(self, x, mode="train"):
         p = self.params
         if mode == "eval":
             self.cache = None
-            b = self.buffers
-            return bn_eval_forward(x, p["gamma"], p["beta"], b["running_mean"], b["running_var"], self.eps)
+            return bn_eval_forward(x, p["gamma"], p["beta"], self.running[0], self.running[1], self.eps)
         if mode == "batch" and x.shape[0] == 1:
             # Batch statistics of one sample: x - mean = 0, so the output is beta whatever the input (the collapse
             # that makes running averages necessary at test time, CLAIMS C5). Inference only: no backward.
             self.cache = None
             return np.broadcast_to(p["beta"], x.shape).copy()
-        y, self.cache, mean, var = bn_train_forward(x, p["gamma"], p["beta"], self.eps,
-                                                    overwrite_x=self.overwrite_input, stats=self.last_stats)
+        y, self.cache, _, _ = bn_train_forward(x, p["gamma"], p["beta"], self.eps, self.overwrite_input,
+                                               self.last_stats)
         if mode == "train" and not self.defer_running_update:
-            update_running(self.buffers["running_mean"], self.buffers["running_var"], mean, var, x.shape[0],
-                           self.decay)
+            update_running(self.running, self.batch_stats, x.shape[0], self.decay)
         return y
 
     def backward(self, dy):

@@ -59,15 +59,14 @@ class MLP:
         update_running call per training step covers every layer (the same arithmetic, element by element)."""
         total = sum(layer.params["gamma"].size for _, layer in self.bn_layers())
         self.bn_decay = decay
-        self._running = (np.zeros(total, self.dtype), np.ones(total, self.dtype))
-        self._batch_stats = (np.zeros(total, self.dtype), np.zeros(total, self.dtype))
+        self._running = np.stack([np.zeros(total, self.dtype), np.ones(total, self.dtype)])
+        self._batch_stats = np.zeros((2, total), self.dtype)
         offset = 0
         for (_, prev), (_, layer) in zip(self.layers, self.layers[1:]):
             if not isinstance(layer, BatchNorm):
                 continue
             end = offset + layer.params["gamma"].size
-            layer.buffers = {"running_mean": self._running[0][offset:end], "running_var": self._running[1][offset:end]}
-            layer.last_stats = (self._batch_stats[0][offset:end], self._batch_stats[1][offset:end])
+            layer.bind_state(self._running[:, offset:end], self._batch_stats[:, offset:end])
             layer.defer_running_update = True
             # A dense layer's output and any upstream gradient are fresh arrays; an activation's output is not
             # (the activation keeps it for its backward), so BN after an activation must not center in place.
@@ -88,9 +87,13 @@ class MLP:
         n = x.shape[0]
         for _, layer in self.layers:
             x = layer.forward(x, mode)
-        if mode == "train" and self._running[0].size:
-            update_running(*self._running, *self._batch_stats, n, self.bn_decay)
+        if mode == "train" and self._running.size:
+            self.update_running_stats(n)
         return x
+
+    def update_running_stats(self, n):
+        """Every BN layer's running averages from its last batch statistics, in one call."""
+        update_running(self._running, self._batch_stats, n, self.bn_decay)
 
     def backward(self, dlogits):
         d = dlogits

@@ -113,15 +113,13 @@ def test_running_stats_hand_computed_n2():
 
 
 def test_update_running_function_hand_computed():
-    rm, rv = np.array([0.0, 0.0]), np.array([1.0, 1.0])
-    update_running(rm, rv, np.array([2.0, 4.0]), np.array([1.0, 4.0]), 2, 0.9)
-    np.testing.assert_allclose(rm, [0.2, 0.4], rtol=1e-14)
-    np.testing.assert_allclose(rv, [1.1, 1.7], rtol=1e-14)
+    running = np.array([[0.0, 0.0], [1.0, 1.0]])  # row 0 running means, row 1 running variances
+    update_running(running, np.array([[2.0, 4.0], [1.0, 4.0]]), 2, 0.9)
+    np.testing.assert_allclose(running, [[0.2, 0.4], [1.1, 1.7]], rtol=1e-14)
     # N = 4: unbiased factor 4/3; decay 0.5
-    rm, rv = np.array([1.0]), np.array([3.0])
-    update_running(rm, rv, np.array([5.0]), np.array([6.0]), 4, 0.5)
-    np.testing.assert_allclose(rm, [3.0], rtol=1e-14)
-    np.testing.assert_allclose(rv, [5.5], rtol=1e-14)  # 0.5*3 + 0.5*8
+    running = np.array([[1.0], [3.0]])
+    update_running(running, np.array([[5.0], [6.0]]), 4, 0.5)
+    np.testing.assert_allclose(running, [[3.0], [5.5]], rtol=1e-14)  # 0.5*1 + 0.5*5; 0.5*3 + 0.5*8
 
 
 @pytest.mark.parametrize("mode", ["batch", "eval"])
