@@ -239,7 +239,8 @@ def run_config(net, bn, batch, reps, block, warmup, with_torch):
            "fused_ms": t["fused"]["median"], "fused_over_floor": t["fused"]["median"] / floor_ms,
            "step_over_fused": step_ms / t["fused"]["median"], "fused_param_diff": fused_diff}
     if "bn" in t:
-        row.update(bn_share=bn_share(), bn_ms=bn_share() * step_ms)
+        share = bn_share()
+        row.update(bn_share=share, bn_ms=share * step_ms)
     if "torch" in t:
         row.update(torch_ms=t["torch"]["median"], torch_samples_per_s=batch / t["torch"]["median"] * 1e3,
                    over_torch=step_ms / t["torch"]["median"])
@@ -333,10 +334,17 @@ def print_targets(targets):
               f"{'met' if t['met'] else 'NOT met'}{fused}")
 
 
+def positive_int(text):
+    value = int(text)  # argparse turns the ValueError into "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="sigmoid net, batches 60 and 256 only (~5 s)")
-    p.add_argument("--reps", type=int, default=None,
+    p.add_argument("--reps", type=positive_int, default=None,
                    help="timed calls per function and config (default 200; 500 with --quick, whose steps are short)")
     p.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "step.json")
     args = p.parse_args(argv)

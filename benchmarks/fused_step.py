@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from bncli.core import BatchNorm, Dense
+from bncli.core import Activation, Dense
 
 
 class FusedStep:
     def __init__(self, model, batch, lr):
         dense = [layer for _, layer in model.layers if isinstance(layer, Dense)]
-        bns = [layer for _, layer in model.layers if isinstance(layer, BatchNorm)]
+        bns = [layer for _, layer in model.bn_layers()]
         if model.bn not in ("none", "before"):
             raise ValueError("the fused step covers BN placements 'none' and 'before'")
-        acts = {layer.name for _, layer in model.layers if type(layer).__name__ == "Activation"}
+        acts = {layer.name for _, layer in model.layers if isinstance(layer, Activation)}
         if not acts <= {"sigmoid", "relu"}:
             raise ValueError(f"the fused step covers sigmoid and relu, not {sorted(acts)}")
         f = model.dtype

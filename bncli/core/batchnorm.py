@@ -55,11 +55,10 @@ def bn_train_forward(x, gamma, beta, eps, overwrite_x=False, stats=None):
             f"(got {n}): the batch variance of one sample is 0 and its output would be beta alone"
         )
     mean, var = (None, None) if stats is None else stats
-    w = constant_vector(n, 1.0 / n, x.dtype)  # column means as BLAS matrix-vector products (see column_sum)
-    mean = np.matmul(w, x, out=mean)
+    mean = column_sum(x, mean, 1.0 / n)
     xc = np.subtract(x, mean, out=x if overwrite_x else None)
     sq = np.square(xc)
-    var = np.matmul(w, sq, out=var)
+    var = column_sum(sq, var, 1.0 / n)
     inv_std = np.power(var + eps, -0.5)  # one call fewer than 1 / sqrt (per-call cost dominates at these sizes)
     scale = gamma * inv_std
     y = np.multiply(xc, scale, out=sq)
@@ -80,10 +79,9 @@ def bn_backward(dy, cache, dgamma=None, dbeta=None, overwrite_dy=False):
     arrays to write into, and ``overwrite_dy=True`` lets dx reuse dy's memory."""
     xc, inv_std, scale = cache
     n = dy.shape[0]
-    ones = constant_vector(n, 1.0, dy.dtype)  # column sums as BLAS matrix-vector products (see column_sum)
-    dbeta = np.matmul(ones, dy, out=dbeta)
+    dbeta = column_sum(dy, dbeta)
     prod = dy * xc
-    dgamma = np.matmul(ones, prod, out=dgamma)
+    dgamma = column_sum(prod, dgamma)
     dgamma *= inv_std  # sum(dy * x_hat)
     # dx = gamma/sigma * (dy - dbeta/n - x_hat * dgamma/n), with x_hat = xc/sigma folded into per-feature vectors.
     k = scale * (1.0 / n)
