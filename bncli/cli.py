@@ -223,13 +223,14 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
         if "ui" in state:
             state["ui"].__exit__(None, None, None)
     table = Table(title="claims", title_justify="left")
-    for col in ("claim", "verdict", "primary effect (mean, 95% interval)"):
+    for col in ("claim", "verdict", "primary effect (estimate, 95% interval)"):
         table.add_column(col)
     colors = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
     for c in claims:
-        prim = "; ".join(f"{c.effects[i].mean:+.3g} [{c.effects[i].ci_low:+.3g}, {c.effects[i].ci_high:+.3g}]"
+        prim = "; ".join(f"{escape(c.effects[i].estimate_text())} {escape(c.effects[i].interval_text())}"
                          for i in c.primary)
-        table.add_row(f"{c.id} {c.title}", f"[{colors[c.verdict]}]{c.verdict}[/]", prim)
+        fragile = " [bold](fragile)[/]" if c.stability.get("fragile") else ""
+        table.add_row(f"{c.id} {c.title}", f"[{colors[c.verdict]}]{c.verdict}[/]{fragile}", prim)
     console.print(table)
     out_dir = out or Path(f"results/report-{mode}")
     if readme:

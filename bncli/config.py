@@ -100,6 +100,9 @@ class OptimizerConfig(Strict):
     gamma: float = Field(0.1, gt=0, le=1)
     min_lr: float = Field(0.0, ge=0)  # schedule "cosine": final learning rate
     warmup: int = Field(0, ge=0)  # linear warm-up steps
+    # Linear scaling rule (Goyal et al. 2017): lr is the rate at this batch size and is multiplied by
+    # train.batch_size / lr_reference_batch, so a sweep over batch sizes keeps lr per example fixed.
+    lr_reference_batch: int | None = Field(None, ge=1)
 
 
 class TrainConfig(Strict):
@@ -189,7 +192,10 @@ class SweepConfig(Strict):
     count: int | None = Field(None, ge=1)  # method random: number of draws
     seed: int = Field(0, ge=0)  # entropy of the random draws (SeedSequence)
     range_key: str | None = None  # the key whose usable range is reported (default: first numeric one)
-    target_points: list[float] = [0.02, 0.05]  # usable range: within these accuracy points of the best
+    # A value of the range key is usable for a seed only where that run learns: it did not diverge and its tail test
+    # accuracy (mean of its last evaluations) is >= floor. An arm that learns nowhere has no usable range.
+    floor: float = Field(0.5, gt=0, le=1)
+    target_points: list[float] = [0.02, 0.05]  # descriptive widths: within these accuracy points of the seed's best
 
     @model_validator(mode="after")
     def _check(self):

@@ -28,18 +28,35 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+TARGET_COLUMNS = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}
+
+
+def run_status(run: Path) -> str | None:
+    """The status summary.json records ("ok", "diverged"); None when the file is missing or unreadable."""
+    try:
+        status = json.loads((run / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
+
+
 def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
     exp = json.loads((d / "experiment.json").read_text())
-    curves = {}
+    curves, diverged = {}, {}
     for arm in exp["arms"]:
         for run in sorted((d / arm).glob("seed-*")):
             if (run / "metrics.csv").exists():
-                curves.setdefault(arm, []).append(read_metrics(run / "metrics.csv"))
+                cols, rows = read_metrics(run / "metrics.csv")
+                curves.setdefault(arm, []).append((cols, rows))
+                status = run_status(run)
+                diverged.setdefault(arm, []).append(status == "diverged" if status is not None
+                                                    else plotting.run_diverged(cols, rows))
     if not curves:
         raise UsageError(f"{d}: the experiment has no finished runs to plot")
-    target = exp.get("target", {}).get("accuracy")
+    target = exp.get("target") or {}
     paths = [out / f"learning_curves.{fmt}"]
-    plotting.learning_curves(curves, paths[0], title=exp["name"], target=target)
+    plotting.learning_curves(curves, paths[0], title=exp["name"], target=target.get("accuracy"), diverged=diverged,
+                             target_column=TARGET_COLUMNS.get(target.get("split"), "test_acc"))
     if all("train_eval_acc" in cols for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
         plotting.gap_curves(curves, paths[-1], title=exp["name"])

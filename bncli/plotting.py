@@ -11,6 +11,7 @@ import math
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from . import atomic
 from .stats import t975
@@ -46,32 +47,164 @@ def mean_band(curves, column):
     return np.array(xs), np.array(mean), np.array(lo), np.array(hi)
 
 
-def learning_curves(curves_by_arm: dict, path, title="", target=None):
-    """Training loss (running minibatch mean, log scale) and test accuracy against steps, per arm."""
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
+TARGET_SPLITS = {"test_acc": "test", "val_acc": "validation", "train_eval_acc": "training"}
+
+
+def run_diverged(columns, rows) -> bool:
+    """Fallback when no run status is known: a run diverged if its last row's training loss is non-finite (the
+    training loop records one last row when the loss stops being finite). A run with only its step-0 row has no
+    training loss yet and did not diverge."""
+    if len(rows) < 2 or "train_loss" not in columns:
+        return False
+    return not math.isfinite(rows[-1][columns.index("train_loss")])
+
+
+def _finite_series(columns, rows, column, positive=False):
+    """Steps and values of the rows where ``column`` is finite (and > 0 with ``positive``); empty if absent."""
+    if column not in columns:
+        return np.array([]), np.array([])
+    j = columns.index(column)
+    pts = [(r[0], r[j]) for r in rows if math.isfinite(r[j]) and (not positive or r[j] > 0)]
+    return np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
+
+
+def reached_step(columns, rows, column, target):
+    """Step of the first evaluation row whose ``column`` is >= ``target`` (None: never, or no such column)."""
+    if column not in columns:
+        return None
+    j = columns.index(column)
+    return next((r[0] for r in rows if math.isfinite(r[j]) and r[j] >= target - 1e-12), None)
+
+
+def learning_curves(curves_by_arm: dict, path, title="", target=None, diverged=None, target_column="test_acc"):
+    """Training loss (running minibatch mean, log scale) and test accuracy against steps, per arm: mean over the
+    runs that did not diverge with a 95% t-band; each diverged run a thin line ending in an x at its last finite
+    value (excluded from the mean, counted in the legend). With ``target``, a third panel: the fraction of all runs
+    (diverged ones included) whose ``target_column`` has reached ``target`` by each step.
+
+    ``diverged`` = {arm: [bool per run in curves_by_arm[arm]]}; None (or a missing arm) falls back to
+    `run_diverged`. Returns the Figure (also written to ``path``)."""
+    panels = 3 if target is not None else 2
+    fig = Figure(figsize=(15, 4.4) if panels == 3 else (11, 4.4), layout="constrained")
+    axes = fig.subplots(1, panels)
+    ax_loss, ax_acc = axes[0], axes[1]
+    ax_reach = axes[2] if panels == 3 else None
+    split = TARGET_SPLITS.get(target_column, target_column)
+    handles = []  # legend entries of the loss and accuracy panels: one per arm, then the target line
+    mean_loss, band_loss, div_loss = [], [], []  # y values of the loss panel, for its limits
+    loss_ends = []  # (arm, k, step, loss) of each diverged run's last finite loss (nan: none), drawn once scaled
+    last_step = max((r[0] for curves in curves_by_arm.values() for _, rows in curves for r in rows), default=0.0)
+    reach_lines = []
     for arm, curves in curves_by_arm.items():
+        if not curves:
+            continue
         color = ARM_COLORS.get(arm, None)
-        label = f"{ARM_LABELS.get(arm, arm)} (n={len(curves)})"
+        flags = (diverged or {}).get(arm)
+        if flags is None:
+            flags = [run_diverged(cols, rows) for cols, rows in curves]
+        if len(flags) != len(curves):
+            raise ValueError(f"diverged[{arm!r}] has {len(flags)} entries for {len(curves)} runs")
+        ok_runs = [c for c, f in zip(curves, flags) if not f]
+        div_runs = [c for c, f in zip(curves, flags) if f]
+        name = ARM_LABELS.get(arm, arm)
+        label = (f"{name} (n={len(curves)}; {len(div_runs)} diverged, not in the mean)" if div_runs
+                 else f"{name} (n={len(curves)})")
         for ax, column in ((ax_loss, "train_loss"), (ax_acc, "test_acc")):
-            x, m, lo, hi = mean_band(curves, column)
-            if column == "train_loss":
-                keep = x > 0
-                x, m, lo, hi = x[keep], m[keep], np.maximum(lo[keep], 1e-6), hi[keep]
-            ax.plot(x, m, color=color, label=label, lw=1.8)
-            ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
-    if any(line.get_xydata().size for line in ax_loss.get_lines()):  # runs that all diverged early have no loss
+            handle = None
+            if ok_runs:
+                x, m, lo, hi = mean_band(ok_runs, column)
+                if column == "train_loss":
+                    keep = (x > 0) & (m > 0)
+                    x, m, lo, hi = x[keep], m[keep], np.maximum(lo[keep], 1e-6), hi[keep]
+                    mean_loss.append(m), band_loss.extend((lo, hi))
+                handle, = ax.plot(x, m, color=color, label=label, lw=1.8, gid=f"mean:{arm}")
+                ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+            for k, (cols, rows) in enumerate(div_runs):
+                x, y = _finite_series(cols, rows, column, positive=column == "train_loss")
+                if column == "train_loss":
+                    x, y = x[x > 0], y[x > 0]  # step 0 has no training loss
+                    div_loss.append(y)
+                    if len(x) or rows:
+                        loss_ends.append((arm, k, x[-1], y[-1]) if len(x) else (arm, k, rows[-1][0], math.nan))
+                if not len(x):
+                    continue
+                ax.plot(x, y, color=color, lw=0.8, alpha=0.45, gid=f"diverged:{arm}:{k}")
+                if column != "train_loss":
+                    ax.plot(x[-1:], y[-1:], color=color, ls="none", marker="x", ms=7, mew=1.6, alpha=0.85,
+                            gid=f"diverged-end:{arm}:{k}")
+            if handle is None:  # every run diverged: no mean line, the legend still names the arm
+                handle = Line2D([], [], color=color, lw=0.8, alpha=0.6, marker="x", ms=6, label=label)
+            if ax is ax_loss:
+                handles.append(handle)
+        if ax_reach is not None:
+            steps = [reached_step(cols, rows, target_column, target) for cols, rows in curves]
+            hit = sorted(s for s in steps if s is not None)
+            xs = [0.0] + [s for s in dict.fromkeys(hit) if 0 < s < last_step] + [last_step]
+            ys = [sum(s <= x for s in hit) / len(curves) for x in xs]
+            reach_lines.append((arm, xs, ys, f"{name}: reached {len(hit)}/{len(curves)}", color))
+
+    top = math.inf
+    means = np.concatenate(mean_loss) if mean_loss else np.array([])
+    lines = np.concatenate([means, *div_loss])
+    if lines.size:  # runs that all diverged early have no loss
         ax_loss.set_yscale("log")
+        # Limits from the lines, not the bands: a wide band (few seeds, one odd run) is cut at the edges. A diverged
+        # run's loss may grow by many decades before it stops being finite: with means to show, the axis ends two
+        # decades above them and such a run leaves through the top (its x drawn at the edge).
+        lo_y, hi_y = lines.min(), lines.max()
+        if means.size:
+            hi_y = min(hi_y, means.max() * 100)
+        band = np.concatenate([lines[lines <= hi_y], *band_loss])
+        bottom = max(min(band.min(), lo_y), lo_y / 4) / 1.2
+        top = min(max(band.max(), hi_y), hi_y * 4) * 1.2
+        ax_loss.set_ylim(bottom, top)
+    off_scale = {}  # arm -> [(step, loss)] of the diverged runs whose x goes at the top edge
+    for arm, k, step, loss in loss_ends:
+        if math.isfinite(loss) and loss <= top:
+            ax_loss.plot([step], [loss], color=ARM_COLORS.get(arm), ls="none", marker="x", ms=7, mew=1.6,
+                         alpha=0.85, gid=f"diverged-end:{arm}:{k}")
+        else:
+            off_scale.setdefault(arm, []).append((k, step, loss))
+    for i, (arm, ends) in enumerate(off_scale.items()):
+        y = 0.97 - 0.08 * i
+        for k, step, _ in ends:
+            ax_loss.plot([step], [y], color=ARM_COLORS.get(arm), ls="none", marker="x", ms=7, mew=1.6, alpha=0.85,
+                         transform=ax_loss.get_xaxis_transform(), clip_on=False, gid=f"diverged-end:{arm}:{k}")
+        above = [loss for _, _, loss in ends if math.isfinite(loss)]
+        parts = [f"{len(above)} above the axis (up to {max(above):.2g})"] if above else []
+        if len(above) < len(ends):
+            parts.append(f"{len(ends) - len(above)} never finite")
+        ax_loss.annotate("diverged loss: " + ", ".join(parts), (max(s for _, s, _ in ends), y),
+                         xycoords=ax_loss.get_xaxis_transform(), xytext=(6, 0), textcoords="offset points",
+                         fontsize=7, color=ARM_COLORS.get(arm), va="center")
     ax_loss.set(xlabel="training step", ylabel="training loss (running minibatch mean, log)",
                 title="Training loss")
     ax_acc.set(xlabel="training step", ylabel="test accuracy (eval mode)", title="Test accuracy")
-    if target:
-        ax_acc.axhline(target, color="0.6", ls=":", lw=1, label=f"target {target:g}")
+    if target is not None:
+        where = "" if target_column == "test_acc" else f" ({split} split)"
+        handles.append(ax_acc.axhline(target, color="0.6", ls=":", lw=1, label=f"target {target:g}{where}"))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{title}\nmean over seeds, band = 95% t-interval", fontsize=10)
+    # one legend for both curve panels, below them, so that it never covers a curve or a diverged run's x
+    if handles:
+        fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=min(len(handles), 4))
+    if ax_reach is not None:
+        # arms drawn widest first so that identical step functions stay visible on top of each other
+        for i, (arm, xs, ys, lab, color) in enumerate(reach_lines):
+            ax_reach.step(xs, ys, where="post", color=color, lw=1.5 + 0.9 * (len(reach_lines) - 1 - i), alpha=0.85,
+                          label=lab, gid=f"reached:{arm}")
+        ax_reach.set_ylim(-0.03, 1.03)
+        ax_reach.set_xlim(left=0)
+        ax_reach.set(xlabel="training step", ylabel=f"fraction of seeds at target accuracy ({split} split)",
+                     title=f"Reached the target ({split} accuracy >= {target:g})\n"
+                           "runs that never reach it are censored at the budget")
+        ax_reach.title.set_fontsize(10)
+        ax_reach.grid(alpha=0.3)
+        ax_reach.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{title}\nmean over seeds, band = 95% t-interval; "
+                 "diverged runs: thin lines ending in x, excluded from the mean", fontsize=10)
     save(fig, path)
+    return fig
 
 
 def lrfind_plot(curves: dict, suggestions: dict, path, title=""):

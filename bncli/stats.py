@@ -74,3 +74,152 @@ def fmt_ci(s: Summary, digits=3, scale=1.0) -> str:
     if s.n < 2:
         return "—"
     return f"[{s.ci_low * scale:+.{digits}f}, {s.ci_high * scale:+.{digits}f}]"
+
+
+# -- censored and paired order statistics -------------------------------------------------------------------------
+# "Steps to a target" is time-to-event data: a run that never reached the target within its budget (or diverged,
+# after which it never will) is right-censored, and only bounds are known for it. Every run of a comparison has the
+# same budget (type-I censoring), so the Kaplan-Meier estimate is the empirical distribution up to the budget, and
+# order-statistic (sign-test) intervals stay exact and distribution-free when censored values enter as bounds.
+
+
+def binom_cdf_half(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2), exactly (math.comb)."""
+    if k < 0:
+        return 0.0
+    return math.fsum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n
+
+
+def sign_test(n_pos: int, n_neg: int) -> float:
+    """Exact two-sided sign test of 'positive and negative equally likely' (ties and unknown orders left out)."""
+    n = n_pos + n_neg
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * binom_cdf_half(min(n_pos, n_neg), n))
+
+
+@dataclass
+class OrderInterval:
+    """A median with a distribution-free interval from order statistics of values known within [lower, upper]."""
+
+    n: int
+    est_low: float  # the sample median lies in [est_low, est_high] (equal when the middle values are exact)
+    est_high: float
+    ci_low: float  # may be -inf / +inf: the data bound the median on one side only
+    ci_high: float
+    coverage: float  # the exact coverage of [x_(k), x_(n-k+1)], >= the nominal level (nan when n is too small)
+    n_pos: int = 0  # values known to be > 0, < 0, and = 0 or of unknown sign (the sign test's counts)
+    n_neg: int = 0
+    n_unknown: int = 0
+    p_sign: float = 1.0
+
+    @property
+    def estimate(self) -> float:
+        return self.est_low if self.est_low == self.est_high else math.nan
+
+
+def _median(sorted_xs):
+    n = len(sorted_xs)
+    if n % 2:
+        return sorted_xs[n // 2]
+    a, b = sorted_xs[n // 2 - 1], sorted_xs[n // 2]
+    if math.isinf(a) and a == b:
+        return a
+    return (a + b) / 2 if not (math.isinf(a) or math.isinf(b)) else (a if math.isinf(a) else b)
+
+
+def order_k(n: int, level: float = 0.95) -> int:
+    """The largest k >= 1 with P(Bin(n, 1/2) <= k - 1) <= (1 - level) / 2, or 0 if none (n too small)."""
+    k = 0
+    while k + 1 <= n and binom_cdf_half(k, n) <= (1 - level) / 2:
+        k += 1
+    return k
+
+
+def median_interval(lower, upper=None, level: float = 0.95) -> OrderInterval:
+    """Distribution-free interval for the median of n values, each known to lie in [lower_i, upper_i] (equal for an
+    exact value; -inf / +inf for a censored side). By inverting the sign test: [k-th smallest lower bound, k-th
+    largest upper bound] covers the median with probability >= 1 - 2 P(Bin(n, 1/2) <= k - 1) >= ``level``.
+    With n = 5 no k reaches 95% (the best is 93.75%): the interval is then unbounded and says so."""
+    lower = [float(v) for v in lower]
+    upper = lower if upper is None else [float(v) for v in upper]
+    n = len(lower)
+    lo_s, hi_s = sorted(lower), sorted(upper)
+    n_pos = sum(lo > 0 for lo in lower)
+    n_neg = sum(hi < 0 for hi in upper)
+    unknown = n - n_pos - n_neg
+    if n == 0:
+        return OrderInterval(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    k = order_k(n, level)
+    if k:
+        ci = (lo_s[k - 1], hi_s[n - k])
+        coverage = 1 - 2 * binom_cdf_half(k - 1, n)
+    else:
+        ci, coverage = (-math.inf, math.inf), math.nan
+    return OrderInterval(n, _median(lo_s), _median(hi_s), *ci, coverage, n_pos, n_neg, unknown,
+                         sign_test(n_pos, n_neg))
+
+
+def censored_difference(a, b, budget):
+    """Bounds of a - b for two times to an event where None means 'not within ``budget``' (> budget)."""
+    if a is not None and b is not None:
+        return (a - b, a - b)
+    if a is None and b is not None:
+        return (budget - b, math.inf)
+    if a is not None and b is None:
+        return (-math.inf, a - budget)
+    return (-math.inf, math.inf)
+
+
+def paired_censored(a: dict, b: dict, budget, level: float = 0.95) -> OrderInterval:
+    """Median of the paired differences a[seed] - b[seed] of times to an event (None = censored at ``budget``),
+    over every seed present in both; censored pairs enter as bounds, a pair censored on both sides as unknown."""
+    seeds = [s for s in a if s in b]
+    bounds = [censored_difference(a[s], b[s], budget) for s in seeds]
+    return median_interval([lo for lo, _ in bounds], [hi for _, hi in bounds], level)
+
+
+def time_to_event(times, level: float = 0.95) -> OrderInterval:
+    """Kaplan-Meier median time of runs censored at a common budget (None = not reached): the empirical median with
+    censored runs as +inf, and its order-statistic interval."""
+    vals = [math.inf if t is None else float(t) for t in times]
+    return median_interval(vals, vals, level)
+
+
+def fmt_num(v: float, digits=3) -> str:
+    """A number for prose and tables: no 'nan', no exponent for ordinary sizes, infinity as a word-free symbol."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if math.isinf(v):
+        return "+∞" if v > 0 else "−∞"
+    if v != 0 and (abs(v) >= 10 ** (digits + 3) or abs(v) < 10 ** -(digits + 1)):
+        return f"{v:+.{digits}g}"
+    if float(v).is_integer() and abs(v) >= 1:
+        return f"{int(v):+d}"
+    return f"{v:+.{digits}g}" if abs(v) < 1 else f"{v:+.{max(digits - len(str(int(abs(v)))), 0)}f}"
+
+
+def fmt_interval(lo: float, hi: float, digits=3, coverage=None) -> str:
+    """'[a, b]', with an open side for an unbounded end; 'none (n < 6)' when no order-statistic interval exists."""
+    if coverage is not None and math.isnan(coverage):
+        return "none (n < 6)"
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "—"
+    left = "(" if math.isinf(lo) else "["
+    right = ")" if math.isinf(hi) else "]"
+    return f"{left}{fmt_num(lo, digits)}, {fmt_num(hi, digits)}{right}"
+
+
+def fmt_median(o: OrderInterval, digits=3) -> str:
+    """'+440' or '>= +440' (when censored values leave the median known on one side only)."""
+    if o.n == 0:
+        return "—"
+    if o.est_low == o.est_high:
+        return fmt_num(o.est_low, digits)
+    if math.isinf(o.est_high) and not math.isinf(o.est_low):
+        return f"≥ {fmt_num(o.est_low, digits)}"
+    if math.isinf(o.est_low) and not math.isinf(o.est_high):
+        return f"≤ {fmt_num(o.est_high, digits)}"
+    if math.isinf(o.est_low) and math.isinf(o.est_high):
+        return "unknown"
+    return f"{fmt_num(o.est_low, digits)}…{fmt_num(o.est_high, digits)}"

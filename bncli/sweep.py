@@ -4,8 +4,10 @@
                    runs/<hash>/      one run (see runs.py), keyed by the hash of its resolved config
                    failed/<hash>.json  the error of a run that raised (retried by the next invocation)
                    summary.csv       one row per run: swept keys, arm, seed, results, status
-                   range.csv         per arm and swept point: n, mean, sd, 95% CI of the final accuracy, diverged
-                   ranges.csv        per arm (and other swept keys): usable range of ``range_key``
+                   range.csv         per arm and swept point: n, mean, sd, 95% CI of the final accuracy of the runs
+                                     that did not diverge, and how many diverged
+                   ranges_by_seed.csv  per arm, other swept keys and seed: the usable range of ``range_key``
+                   ranges.csv        per arm (and other swept keys): seeds that learn, usable range over seeds
                    sweep.json        all of the above, with versions
 
 A run is finished when its directory exists (they are created atomically), so an interrupted or killed sweep
@@ -21,6 +23,7 @@ import io
 import itertools
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +35,8 @@ from .errors import UsageError
 from .executor import execute
 from .experiment import check_with_data, prepare_output
 from .runs import dumps, is_current, run_task, versions
+from .train import DIVERGED_RULE as DIVERGED, TAIL_EVALS
+
 
 
 @dataclass
@@ -169,26 +174,33 @@ def collect(cfg, out_dir: Path, runs: list[SweepRun], failed: list[dict], skippe
         summary_path = r.run_dir / "summary.json"
         if summary_path.exists():
             s = json.loads(summary_path.read_text())
-            row.update({k: s.get(k) for k in ("status", "final_test_acc", "best_test_acc", "final_train_loss",
-                                              "steps_to_target", "time_s", "initial_test_loss")})
-            row["diverged"] = is_diverged(s)
+            row.update({k: s.get(k) for k in ("status", "final_test_acc", "tail_test_acc", "best_test_acc",
+                                              "final_train_loss", "steps_to_target", "total_steps", "time_s",
+                                              "diverged_reason")})
+            row["diverged"] = s.get("status") == "diverged"
         else:
             row.update(status="failed" if r.hash in failed_hashes else "missing",
                        error=failed_hashes.get(r.hash, {}).get("error"))
         rows.append(row)
     range_rows = range_table(cfg, keys, rows)
-    usable = usable_ranges(cfg, keys, range_rows)
+    per_seed = seed_ranges(cfg, keys, rows)
+    usable = usable_ranges(cfg, keys, rows, per_seed)
     rk = _range_key(cfg, keys, rows)
-    columns = keys + ["arm", "seed", "status", "diverged", "final_test_acc", "best_test_acc", "final_train_loss",
-                      "steps_to_target", "time_s", "hash", "error"]
+    columns = keys + ["arm", "seed", "status", "diverged", "final_test_acc", "tail_test_acc", "best_test_acc",
+                      "final_train_loss", "steps_to_target", "total_steps", "time_s", "hash", "diverged_reason",
+                      "error"]
     atomic.write_text(out_dir / "summary.csv", _csv(columns, rows))
     atomic.write_text(out_dir / "range.csv", _csv(list(range_rows[0]) if range_rows else [], range_rows))
     atomic.write_text(out_dir / "ranges.csv", _csv(list(usable[0]) if usable else [], usable))
+    atomic.write_text(out_dir / "ranges_by_seed.csv", _csv(list(per_seed[0]) if per_seed else [], per_seed))
     atomic.write_text(out_dir / "sweep.json", dumps({
         "name": cfg.name, "keys": keys, "range_key": rk,
-        "n_runs": len(rows), "failed": failed, "usable_ranges": usable, "range": range_rows,
-        "ci": "95% Student-t interval of the mean over seeds",
-        "diverged": "non-finite loss, or final training loss > 4x the initial loss",
+        "n_runs": len(rows), "n_diverged": sum(bool(r.get("diverged")) for r in rows), "failed": failed,
+        "usable_ranges": usable, "usable_ranges_by_seed": per_seed, "range": range_rows,
+        "ci": "95% Student-t interval of the mean over seeds; means leave out diverged runs (counted)",
+        "usable": f"per seed: the contiguous values around the seed's best whose run did not diverge and whose tail "
+                  f"test accuracy (mean of its last {TAIL_EVALS} evaluations) is >= {cfg.sweep.floor:g}; an arm that learns nowhere has no usable range",
+        "diverged": DIVERGED,
         "versions": versions()}))
     if rk is not None and range_rows:
         from .plotting import range_figure
@@ -199,14 +211,6 @@ def collect(cfg, out_dir: Path, runs: list[SweepRun], failed: list[dict], skippe
 
 def _hashable(v):
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
-
-
-def is_diverged(s: dict) -> bool:
-    """CLAIMS C2: a non-finite loss, or a final training loss above 4x the initial loss."""
-    if s.get("status") == "diverged":
-        return True
-    final, initial = s.get("final_train_loss"), s.get("initial_test_loss")
-    return final is not None and initial is not None and final > 4 * initial
 
 
 def _csv(columns, rows) -> str:
@@ -229,57 +233,112 @@ def _range_key(cfg, keys, rows):
 
 
 def range_table(cfg, keys, rows) -> list[dict]:
-    """Per arm and swept point: statistics of the final test accuracy over seeds (diverged runs included —
-    a learning rate that diverges is not usable), and the count of diverged runs."""
+    """Per arm and swept point: statistics over seeds of the final test accuracy and training loss of the runs that
+    did not diverge, and the count of those that did (a diverged run is an outcome, never a number in a mean)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["arm"], *(_hashable(r[k]) for k in keys)), []).append(r)
     out = []
     for (arm, *_), rs in groups.items():
         vals = [rs[0][k] for k in keys]
-        done = [r for r in rs if r.get("final_test_acc") is not None]
-        acc = stats.describe(r["final_test_acc"] for r in done)
-        loss = stats.describe(r.get("final_train_loss") for r in done)
-        out.append({"arm": arm, **dict(zip(keys, vals)), "n": len(done), "n_planned": len(rs),
+        finished = [r for r in rs if r.get("status") in ("ok", "diverged")]
+        ok = [r for r in finished if not r.get("diverged")]
+        acc = stats.describe(r.get("final_test_acc") for r in ok)
+        loss = stats.describe(r.get("final_train_loss") for r in ok)
+        out.append({"arm": arm, **dict(zip(keys, vals)), "n": len(ok), "n_planned": len(rs),
+                    "n_finished": len(finished), "diverged": len(finished) - len(ok),
                     "acc_mean": acc.mean, "acc_sd": acc.sd, "acc_ci_low": acc.ci_low, "acc_ci_high": acc.ci_high,
-                    "train_loss_mean": loss.mean, "train_loss_sd": loss.sd,
-                    "diverged": sum(bool(r.get("diverged")) for r in done)})
+                    "tail_acc_mean": stats.describe(r.get("tail_test_acc") for r in ok).mean,
+                    "train_loss_mean": loss.mean, "train_loss_sd": loss.sd})
     return out
 
 
-def usable_ranges(cfg, keys, range_rows) -> list[dict]:
-    """Per arm (and every combination of the other swept keys): the values of the range key whose mean final
-    accuracy is within ``tol`` of that group's best; the usable range is the contiguous block of grid values
-    around the best one, its width in decades log10(hi/lo)."""
-    rk = _range_key(cfg, keys, [{k: r[k] for k in keys} for r in range_rows])
+def _width(lo, hi):
+    """Width of [lo, hi] in decades (log10(hi / lo)); nan when a bound is missing or not positive."""
+    if lo is None or hi is None or not (lo > 0 and hi > 0):
+        return math.nan
+    return round(math.log10(hi / lo), 9)  # 0, not -1e-16
+
+
+def _block(ok: list[bool], i: int) -> tuple[int, int]:
+    """The contiguous run of True around index i (which must be True)."""
+    lo = hi = i
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    while hi < len(ok) - 1 and ok[hi + 1]:
+        hi += 1
+    return lo, hi
+
+
+def seed_ranges(cfg, keys, rows) -> list[dict]:
+    """Per arm, combination of the other swept keys, and seed: where that seed's runs learn.
+
+    A value of the range key is *usable* for a seed when its run did not diverge and its tail test accuracy (the
+    mean of its last evaluations) is >= ``sweep.floor``. The seed's usable range is the contiguous block of usable
+    grid values around its best value (highest tail accuracy); ``hi`` is the largest usable value, the width is in
+    decades. A seed whose best run is below the floor does not learn and has no usable range. The narrower
+    within-N-points widths (``sweep.target_points``, around the seed's own best) are descriptive."""
+    rk = _range_key(cfg, keys, rows)
     if rk is None:
         return []
     others = [k for k in keys if k != rk]
+    floor = cfg.sweep.floor
     groups: dict[tuple, list[dict]] = {}
-    for r in range_rows:
+    for r in rows:
+        if r.get("status") in ("ok", "diverged"):
+            groups.setdefault((r["arm"], *(_hashable(r[k]) for k in others), r["seed"]), []).append(r)
+    out = []
+    for (arm, *_), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r[rk])
+        xs = [r[rk] for r in rs]
+        acc = [r.get("tail_test_acc", r.get("final_test_acc")) for r in rs]
+        fine = [not r.get("diverged") and a is not None and math.isfinite(a) for r, a in zip(rs, acc)]
+        row = {"arm": arm, **{k: rs[0][k] for k in others}, "seed": rs[0]["seed"], "range_key": rk, "floor": floor,
+               "n_values": len(rs), "n_diverged": sum(bool(r.get("diverged")) for r in rs), "best_value": None,
+               "best_acc": math.nan, "learns": False, "lo": None, "hi": None, "decades": math.nan, "n_usable": 0}
+        if any(fine):
+            best = max((i for i in range(len(rs)) if fine[i]), key=lambda i: acc[i])  # first of equal maxima
+            row.update(best_value=xs[best], best_acc=acc[best], learns=acc[best] >= floor)
+        for tol in [None, *cfg.sweep.target_points]:
+            suffix = "" if tol is None else f"_{tol * 100:g}pt"
+            if not row["learns"]:
+                row.update({f"lo{suffix}": None, f"hi{suffix}": None, f"decades{suffix}": math.nan,
+                            f"n_usable{suffix}": 0})
+                continue
+            cut = floor if tol is None else row["best_acc"] - tol - 1e-9  # accuracies tie often: inclusive
+            lo, hi = _block([f and a >= cut for f, a in zip(fine, acc)], best)
+            row.update({f"lo{suffix}": xs[lo], f"hi{suffix}": xs[hi], f"decades{suffix}": _width(xs[lo], xs[hi]),
+                        f"n_usable{suffix}": hi - lo + 1})
+        out.append(row)
+    return out
+
+
+def usable_ranges(cfg, keys, rows, per_seed: list[dict] | None = None) -> list[dict]:
+    """Per arm (and every combination of the other swept keys): how many seeds learn, and over those seeds the
+    usable range (median lower and upper end, mean width in decades with its t-interval) and the descriptive
+    within-N-points widths. Computed from the per-seed ranges (``seed_ranges``), never from a seed-mean curve."""
+    per_seed = seed_ranges(cfg, keys, rows) if per_seed is None else per_seed
+    if not per_seed:
+        return []
+    rk = per_seed[0]["range_key"]
+    others = [k for k in keys if k != rk]
+    groups: dict[tuple, list[dict]] = {}
+    for r in per_seed:
         groups.setdefault((r["arm"], *(_hashable(r[k]) for k in others)), []).append(r)
     out = []
     for (arm, *_), rs in groups.items():
-        vals = [rs[0][k] for k in others]
-        rs = sorted((r for r in rs if r["n"] > 0 and math.isfinite(r["acc_mean"])), key=lambda r: r[rk])
-        if not rs:
-            continue
-        best_i = max(range(len(rs)), key=lambda i: rs[i]["acc_mean"])
-        best = rs[best_i]["acc_mean"]
-        row = {"arm": arm, **dict(zip(others, vals)), "range_key": rk, "best_value": rs[best_i][rk],
-               "best_acc": best, "n_values": len(rs)}
-        for tol in cfg.sweep.target_points:
-            floor = best - tol - 1e-9  # inclusive: accuracies are multiples of 1/n_test, ties are common
-            lo = hi = best_i
-            while lo > 0 and rs[lo - 1]["acc_mean"] >= floor:
-                lo -= 1
-            while hi < len(rs) - 1 and rs[hi + 1]["acc_mean"] >= floor:
-                hi += 1
-            a, b = rs[lo][rk], rs[hi][rk]
-            pts = f"{tol * 100:g}"
-            row[f"lo_{pts}pt"], row[f"hi_{pts}pt"] = a, b
-            row[f"decades_{pts}pt"] = round(math.log10(b / a), 9) if a > 0 and b > 0 else math.nan  # 0, not -1e-16
-            row[f"n_usable_{pts}pt"] = hi - lo + 1
+        learn = [r for r in rs if r["learns"]]
+        row = {"arm": arm, **{k: rs[0][k] for k in others}, "range_key": rk, "floor": cfg.sweep.floor,
+               "n_seeds": len(rs), "n_learn": len(learn),
+               "best_value": statistics.median_low([r["best_value"] for r in learn]) if learn else None,
+               "best_acc_mean": stats.describe(r["best_acc"] for r in rs).mean,
+               "n_diverged": sum(r["n_diverged"] for r in rs)}
+        for suffix in ["", *(f"_{t * 100:g}pt" for t in cfg.sweep.target_points)]:
+            w = stats.describe(r[f"decades{suffix}"] for r in learn)
+            row.update({f"lo{suffix}": statistics.median_low([r[f"lo{suffix}"] for r in learn]) if learn else None,
+                        f"hi{suffix}": statistics.median_low([r[f"hi{suffix}"] for r in learn]) if learn else None,
+                        f"decades{suffix}": w.mean, f"decades{suffix}_sd": w.sd,
+                        f"decades{suffix}_ci_low": w.ci_low, f"decades{suffix}_ci_high": w.ci_high})
         out.append(row)
     return out
 

@@ -17,6 +17,12 @@ from .core import MLP, Optimizer, cross_entropy_eval, lr_at, softmax_cross_entro
 from .data import Dataset
 
 EVAL_CHUNK = 4096
+# A run has diverged when its loss became non-finite, or when the mean minibatch training loss of its last evaluation
+# window exceeds BLOWUP x the loss of its first minibatch (both training-mode losses on minibatches: like with like).
+BLOWUP = 4.0
+DIVERGED_RULE = (f"the training loss became non-finite, or the mean minibatch training loss of the last evaluation "
+                 f"window exceeds {BLOWUP:g}x the loss of the first minibatch (both training-mode minibatch losses)")
+TAIL_EVALS = 3  # "tail accuracy": mean test accuracy of the last evaluations, less noisy than the final one alone
 
 
 @dataclass
@@ -80,7 +86,8 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
     n, b = len(X), tc.batch_size
     total, per_epoch = resolved_budget(tc, n)
     eval_every = tc.eval_every or per_epoch
-    lr_of = lambda s: lr_at(s, total, oc.lr, oc.schedule, oc.step_size, oc.gamma, oc.min_lr, oc.warmup)  # noqa: E731
+    base_lr = oc.lr * (b / oc.lr_reference_batch if oc.lr_reference_batch else 1)
+    lr_of = lambda s: lr_at(s, total, base_lr, oc.schedule, oc.step_size, oc.gamma, oc.min_lr, oc.warmup)  # noqa: E731
 
     splits = [("test", data.X_test, data.y_test)]
     if data.X_val is not None:
@@ -117,7 +124,7 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
         if progress:
             progress(step, total, dict(zip(columns, row)))
 
-    status, step, diverged_at = "ok", 0, None
+    status, step, diverged_at, first_loss = "ok", 0, None, None
     record(0)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         while step < total and status == "ok":
@@ -129,6 +136,8 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
                 xb = np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]
                 yb = y[idx]
                 loss, correct = train_step(model, opt, xb, yb, lr_of(step))
+                if first_loss is None:
+                    first_loss = loss
                 window[0] += loss * len(idx)
                 window[1] += correct
                 window[2] += len(idx)
@@ -149,7 +158,8 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
             rows[-1][3:5] = last[3:5]  # the training-loss window of the final row, already consumed by record()
 
     train_time = time.perf_counter() - t0
-    summary = summarize(columns, rows, status, target_col, tc.target_accuracy)
+    summary = summarize(columns, rows, status, target_col, tc.target_accuracy, first_loss)
+    status = summary["status"]
     files = {}
     if pct_X is not None:
         files["percentiles.csv"] = "step,unit,p15,p50,p85\n" + "\n".join(pct_rows) + "\n"
@@ -186,8 +196,20 @@ def eval_variants(model: MLP, data: Dataset, batch_size: int) -> dict:
     return out
 
 
-def summarize(columns, rows, status, target_col, target):
-    """Per-run numbers used by tables and statistics (all from the metric rows)."""
+def divergence(status, final_train_loss, initial_train_loss):
+    """The one definition of a diverged run (see BLOWUP): (diverged, reason)."""
+    if status == "diverged" or (final_train_loss is not None and not math.isfinite(final_train_loss)):
+        return True, "the training loss became non-finite"
+    if (initial_train_loss is not None and math.isfinite(initial_train_loss) and final_train_loss is not None
+            and final_train_loss > BLOWUP * initial_train_loss):
+        return True, (f"the final training loss {final_train_loss:.3g} exceeds {BLOWUP:g} x the first minibatch's "
+                      f"loss {initial_train_loss:.3g}")
+    return False, None
+
+
+def summarize(columns, rows, status, target_col, target, initial_train_loss=None):
+    """Per-run numbers used by tables and statistics (all from the metric rows). A diverged run never counts as
+    reaching the target after it diverged: its steps to target are censored, like a run that ran out of budget."""
     col = {c: i for i, c in enumerate(columns)}
     acc = [r[col["test_acc"]] for r in rows]
     best = int(np.nanargmax(acc)) if any(math.isfinite(a) for a in acc) else 0
@@ -195,8 +217,12 @@ def summarize(columns, rows, status, target_col, target):
     last = rows[-1]
     train_losses = [r[col["train_loss"]] for r in rows[1:]]
     finite = [v for v in train_losses if math.isfinite(v)]
+    diverged, reason = divergence(status, last[col["train_loss"]] if len(rows) > 1 else None, initial_train_loss)
+    evals = rows[1:] or rows
+    tail = [r[col["test_acc"]] for r in evals[-TAIL_EVALS:]]
     return {
-        "status": status,
+        "status": "diverged" if diverged else "ok",
+        "diverged_reason": reason,
         "final_test_acc": last[col["test_acc"]],
         "final_test_loss": last[col["test_loss"]],
         "best_test_acc": acc[best],
@@ -204,6 +230,8 @@ def summarize(columns, rows, status, target_col, target):
         "final_train_loss": last[col["train_loss"]],
         "final_train_acc": last[col["train_acc"]],
         "initial_test_loss": rows[0][col["test_loss"]],
+        "initial_train_loss": initial_train_loss,
+        "tail_test_acc": float(np.mean(tail)) if all(math.isfinite(a) for a in tail) else math.nan,
         "mean_train_loss": float(np.mean(finite)) if finite else math.nan,  # area under the loss curve per step
         "steps_to_target": reached,
     }

@@ -63,27 +63,40 @@ def _summary(d: dict) -> stats.Summary:
 def experiment_tables(cfg, result):
     t = cfg.train
     table = Table(title=f"{cfg.name}: mean ± sd over seeds (test split, eval mode)", title_justify="left",
-                  caption=f"steps to target: mean ± sd over the runs that reached {t.target_accuracy:g} "
-                          f"on the {t.target_split} split (reached/runs)", caption_justify="left")
-    for name in ("arm", "ok/runs", "final acc", "best acc", "steps to target", "train loss", "s/run"):
+                  caption=f"means leave out diverged runs (counted in runs). Steps to {t.target_accuracy:g} on the "
+                          f"{t.target_split} split: Kaplan-Meier median [95% interval], runs that never reached it "
+                          "(or diverged first) censored at the budget; reached/runs", caption_justify="left")
+    for name in ("arm", "ok/runs", "final acc", "best acc", "steps to target", "reached", "train loss", "s/run"):
         table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True)
     for arm, a in result.arms.items():
         status = a["status"]
-        runs = f"{status['ok']}/{a['n_runs']}" + (f" ({status['diverged']} div)" if status["diverged"] else "") + \
-            (f" ({status['failed']} failed)" if status["failed"] else "")
-        steps = stats.fmt(_summary(a["steps_to_target"]), 0) + f" ({a['reached_target']}/{a['n_runs']})"
+        runs = f"{status['ok']}/{a['n_runs']}" + (f" ({status['diverged']} diverged)" if status["diverged"] else "") \
+            + (f" ({status['failed']} failed)" if status["failed"] else "")
+        st = a["steps_to_target"]
+        steps = f"{st['median_text']} {st['ci_text']}" if st["n"] else "—"
         table.add_row(arm, runs, stats.fmt(_summary(a["final_test_acc"])), stats.fmt(_summary(a["best_test_acc"])),
-                      steps, stats.fmt(_summary(a["final_train_loss"])), stats.fmt(_summary(a["time_s"]), 2))
+                      steps, f"{a['reached_target']}/{a['n_runs']}", stats.fmt(_summary(a["final_train_loss"])),
+                      stats.fmt(_summary(a["time_s"]), 2))
     tables = [table]
     if result.comparisons:
-        comp = Table(title="paired differences by seed (95% t-interval)", title_justify="left")
-        for c in ("difference", "metric", "n", "mean", "95% CI"):
-            comp.add_column(c, justify="left" if c == "difference" else "right")
+        comp = Table(title="paired differences by seed", title_justify="left",
+                     caption="accuracy and loss: mean and 95% t-interval over the seeds where neither run diverged; "
+                             "steps: median paired difference over every seed, censored pairs as bounds, sign-test "
+                             "interval (none below 6 seeds) and exact sign-test p", caption_justify="left")
+        for c in ("difference", "metric", "n", "estimate", "95% interval", "note"):
+            comp.add_column(c, justify="left" if c in ("difference", "note") else "right")
         for c in result.comparisons:
+            if c["metric"] == "steps_to_target":
+                f = c["faster"]
+                arm, base = c["arm"], c["baseline"]
+                note = (f"faster: {arm} {f[arm]}, {base} {f[base]}, unknown {f['unknown']}; sign test "
+                        f"p={c['sign_test_p']:.3g}")
+                comp.add_row(c["difference"], "steps to target", str(c["n"]), c["median_text"], c["ci_text"], note)
+                continue
             s = _summary(c)
-            digits = 0 if c["metric"] == "steps_to_target" else 4
-            comp.add_row(c["difference"], c["metric"], str(s.n), f"{s.mean:+.{digits}f}" if s.n else "—",
-                         stats.fmt_ci(s, digits))
+            note = f"{c['excluded_diverged']} seeds left out (diverged)" if c.get("excluded_diverged") else ""
+            comp.add_row(c["difference"], c["metric"], str(s.n), f"{s.mean:+.4f}" if s.n else "—",
+                         stats.fmt_ci(s, 4), note)
         tables.append(comp)
     return tables
 
@@ -107,21 +120,25 @@ def plan_table(runs, keys, limit=60):
 def usable_table(result):
     if not result.usable:
         return None
-    rk = result.usable[0]["range_key"]
-    pts = [k[len("decades_"):-2] for k in result.usable[0] if k.startswith("decades_")]
-    table = Table(title=f"usable range of {rk}: values whose mean final test accuracy is within N points of "
-                        f"the arm's best (contiguous, width in decades)", title_justify="left")
+    u0 = result.usable[0]
+    rk = u0["range_key"]
+    pts = [k[len("decades_"):-2] for k in u0 if k.startswith("decades_") and k.endswith("pt")]
+    table = Table(title=f"usable range of {rk}, per seed: the contiguous values around the seed's best where the run "
+                        f"did not diverge and its tail test accuracy is >= {u0['floor']:g}",
+                  title_justify="left",
+                  caption="range: median lower and upper end over the seeds that learn; widths: mean ± sd over them "
+                          "(decades); within N pt: around the seed's own best (descriptive)", caption_justify="left")
     others = [k for k in result.keys if k != rk]
-    for c in ("arm", *others, "best value", "best acc", *(f"within {p} pt" for p in pts), "diverged runs"):
+    for c in ("arm", *others, "seeds that learn", "usable range", "width", *(f"within {p} pt" for p in pts),
+              "diverged runs"):
         table.add_column(c, justify="left" if c in ("arm", *others) else "right")
-    div = {}
-    for r in result.range_rows:
-        key = (r["arm"], *(str(r[k]) for k in others))
-        div[key] = div.get(key, 0) + r["diverged"]
     for u in result.usable:
-        cells = [f"{u[f'decades_{p}pt']:.2f} dec [{_fmt_value(u[f'lo_{p}pt'])}, {_fmt_value(u[f'hi_{p}pt'])}]"
-                 for p in pts]
-        key = (u["arm"], *(str(u[k]) for k in others))
-        table.add_row(u["arm"], *(_fmt_value(u[k]) for k in others), _fmt_value(u["best_value"]),
-                      f"{u['best_acc']:.3f}", *cells, str(div.get(key, 0)))
+        learn = f"{u['n_learn']}/{u['n_seeds']}"
+        if not u["n_learn"]:
+            cells = ["none (never learns)", "—", *("—" for _ in pts)]
+        else:
+            w = lambda sfx: stats.fmt(stats.Summary(u["n_learn"], u[f"decades{sfx}"], u[f"decades{sfx}_sd"],  # noqa
+                                                    0, 0), 2)
+            cells = [f"[{_fmt_value(u['lo'])}, {_fmt_value(u['hi'])}]", w(""), *(w(f"_{p}pt") for p in pts)]
+        table.add_row(u["arm"], *(_fmt_value(u[k]) for k in others), learn, *cells, str(u["n_diverged"]))
     return table

@@ -1,16 +1,23 @@
 """`bncli plot`: recognise a train, sweep or lrfind results directory and draw its figures (png, svg, pdf), into the
 directory or elsewhere with --out; usage errors exit 2 with a message. Figures are checked by their file format,
-never by their pixels."""
+never by their pixels; the learning curves also by the artists they draw (mean lines, the x of each diverged run,
+legend texts, the reached-the-target step functions), on the matplotlib Figure that learning_curves returns."""
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bncli import plot as plot_mod
+from bncli import plotting
 from bncli.cli import app
+from bncli.runs import read_metrics
 from tiny import tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -163,3 +170,188 @@ def test_bad_format_is_exit_2(results, copy_of, fmt):
     d = copy_of("train")
     usage_error(invoke("plot", d, "--format", fmt), "--format")
     assert figures_in(d) == []
+
+
+# -- learning curves: diverged runs and the reached-the-target panel --------------------------------------------------
+COLS = ["step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
+NAN, INF = math.nan, math.inf
+
+
+def synthetic_run(losses, accs):
+    """Evaluations every 10 steps from step 0 (whose training loss is nan, as in metrics.csv)."""
+    return COLS, [[10.0 * i, i / 10, 0.1, loss, NAN, NAN, acc] for i, (loss, acc) in enumerate(zip(losses, accs))]
+
+
+# "before": 3 runs that finish (two reach 0.9, at steps 30 and 40; one never) and 2 that diverge: one reached 0.9 at
+# step 20 before its loss became inf, one whose loss blew up to 1e21 and never reached the target.
+OK_BEFORE = [synthetic_run([NAN, 2.0, 1.5, 1.0, 0.5], [0.1, 0.5, 0.7, 0.9, 0.95]),
+             synthetic_run([NAN, 2.2, 1.9, 1.2, 0.7], [0.1, 0.4, 0.6, 0.8, 0.91]),
+             synthetic_run([NAN, 2.4, 2.0, 1.6, 1.1], [0.1, 0.3, 0.5, 0.7, 0.85])]
+DIV_BEFORE = [synthetic_run([NAN, 1.0, 3.0, INF], [0.1, 0.6, 0.92, 0.1]),
+              synthetic_run([NAN, 5.0, 1e21, INF], [0.1, 0.2, 0.1, 0.1])]
+# "after": every run diverged; one before its first finite loss, one after reaching 0.9 at step 10
+AFTER = [synthetic_run([NAN, INF], [0.1, 0.1]),
+         synthetic_run([NAN, 0.8, INF], [0.1, 0.95, 0.1]),
+         synthetic_run([NAN, 2.0, 4.0, INF], [0.1, 0.3, 0.2, 0.1])]
+# "none": 4 runs, none diverged; two reach 0.9 (at steps 40 and 20)
+NONE = [synthetic_run([NAN, 2.3, 2.2, 2.1, 2.0], [0.1, 0.2, 0.5, 0.8, 0.9]),
+        synthetic_run([NAN, 2.3, 2.1, 1.9, 1.7], [0.1, 0.3, 0.9, 0.6, 0.7]),
+        synthetic_run([NAN, 2.3, 2.3, 2.2, 2.2], [0.1, 0.1, 0.2, 0.3, 0.4]),
+        synthetic_run([NAN, 2.4, 2.2, 2.0, 1.9], [0.1, 0.2, 0.3, 0.5, 0.89])]
+CURVES = {"none": NONE, "before": OK_BEFORE + DIV_BEFORE, "after": AFTER}
+FLAGS = {"none": [False] * 4, "before": [False] * 3 + [True] * 2, "after": [True] * 3}
+
+
+def by_gid(ax, prefix):
+    return [line for line in ax.get_lines() if (line.get_gid() or "").startswith(prefix)]
+
+
+def x_markers(ax):
+    return [line for line in ax.get_lines() if line.get_marker() == "x"]
+
+
+def legend_texts(fig):
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+@pytest.fixture
+def drawn(tmp_path):
+    path = tmp_path / "lc.png"
+    fig = plotting.learning_curves(CURVES, path, title="synthetic", target=0.9, diverged=FLAGS)
+    assert is_png(path)
+    return fig
+
+
+def test_mean_is_over_the_runs_that_did_not_diverge(drawn):
+    ax_loss, ax_acc, _ = drawn.axes
+    for ax, j, steps in ((ax_acc, 6, slice(0, 5)), (ax_loss, 3, slice(1, 5))):
+        (line,) = by_gid(ax, "mean:before")
+        expected = np.mean([[r[j] for r in rows] for _, rows in OK_BEFORE], axis=0)[steps]
+        with_diverged = [np.mean([rows[i][j] for _, rows in CURVES["before"] if i < len(rows)])
+                         for i in range(5)][steps]
+        assert np.allclose(line.get_xdata(), [10.0 * i for i in range(5)][steps])
+        assert np.allclose(line.get_ydata(), expected)
+        assert not np.allclose(line.get_ydata(), with_diverged, equal_nan=True)  # the test can tell them apart
+        (none,) = by_gid(ax, "mean:none")
+        assert np.allclose(none.get_ydata(), np.mean([[r[j] for r in rows] for _, rows in NONE], axis=0)[steps])
+        assert by_gid(ax, "mean:after") == []  # every run diverged: no mean line
+
+
+def test_each_diverged_run_is_a_thin_line_ending_in_x(drawn):
+    ax_loss, ax_acc, _ = drawn.axes
+    for ax in (ax_loss, ax_acc):
+        assert len(x_markers(ax)) == 5  # 2 diverged runs of "before" + 3 of "after"
+        assert sorted(m.get_gid() for m in x_markers(ax)) == sorted(
+            [f"diverged-end:before:{k}" for k in range(2)] + [f"diverged-end:after:{k}" for k in range(3)])
+    # accuracy: the x sits on the last finite value of each diverged run (the row where it diverged)
+    ends = {m.get_gid(): (m.get_xdata()[0], m.get_ydata()[0]) for m in x_markers(ax_acc)}
+    assert ends["diverged-end:before:0"] == (30.0, 0.1)
+    assert ends["diverged-end:after:1"] == (20.0, 0.1)
+    # loss: the last finite positive loss; a loss of 1e21 does not squash the axis (its x goes to the top edge)
+    ends = {m.get_gid(): m for m in x_markers(ax_loss)}
+    assert (ends["diverged-end:before:0"].get_xdata()[0], ends["diverged-end:before:0"].get_ydata()[0]) == (20.0, 3.0)
+    assert (ends["diverged-end:after:2"].get_xdata()[0], ends["diverged-end:after:2"].get_ydata()[0]) == (20.0, 4.0)
+    assert ax_loss.get_yscale() == "log"
+    assert ax_loss.get_ylim()[1] < 1e4
+    for gid, step in (("diverged-end:before:1", 20.0), ("diverged-end:after:0", 10.0)):  # off scale / never finite
+        m = ends[gid]
+        assert m.get_xdata()[0] == step
+        assert m.get_transform() != ax_loss.transData and 0.8 < m.get_ydata()[0] <= 0.97  # axes fraction
+    thin = by_gid(ax_acc, "diverged:")
+    assert len(thin) == 5 and all(line.get_lw() < 1.8 and line.get_alpha() < 1 for line in thin)
+    (line,) = by_gid(ax_acc, "diverged:before:0")
+    assert list(line.get_xdata()) == [0.0, 10.0, 20.0, 30.0]
+    notes = [t.get_text() for t in ax_loss.texts]
+    assert any("1 never finite" in t for t in notes) and any("1 above the axis" in t for t in notes)
+
+
+def test_legend_counts_the_diverged_runs(drawn):
+    texts = legend_texts(drawn)
+    assert "no BN (n=4)" in texts
+    assert "BN before activation (n=5; 2 diverged, not in the mean)" in texts
+    assert "BN after activation (n=3; 3 diverged, not in the mean)" in texts  # proxy handle, no mean line
+    assert "target 0.9" in texts
+    assert "diverged runs: thin lines ending in x, excluded from the mean" in drawn._suptitle.get_text()
+
+
+def test_reached_panel_counts_every_run(drawn):
+    ax = drawn.axes[2]
+    assert "censored at the budget" in ax.get_title()
+    assert ax.get_ylabel() == "fraction of seeds at target accuracy (test split)"
+    lo, hi = ax.get_ylim()
+    assert lo <= 0 and 1 <= hi < 1.1
+    # reached / all runs, diverged included: before 3/5 (one diverged after reaching), after 1/3, none 2/4
+    expected = {"before": ([0, 20, 30, 40], [0, 1 / 5, 2 / 5, 3 / 5]), "after": ([0, 10, 40], [0, 1 / 3, 1 / 3]),
+                "none": ([0, 20, 40, 40], [0, 1 / 4, 2 / 4, 2 / 4])}
+    for arm, (xs, ys) in expected.items():
+        (line,) = by_gid(ax, f"reached:{arm}")
+        assert line.get_drawstyle() == "steps-post"
+        assert line.get_xdata()[0] == 0 and line.get_xdata()[-1] == 40  # from step 0 to the last evaluation
+        assert line.get_ydata()[-1] == pytest.approx(ys[-1])
+        for x, y in zip(xs, ys):  # the fraction in force at step x
+            i = np.searchsorted(line.get_xdata(), x, side="right") - 1
+            assert line.get_ydata()[i] == pytest.approx(y), (arm, x)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["no BN: reached 2/4", "BN before activation: reached 3/5", "BN after activation: reached 1/3"]
+
+
+def test_without_flags_a_non_finite_last_loss_counts_as_diverged(tmp_path):
+    fig = plotting.learning_curves(CURVES, tmp_path / "lc.png", target=0.9)
+    assert set(legend_texts(fig)) == set(legend_texts(plotting.learning_curves(
+        CURVES, tmp_path / "lc2.png", target=0.9, diverged=FLAGS)))
+    assert len(x_markers(fig.axes[1])) == 5
+    # a run whose loss blew up but stayed finite is only known as diverged from its status
+    blowup = synthetic_run([NAN, 2.0, 40.0, 90.0, 300.0], [0.1, 0.2, 0.1, 0.1, 0.1])
+    curves = {"before": OK_BEFORE + [blowup]}
+    fig = plotting.learning_curves(curves, tmp_path / "lc3.png")
+    assert len(fig.axes) == 2 and legend_texts(fig) == ["BN before activation (n=4)"]
+    fig = plotting.learning_curves(curves, tmp_path / "lc4.png", diverged={"before": [False] * 3 + [True]})
+    assert legend_texts(fig) == ["BN before activation (n=4; 1 diverged, not in the mean)"]
+    (line,) = by_gid(fig.axes[1], "mean:before")
+    assert np.allclose(line.get_ydata(), np.mean([[r[6] for r in rows] for _, rows in OK_BEFORE], axis=0))
+
+
+def test_reached_panel_uses_the_target_column(tmp_path):
+    cols = COLS + ["val_loss", "val_acc"]
+    runs = [(cols, [r + [NAN, v] for r, v in zip(rows, vals)]) for (_, rows), vals in
+            zip(OK_BEFORE, ([0.1, 0.95, 0.95, 0.95, 0.95], [0.1, 0.2, 0.2, 0.2, 0.2], [0.1, 0.2, 0.2, 0.2, 0.9]))]
+    fig = plotting.learning_curves({"before": runs}, tmp_path / "lc.png", target=0.9, target_column="val_acc")
+    ax = fig.axes[2]
+    assert "validation" in ax.get_ylabel()
+    (line,) = by_gid(ax, "reached:before")
+    assert list(line.get_xdata()) == [0, 10, 40] and list(line.get_ydata()) == pytest.approx([0, 1 / 3, 2 / 3])
+    assert "target 0.9 (validation split)" in legend_texts(fig)
+
+
+def test_plot_dir_passes_run_status_and_target_split(copy_of, monkeypatch):
+    d = copy_of("train")
+    exp = json.loads((d / "experiment.json").read_text())
+    exp["target"]["split"] = "train"
+    (d / "experiment.json").write_text(json.dumps(exp))
+    seeds = sorted(p.name for p in (d / "before").glob("seed-*"))
+    assert len(seeds) == 2
+    s = d / "before" / seeds[1] / "summary.json"
+    s.write_text(json.dumps({**json.loads(s.read_text()), "status": "diverged"}))  # e.g. a loss blow-up
+    # no summary.json: the fallback (last training loss non-finite) decides
+    none_runs = sorted((d / "none").glob("seed-*"))
+    (none_runs[0] / "summary.json").unlink()
+    metrics = none_runs[0] / "metrics.csv"
+    text = metrics.read_text().splitlines()
+    last = text[-1].split(",")
+    last[3] = "inf"
+    metrics.write_text("\n".join(text[:-1] + [",".join(last)]) + "\n")
+    (none_runs[1] / "summary.json").write_text("{not json")  # unreadable, and its loss is finite
+    seen = []
+    real = plotting.learning_curves
+    monkeypatch.setattr(plotting, "learning_curves", lambda *a, **k: seen.append((a, k, real(*a, **k))) or seen[-1][2])
+    paths = plot_mod.plot_dir(d)
+    assert [p.name for p in paths] == ["learning_curves.png", "generalization_gap.png"]
+    assert is_png(paths[0])
+    ((args, kwargs, fig),) = seen
+    assert kwargs["diverged"] == {"none": [True, False], "before": [False, True]}
+    assert kwargs["target_column"] == "train_eval_acc"
+    assert "(n=2; 1 diverged, not in the mean)" in " ".join(legend_texts(fig))
+    assert "training" in fig.axes[2].get_ylabel()
+    cols, rows = read_metrics(d / "before" / seeds[0] / "metrics.csv")
+    (line,) = by_gid(fig.axes[1], "mean:before")
+    assert np.allclose(line.get_ydata(), [r[cols.index("test_acc")] for r in rows])  # the one run that did not diverge

@@ -5,15 +5,17 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import platform
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bncli
 from bncli.config import ExperimentConfig, load_config
-from bncli.runs import dataset_for, metrics_csv, read_metrics, run_task
+from bncli.runs import dataset_for, metrics_csv, platform_info, read_metrics, run_task
 from bncli.train import train_run
 
 BASE = {
@@ -201,3 +203,92 @@ def test_progress_reports_reach_the_caller(tmp_path):
     assert [m[0] for m in msgs] == [0, 10, 20, 30, 40]
     assert all(m[1] == 40 for m in msgs)
     assert all(len(m) == 4 for m in msgs)
+
+
+BLAS_FIELDS = {"internal_api", "version", "architecture", "threading_layer", "num_threads", "library"}
+
+
+@pytest.fixture
+def fresh_platform_info():
+    platform_info.cache_clear()
+    yield platform_info
+    platform_info.cache_clear()
+
+
+def test_meta_json_records_the_platform(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    run_task(task(run_cfg("before", 0), tmp_path / "r"))
+    plat = json.loads((tmp_path / "r" / "meta.json").read_text())["platform"]
+    assert {"blas", "numpy_build", "cpu_model", "cpu_count", "machine", "kernel_env"} <= set(plat)
+    loaded = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    assert loaded, "numpy is imported, so threadpoolctl sees its BLAS"
+    assert len(plat["blas"]) == len(loaded)
+    for rec, lib in zip(plat["blas"], loaded):
+        assert set(rec) == BLAS_FIELDS
+        assert rec["internal_api"] == lib["internal_api"] and rec["version"] == lib["version"]
+        assert rec["architecture"] == lib.get("architecture")
+        assert rec["library"] == Path(lib["filepath"]).name and "/" not in rec["library"]  # basename only
+        assert isinstance(rec["num_threads"], int) and rec["num_threads"] >= 1
+    assert plat["cpu_count"] == os.cpu_count()
+    assert plat["machine"] == (platform.machine() or None)
+    assert plat["cpu_model"] is None or (isinstance(plat["cpu_model"], str) and plat["cpu_model"])
+    if Path("/proc/cpuinfo").exists() and "model name" in Path("/proc/cpuinfo").read_text():
+        assert plat["cpu_model"] and plat["cpu_model"] in Path("/proc/cpuinfo").read_text()
+
+
+def test_meta_json_platform_has_the_thread_count_at_writing_time(tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    platform_info()  # cached outside any limit
+    with threadpool_limits(limits=1, user_api="blas"):
+        run_task(task(run_cfg("before", 0), tmp_path / "r"))
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text())
+    assert [b["num_threads"] for b in meta["platform"]["blas"]] == [1] * len(meta["platform"]["blas"])
+    assert meta["blas_threads"] == 1
+
+
+def test_platform_info_records_kernel_pinning_variables(fresh_platform_info, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    info = fresh_platform_info()
+    assert info["kernel_env"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert "MKL_CBWR" not in info["kernel_env"]
+
+
+def test_platform_info_is_cached(fresh_platform_info):
+    assert fresh_platform_info() is fresh_platform_info()
+
+
+def test_platform_info_survives_a_failing_threadpoolctl(fresh_platform_info, monkeypatch):
+    import threadpoolctl
+
+    def boom():
+        raise RuntimeError("no BLAS for you")
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", boom)
+    info = fresh_platform_info()
+    assert isinstance(info, dict)
+    assert info["blas"] is None  # the failing reader's field only
+    assert info["cpu_count"] == os.cpu_count() and info["machine"] == (platform.machine() or None)
+
+
+def test_platform_info_survives_every_reader_failing(fresh_platform_info, monkeypatch):
+    import threadpoolctl
+
+    import bncli.runs
+
+    def boom(*a, **k):
+        raise OSError("unreadable")
+
+    with monkeypatch.context() as m:
+        m.setattr(threadpoolctl, "threadpool_info", boom)
+        m.setattr(np, "show_config", boom)
+        m.setattr(os, "cpu_count", boom)
+        m.setattr(platform, "machine", boom)
+        m.setattr(platform, "processor", boom)
+        m.setattr(bncli.runs, "open", boom, raising=False)  # /proc/cpuinfo
+        info = fresh_platform_info()
+    assert info["blas"] is None and info["numpy_build"] is None and info["cpu_model"] is None
+    assert info["cpu_count"] is None and info["machine"] is None
+    assert set(info) == {"blas", "numpy_build", "cpu_model", "cpu_count", "machine", "kernel_env"}

@@ -18,7 +18,7 @@ import bncli.sweep
 from bncli import atomic
 from bncli.config import ExperimentConfig, SweepConfig, SweepParam, load_config, sweep_override
 from bncli.errors import UsageError
-from bncli.sweep import grid_values, is_diverged, plan, points, run_sweep, usable_ranges
+from bncli.sweep import grid_values, plan, points, run_sweep, seed_ranges, usable_ranges
 
 from sweep_helpers import (as_float, check_complete, hidden_leftovers, line_of, numbers, read_csv,
                            run_dirs, write_config)
@@ -315,13 +315,8 @@ def lr3(tmp_path_factory):
     return do_sweep(tmp_path_factory.mktemp("lr3"))
 
 
-SUMMARY_COLUMNS = ["optimizer.lr", "arm", "seed", "status", "diverged", "final_test_acc", "best_test_acc",
-                   "final_train_loss", "steps_to_target", "time_s"]
-
-
-def my_diverged(s):
-    return s["status"] == "diverged" or (s["final_train_loss"] is not None
-                                         and s["final_train_loss"] > 4 * s["initial_test_loss"])
+SUMMARY_COLUMNS = ["optimizer.lr", "arm", "seed", "status", "diverged", "final_test_acc", "tail_test_acc",
+                   "best_test_acc", "final_train_loss", "steps_to_target", "total_steps", "time_s"]
 
 
 def test_run_sweep_summary_csv(lr3):
@@ -336,13 +331,15 @@ def test_run_sweep_summary_csv(lr3):
     for r in rows:
         s = check_complete(out / "runs" / r["hash"])
         assert r["status"] == s["status"]
-        for k in ("final_test_acc", "best_test_acc", "final_train_loss", "steps_to_target", "time_s"):
+        for k in ("final_test_acc", "tail_test_acc", "best_test_acc", "final_train_loss", "steps_to_target",
+                  "time_s"):
             want = s[k]
             assert (as_float(r[k]) == pytest.approx(want)) if want is not None else r[k] == "", (k, r)
-        assert r["diverged"] == str(my_diverged(s))
+        assert r["diverged"] == str(s["status"] == "diverged")
     assert result.skipped == 0 and result.failed == []
     listing = {p.name for p in out.iterdir()}
-    assert {"config.yaml", "range.csv", "ranges.csv", "runs", "summary.csv", "sweep.json"} <= listing
+    assert {"config.yaml", "range.csv", "ranges.csv", "ranges_by_seed.csv", "runs", "summary.csv",
+            "sweep.json"} <= listing
     assert "failed" not in listing and not [n for n in listing if n.startswith(".")]
 
 
@@ -351,66 +348,61 @@ def test_run_sweep_marks_diverged_runs(lr3):
     rows = read_csv(out / "summary.csv")
     huge = [r for r in rows if float(r["optimizer.lr"]) == 1e4]
     sane = [r for r in rows if float(r["optimizer.lr"]) == 0.1]
-    assert all(r["diverged"] == "True" for r in huge)
-    assert any(r["status"] == "diverged" for r in huge)  # a non-finite loss ...
-    assert any(r["status"] == "ok" for r in huge)  # ... or a final loss above 4x the initial one
-    assert all(r["diverged"] == "False" and r["status"] == "ok" for r in sane)
+    assert all(r["diverged"] == "True" and r["status"] == "diverged" and r["diverged_reason"] for r in huge)
+    assert all(r["diverged"] == "False" and r["status"] == "ok" and not r["diverged_reason"] for r in sane)
 
 
-def test_is_diverged_rule():
-    assert is_diverged({"status": "diverged", "final_train_loss": None, "initial_test_loss": 2.0})
-    assert is_diverged({"status": "ok", "final_train_loss": 8.01, "initial_test_loss": 2.0})
-    assert not is_diverged({"status": "ok", "final_train_loss": 8.0, "initial_test_loss": 2.0})
-    assert not is_diverged({"status": "ok", "final_train_loss": 0.1, "initial_test_loss": 2.0})
-    assert not is_diverged({"status": "ok", "final_train_loss": None, "initial_test_loss": 2.0})
-
-
-def test_range_csv_statistics_recomputed_from_summary(lr3):
+def test_range_csv_statistics_leave_out_diverged_runs(lr3):
     cfg, src, out, result = lr3
     rows = read_csv(out / "summary.csv")
     table = read_csv(out / "range.csv")
     assert len(table) == 3 * 2
-    for col in ("arm", "optimizer.lr", "n", "acc_mean", "acc_sd", "acc_ci_low", "acc_ci_high", "diverged"):
+    for col in ("arm", "optimizer.lr", "n", "n_planned", "acc_mean", "acc_sd", "acc_ci_low", "acc_ci_high",
+                "diverged"):
         assert col in table[0]
     for t in table:
         group = [r for r in rows if r["arm"] == t["arm"] and r["optimizer.lr"] == t["optimizer.lr"]]
-        accs = [float(r["final_test_acc"]) for r in group]
-        assert int(t["n"]) == len(accs) == 2
-        mean = sum(accs) / 2
-        sd = math.sqrt(sum((a - mean) ** 2 for a in accs))  # n - 1 = 1
-        half = T975_DF1 * sd / math.sqrt(2)
-        assert float(t["acc_mean"]) == pytest.approx(mean, abs=1e-12)
-        assert float(t["acc_sd"]) == pytest.approx(sd, abs=1e-12)
-        assert float(t["acc_ci_low"]) == pytest.approx(mean - half, abs=1e-4)
-        assert float(t["acc_ci_high"]) == pytest.approx(mean + half, abs=1e-4)
-        assert int(t["diverged"]) == sum(r["diverged"] == "True" for r in group)
-    assert sum(int(t["diverged"]) for t in table) >= 4  # the lr=1e4 runs
+        ok = [float(r["final_test_acc"]) for r in group if r["diverged"] == "False"]
+        assert int(t["n"]) == len(ok) and int(t["n_planned"]) == 2
+        assert int(t["diverged"]) == sum(r["diverged"] == "True" for r in group) == 2 - len(ok)
+        if len(ok) == 2:
+            mean = sum(ok) / 2
+            sd = math.sqrt(sum((a - mean) ** 2 for a in ok))  # n - 1 = 1
+            half = T975_DF1 * sd / math.sqrt(2)
+            assert float(t["acc_mean"]) == pytest.approx(mean, abs=1e-12)
+            assert float(t["acc_sd"]) == pytest.approx(sd, abs=1e-12)
+            assert float(t["acc_ci_low"]) == pytest.approx(mean - half, abs=1e-4)
+            assert float(t["acc_ci_high"]) == pytest.approx(mean + half, abs=1e-4)
+        elif not ok:
+            assert t["acc_mean"] == ""  # every run diverged: no number, only the count
+    assert sum(int(t["diverged"]) for t in table) == 4  # the lr=1e4 runs
 
 
 def test_ranges_csv_and_sweep_json(lr3):
     cfg, src, out, result = lr3
-    table = read_csv(out / "range.csv")
+    per_seed = read_csv(out / "ranges_by_seed.csv")
     ranges = read_csv(out / "ranges.csv")
     assert sorted(r["arm"] for r in ranges) == ["before", "none"]
+    assert len(per_seed) == 2 * 2
     for u in ranges:
-        mine = [t for t in table if t["arm"] == u["arm"]]
-        best = max(mine, key=lambda t: float(t["acc_mean"]))
-        assert u["range_key"] == "optimizer.lr"
-        assert float(u["best_value"]) == float(best["optimizer.lr"])
-        assert float(u["best_acc"]) == pytest.approx(float(best["acc_mean"]))
-        for p in (2, 5):
-            lo, hi = float(u[f"lo_{p}pt"]), float(u[f"hi_{p}pt"])
-            assert lo <= float(u["best_value"]) <= hi
-            assert float(u[f"decades_{p}pt"]) == pytest.approx(math.log10(hi / lo))
+        mine = [p for p in per_seed if p["arm"] == u["arm"]]
+        assert int(u["n_seeds"]) == 2 and int(u["n_learn"]) == sum(p["learns"] == "True" for p in mine)
+        assert u["range_key"] == "optimizer.lr" and float(u["floor"]) == cfg.sweep.floor
+        for p in mine:
+            if p["learns"] == "True":
+                assert float(p["lo"]) <= float(p["best_value"]) <= float(p["hi"]) < 1e4  # 1e4 diverged
+                assert float(p["decades"]) == pytest.approx(math.log10(float(p["hi"]) / float(p["lo"])))
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["keys"] == ["optimizer.lr"] and sweep["range_key"] == "optimizer.lr"
-    assert sweep["n_runs"] == 12 and sweep["failed"] == []
+    assert sweep["n_runs"] == 12 and sweep["failed"] == [] and sweep["n_diverged"] == 4
     assert len(sweep["range"]) == 6 and len(sweep["usable_ranges"]) == 2
+    assert len(sweep["usable_ranges_by_seed"]) == 4 and "4x" in sweep["diverged"]
 
 
-# -- usable ranges on hand-made tables --------------------------------------------------------------------------------
-def rrow(arm, lr, acc, n=2, **others):
-    return {"arm": arm, **others, "optimizer.lr": lr, "n": n, "acc_mean": acc}
+# -- usable ranges, per seed, on hand-made runs ------------------------------------------------------------------------
+def run(arm, lr, acc, seed=0, diverged=False, **others):
+    return {"arm": arm, **others, "optimizer.lr": lr, "seed": seed, "status": "diverged" if diverged else "ok",
+            "diverged": diverged, "tail_test_acc": acc}
 
 
 def cfg_with(parameters, **sweep):
@@ -421,66 +413,84 @@ LR_PARAM = {"optimizer.lr": {"values": [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0
 ACC = {1e-4: 0.30, 1e-3: 0.915, 1e-2: 0.935, 1e-1: 0.96, 1.0: 0.97, 10.0: 0.40, 100.0: 0.965}
 
 
-def test_usable_range_contiguous_block_around_the_best():
-    cfg = cfg_with(LR_PARAM)
-    rows = [rrow("none", lr, acc) for lr, acc in reversed(list(ACC.items()))]  # order must not matter
-    rows += [rrow("before", lr, 0.95 + 0.001 * i) for i, lr in enumerate(ACC)]
-    rows.append(rrow("before", 1000.0, math.nan, n=0))  # nothing finished there: ignored
-    out = {u["arm"]: u for u in usable_ranges(cfg, ["optimizer.lr"], rows)}
-    u = out["none"]
-    assert u["range_key"] == "optimizer.lr"
-    assert u["best_value"] == 1.0 and u["best_acc"] == 0.97 and u["n_values"] == 7
-    # within 2 points (>= 0.95): 0.1 and 1; not 100 (0.965), which lies beyond the gap at 10 (0.40)
+def test_seed_range_is_the_contiguous_block_above_the_floor_around_the_best():
+    cfg = cfg_with(LR_PARAM)  # floor 0.5
+    rows = [run("none", lr, acc) for lr, acc in reversed(list(ACC.items()))]  # order must not matter
+    (u,) = seed_ranges(cfg, ["optimizer.lr"], rows)
+    assert u["learns"] and u["best_value"] == 1.0 and u["best_acc"] == 0.97 and u["n_values"] == 7
+    # >= 0.5: 1e-3 .. 1; 100 (0.965) lies beyond the gap at 10 (0.40); 1e-4 (0.30) is below the floor
+    assert (u["lo"], u["hi"], u["n_usable"]) == (1e-3, 1.0, 4) and u["decades"] == pytest.approx(3.0)
+    # within 2 points (>= 0.95): 0.1 and 1; within 5 points (>= 0.92): 0.01 .. 1
     assert (u["lo_2pt"], u["hi_2pt"], u["n_usable_2pt"]) == (0.1, 1.0, 2)
-    assert u["decades_2pt"] == pytest.approx(1.0)
-    # within 5 points (>= 0.92): 0.01 .. 1; 1e-3 (0.915) is out
-    assert (u["lo_5pt"], u["hi_5pt"], u["n_usable_5pt"]) == (0.01, 1.0, 3)
-    assert u["decades_5pt"] == pytest.approx(2.0)
-    b = out["before"]
-    assert b["best_value"] == 100.0 and b["n_values"] == 7
-    assert (b["lo_2pt"], b["hi_2pt"]) == (1e-4, 100.0) and b["decades_2pt"] == pytest.approx(6.0)
+    assert (u["lo_5pt"], u["hi_5pt"]) == (0.01, 1.0) and u["decades_5pt"] == pytest.approx(2.0)
 
 
-def test_usable_range_custom_tolerances():
-    cfg = cfg_with(LR_PARAM, target_points=[0.01, 0.1])
-    u = usable_ranges(cfg, ["optimizer.lr"], [rrow("none", lr, acc) for lr, acc in ACC.items()])[0]
-    assert (u["lo_1pt"], u["hi_1pt"]) == (0.1, 1.0)
-    assert (u["lo_10pt"], u["hi_10pt"], u["n_usable_10pt"]) == (1e-3, 1.0, 4)
-    assert "lo_2pt" not in u
+def test_a_diverged_run_breaks_the_block_even_with_a_high_accuracy():
+    cfg = cfg_with(LR_PARAM)
+    rows = [run("none", lr, acc, diverged=(lr == 1e-2)) for lr, acc in ACC.items()]
+    (u,) = seed_ranges(cfg, ["optimizer.lr"], rows)
+    assert (u["lo"], u["hi"]) == (0.1, 1.0) and u["n_diverged"] == 1
+
+
+def test_an_arm_that_never_learns_has_no_usable_range():
+    """The issue's check: a net stuck at chance for every learning rate is not 'usable everywhere'."""
+    cfg = cfg_with(LR_PARAM)
+    rows = [run("none", lr, 0.10 + 0.001 * (lr == 1.0), seed=s) for lr in ACC for s in (0, 1)]
+    rows += [run("before", lr, acc, seed=s) for lr, acc in ACC.items() for s in (0, 1)]
+    per_seed = seed_ranges(cfg, ["optimizer.lr"], rows)
+    for u in per_seed:
+        if u["arm"] == "none":
+            assert not u["learns"] and u["lo"] is None and u["hi"] is None and math.isnan(u["decades"])
+    agg = {u["arm"]: u for u in usable_ranges(cfg, ["optimizer.lr"], rows)}
+    assert agg["none"]["n_learn"] == 0 and agg["none"]["lo"] is None and math.isnan(agg["none"]["decades"])
+    assert agg["before"]["n_learn"] == 2 and agg["before"]["decades"] == pytest.approx(3.0)
+
+
+def test_a_seed_whose_every_run_diverged_does_not_learn():
+    cfg = cfg_with(LR_PARAM)
+    rows = [run("none", lr, math.nan, diverged=True) for lr in ACC]
+    (u,) = seed_ranges(cfg, ["optimizer.lr"], rows)
+    assert not u["learns"] and u["best_value"] is None and u["n_diverged"] == 7
+
+
+def test_widths_are_per_seed_then_summarized():
+    cfg = cfg_with(LR_PARAM)
+    rows = [run("none", lr, acc, seed=0) for lr, acc in ACC.items()]  # 3 decades
+    rows += [run("none", lr, 0.9 if lr in (0.1, 1.0) else 0.2, seed=1) for lr in ACC]  # 1 decade
+    (agg,) = usable_ranges(cfg, ["optimizer.lr"], rows)
+    assert agg["n_learn"] == 2 and agg["decades"] == pytest.approx(2.0)
+    assert agg["decades_sd"] == pytest.approx(math.sqrt(2.0))
+    assert (agg["lo"], agg["hi"]) == (1e-3, 1.0)  # medians (low) of the per-seed ends
+
+
+def test_the_floor_is_configurable_and_inclusive():
+    cfg = cfg_with({"optimizer.lr": {"values": [0.01, 0.1]}}, floor=0.8)
+    (u,) = seed_ranges(cfg, ["optimizer.lr"], [run("none", 0.01, 0.8), run("none", 0.1, 0.85)])
+    assert (u["lo"], u["hi"]) == (0.01, 0.1)
+    (u,) = seed_ranges(cfg, ["optimizer.lr"], [run("none", 0.01, 0.79), run("none", 0.1, 0.79)])
+    assert not u["learns"]
 
 
 def test_usable_range_groups_by_the_other_swept_keys_and_default_range_key():
     cfg = cfg_with({"optimizer.name": {"values": ["sgd", "adam"]}, **LR_PARAM})  # no range_key given
     keys = ["optimizer.name", "optimizer.lr"]
-    rows = [rrow("none", lr, acc, **{"optimizer.name": "sgd"}) for lr, acc in ACC.items()]
-    rows += [rrow("none", lr, 0.5 if lr != 1e-3 else 0.9, **{"optimizer.name": "adam"}) for lr in ACC]
+    rows = [run("none", lr, acc, **{"optimizer.name": "sgd"}) for lr, acc in ACC.items()]
+    rows += [run("none", lr, 0.4 if lr != 1e-3 else 0.9, **{"optimizer.name": "adam"}) for lr in ACC]
     out = {u["optimizer.name"]: u for u in usable_ranges(cfg, keys, rows)}
     assert set(out) == {"sgd", "adam"}
     assert out["sgd"]["range_key"] == "optimizer.lr"  # the first numeric swept key
     assert out["sgd"]["best_value"] == 1.0 and (out["sgd"]["lo_2pt"], out["sgd"]["hi_2pt"]) == (0.1, 1.0)
-    assert out["adam"]["best_value"] == 1e-3 and out["adam"]["n_usable_5pt"] == 1
-    assert out["adam"]["decades_5pt"] == 0.0
+    assert out["adam"]["best_value"] == 1e-3 and out["adam"]["decades"] == 0.0
 
 
-def test_usable_range_explicit_range_key():
-    cfg = cfg_with({"optimizer.momentum": {"values": [0.5, 0.9]}, **LR_PARAM}, range_key="optimizer.lr")
-    rows = [rrow("none", lr, acc, **{"optimizer.momentum": 0.5}) for lr, acc in ACC.items()]
-    u = usable_ranges(cfg, ["optimizer.momentum", "optimizer.lr"], rows)
-    assert len(u) == 1 and u[0]["range_key"] == "optimizer.lr" and u[0]["optimizer.momentum"] == 0.5
-
-
-def test_usable_range_boundary_is_inclusive_for_every_accuracy():
-    cfg = cfg_with({"optimizer.lr": {"values": [0.01, 0.1]}})
-    for best, other in ((0.98, 0.96), (0.20, 0.18), (0.26, 0.24)):
-        rows = [rrow("none", 0.01, other), rrow("none", 0.1, best)]
-        u = usable_ranges(cfg, ["optimizer.lr"], rows)[0]
-        assert u["lo_2pt"] == 0.01, (best, other)
-
-
-def test_usable_range_one_set_of_columns_per_tolerance():
-    cfg = cfg_with(LR_PARAM, target_points=[0.02, 0.025])
-    u = usable_ranges(cfg, ["optimizer.lr"], [rrow("none", lr, acc) for lr, acc in ACC.items()])[0]
-    assert len([k for k in u if k.startswith("decades_")]) == 2
+def test_usable_range_explicit_range_key_and_tolerance_columns():
+    cfg = cfg_with({"optimizer.momentum": {"values": [0.5, 0.9]}, **LR_PARAM}, range_key="optimizer.lr",
+                   target_points=[0.01, 0.1])
+    rows = [run("none", lr, acc, **{"optimizer.momentum": 0.5}) for lr, acc in ACC.items()]
+    (u,) = usable_ranges(cfg, ["optimizer.momentum", "optimizer.lr"], rows)
+    assert u["range_key"] == "optimizer.lr" and u["optimizer.momentum"] == 0.5
+    assert (u["lo_1pt"], u["hi_1pt"]) == (0.1, 1.0) and (u["lo_10pt"], u["hi_10pt"]) == (1e-3, 1.0)
+    assert "lo_2pt" not in u
 
 
 def test_sweep_over_a_list_valued_key(tmp_path):

@@ -114,8 +114,6 @@ def gather(s: Study, out_dir: Path, failed: list[dict], write=True):
     as `bncli sweep` writes them."""
     import json
 
-    from ..sweep import is_diverged
-
     if s.name in IN_PROCESS:
         return
     if write and s.cfg.sweep is not None:
@@ -125,7 +123,7 @@ def gather(s: Study, out_dir: Path, failed: list[dict], write=True):
         p = r.run_dir / "summary.json"
         summary = json.loads(p.read_text()) if p.exists() else {"status": "failed"}
         s.rows.append({**summary, **r.point, "arm": r.arm, "seed": r.seed, "hash": r.hash,
-                       "run_dir": str(r.run_dir), "diverged": is_diverged(summary) if p.exists() else False})
+                       "run_dir": str(r.run_dir), "diverged": summary.get("status") == "diverged"})
 
 
 def plot_report(d: Path, out: Path, fmt: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -80,9 +79,3 @@ def percentiles(path, title, curves, unit):
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}\npercentiles over 1,000 fixed test images, seed 0", fontsize=9)
     save(fig, path)
-
-
-def fmt_ci(e) -> str:
-    if not math.isfinite(e.ci_low):
-        return "—"
-    return f"[{e.ci_low:+.4g}, {e.ci_high:+.4g}]"

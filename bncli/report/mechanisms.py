@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,14 @@ from ..executor import one_blas_thread
 from ..runs import dataset_for, dumps, read_metrics
 from ..train import build_model, evaluate, seed_streams, train_run
 from . import figures
-from .claims import Claim, by_seed, diff_by_seed, paired_diffs, select
+from ..plotting import ARM_LABELS
+from .claims import Claim, by_seed, paired_diffs, select, study_seeds
 from .verdict import Effect, check_effect, paired_effect
 
-MATCHED_LOSS = 0.05  # C4: "matched training loss" = first evaluation with eval-mode training loss <= this
+@lru_cache(maxsize=4096)
+def _last_row(path: str) -> dict:
+    cols, mrows = read_metrics(path)
+    return dict(zip(cols, mrows[-1]))
 
 
 def _ci(values):
@@ -28,60 +33,76 @@ def _ci(values):
 
 
 def c04(ctx) -> Claim:
-    """c04_regularization: generalization at matched training loss."""
+    """c04_regularization: generalization once the training split is fitted."""
     s = ctx.studies["c04_regularization"]
     rows, t = s.rows, s.cfg
     sizes = sorted({r["train.batch_size"] for r in rows})
+    oc = t.optimizer
     c = Claim("C4", "BN has a (slight) regularization effect",
               "The noise of minibatch statistics regularizes: BN networks generalize better at the same fit.",
               "000, 001, 002, 004",
-              f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU on the {t.data.name} training split, SGD lr "
-              f"{t.optimizer.lr:g} for both arms, batch sizes {sizes}, {t.train.epochs} epochs, {len(t.train.seeds)} "
-              f"seeds; train and test splits both evaluated in eval mode. Matched training loss: the first evaluation "
-              f"at which the training loss is <= {MATCHED_LOSS}.", "c04_regularization")
-    c.rule = ("Primary: test accuracy at matched training loss, BN - no BN, pooled over batch sizes (pairs = seed x "
-              "batch size), 95% t-interval above 0.")
-    matched = {}
+              f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU on the {t.data.name} training split, SGD with "
+              f"momentum {oc.momentum:g}, lr {oc.lr:g} at batch {oc.lr_reference_batch} scaled linearly with the batch "
+              f"size, batch sizes {sizes}, {t.train.epochs} epochs, {len(study_seeds(s))} seeds; train and test splits "
+              "both evaluated in eval mode at the end. Every run gives a value: its final test loss and accuracy once "
+              "the training split is fitted (the share of runs at 100% training accuracy is reported).",
+              "c04_regularization")
+    c.rule = ("Primary: final test loss, no BN - BN, averaged over the batch sizes within each seed, paired "
+              "t-interval over seeds above 0 (BN generalizes better at the same fit). Test accuracy, the gaps and "
+              "each batch size are secondary.")
+    end = {}
     for r in rows:
         p = Path(r["run_dir"]) / "metrics.csv"
-        if not p.exists():
+        if r.get("status") != "ok" or not p.exists():
             continue
-        cols, mrows = read_metrics(p)
-        i_loss, i_acc, i_tacc = (cols.index(k) for k in ("train_eval_loss", "test_acc", "train_eval_acc"))
-        hit = next((m for m in mrows if m[i_loss] <= MATCHED_LOSS), None)
-        last = mrows[-1]
-        matched[(r["arm"], r["train.batch_size"], r["seed"])] = {
-            "acc_at_match": hit[i_acc] if hit else math.nan, "gap_end": last[i_tacc] - last[i_acc],
-            "best_acc": r.get("best_test_acc", math.nan)}
-    pooled = []
-    for b in sizes:
-        get = lambda arm, k: {sd: matched[(arm, b, sd)][k] for (a, bb, sd) in matched if a == arm and bb == b}  # noqa
-        d = diff_by_seed(get("none", "acc_at_match"), get("before", "acc_at_match"))
-        pooled += list(d.values())
-        c.effects.append(paired_effect(f"batch {b}: test accuracy at matched training loss, BN - no BN",
-                                       list(d.values()), direction=+1, unit="accuracy"))
-        g = paired_diffs(get("before", "gap_end"), get("none", "gap_end"))
-        c.effects.append(paired_effect(f"batch {b}: final gap (train acc - test acc), no BN - BN", g, direction=+1,
-                                       unit="accuracy"))
-        c.effects.append(paired_effect(f"batch {b}: best test accuracy, BN - no BN",
-                                       paired_diffs(get("none", "best_acc"), get("before", "best_acc")),
-                                       direction=+1, unit="accuracy"))
-    c.effects.insert(0, paired_effect("pooled: test accuracy at matched training loss, BN - no BN", pooled,
-                                      direction=+1, unit="accuracy"))
+        last = _last_row(str(p))
+        end[(r["arm"], r["train.batch_size"], r["seed"])] = {
+            "test_loss": last["test_loss"], "test_acc": last["test_acc"], "train_acc": last["train_eval_acc"],
+            "loss_gap": last["test_loss"] - last["train_eval_loss"], "acc_gap": last["train_eval_acc"] - last["test_acc"]}
+
+    def get(arm, b, k):
+        return {sd: v[k] for (a, bb, sd), v in end.items() if a == arm and bb == b}
+
+    def seed_mean(arm, k):  # per seed, the mean over batch sizes (only seeds with every batch size)
+        per = {}
+        for (a, b, sd), v in end.items():
+            if a == arm:
+                per.setdefault(sd, []).append(v[k])
+        return {sd: sum(v) / len(v) for sd, v in per.items() if len(v) == len(sizes)}
+
+    c.effects.append(paired_effect("final test loss, no BN - BN (mean over batch sizes per seed)",
+                                   paired_diffs(seed_mean("before", "test_loss"), seed_mean("none", "test_loss")),
+                                   direction=+1, unit="nats"))
+    c.effects.append(paired_effect("final test accuracy, BN - no BN (mean over batch sizes per seed)",
+                                   paired_diffs(seed_mean("none", "test_acc"), seed_mean("before", "test_acc")),
+                                   direction=+1, unit="accuracy"))
     c.primary = [0]
-    n_match = sum(math.isfinite(v["acc_at_match"]) for v in matched.values())
-    c.notes.append(f"{n_match} of {len(matched)} runs reached the matched training loss {MATCHED_LOSS}; the others "
-                   "are left out of the matched comparison (pairs need both arms).")
-    panels = []
-    for key, title in (("acc_at_match", "test accuracy at matched training loss"),
-                       ("gap_end", "final gap: train acc - test acc")):
-        series = {arm: [_ci([v[key] for (a, b, _), v in matched.items() if a == arm and b == bs]) for bs in sizes]
-                  for arm in ("none", "before")}
-        panels.append((title, [f"batch {b}" for b in sizes], series))
-    path = ctx.fig("c04_regularization")
-    figures.bars(path, "C4: generalization with and without BN", panels, "accuracy",
-                 note=f"; n/a: no run reached training loss {MATCHED_LOSS}")
-    c.figures.append(str(path))
+    for b in sizes:
+        c.effects.append(paired_effect(f"batch {b}: final test loss, no BN - BN",
+                                       paired_diffs(get("before", b, "test_loss"), get("none", b, "test_loss")),
+                                       direction=+1, unit="nats"))
+        c.effects.append(paired_effect(f"batch {b}: final test accuracy, BN - no BN",
+                                       paired_diffs(get("none", b, "test_acc"), get("before", b, "test_acc")),
+                                       direction=+1, unit="accuracy"))
+        c.effects.append(paired_effect(f"batch {b}: loss gap (test - train), no BN - BN",
+                                       paired_diffs(get("before", b, "loss_gap"), get("none", b, "loss_gap")),
+                                       direction=+1, unit="nats"))
+    fitted = {arm: sum(v["train_acc"] >= 1.0 for (a, _, _), v in end.items() if a == arm) for arm in ("none", "before")}
+    total = {arm: sum(a == arm for (a, _, _) in end) for arm in ("none", "before")}
+    worst = {arm: min((v["train_acc"] for (a, _, _), v in end.items() if a == arm), default=math.nan)
+             for arm in ("none", "before")}
+    c.notes.append("Fit: " + "; ".join(f"{ARM_LABELS[a]}: {fitted[a]} of {total[a]} runs at 100% training accuracy "
+                                       f"(lowest {worst[a]:.2%})" for a in ("none", "before") if total[a]) + ".")
+    if ctx.draw:
+        panels = []
+        for key, title in (("test_loss", "final test loss (nats)"), ("test_acc", "final test accuracy"),
+                           ("loss_gap", "loss gap: test - train (nats)")):
+            series = {arm: [_ci(get(arm, b, key).values()) for b in sizes] for arm in ("none", "before")}
+            panels.append((title, [f"batch {b}" for b in sizes], series))
+        path = ctx.fig("c04_regularization")
+        figures.bars(path, "C4: generalization once the training split is fitted, with and without BN", panels,
+                     "value at the end of training")
+        c.figures.append(str(path))
     return c
 
 
@@ -100,7 +121,7 @@ def c05(ctx) -> Claim:
               "Inference uses fixed statistics estimated during training by exponential averages; batch statistics "
               "are unusable for a single test example.", "000, 001, 003, 004",
               f"3 x 100 sigmoid, BN before and after, SGD lr {t.optimizer.lr:g}, {t.train.steps} steps, decays "
-              f"{decays}, {len(t.train.seeds)} seeds; after training, test accuracy with running averages, population "
+              f"{decays}, {len(study_seeds(s))} seeds; after training, test accuracy with running averages, population "
               "statistics (Alg. 2, unbiased), statistics of test batches of 60, single examples in eval mode, and "
               "batch statistics of single examples.", "c05_test_time")
     c.rule = (f"Primary (decay {ref}, BN before): single-example accuracy with running averages minus with "
@@ -142,13 +163,14 @@ def c05(ctx) -> Claim:
     for k, name in (("running_acc", "running averages"), ("population_acc", "population statistics")):
         vals = [_ci([ev(r, k) for r in select(rows, arm="before", **{"model.bn_decay": d})]) for d in decays]
         lines[name] = ([1 - d for d in decays], *map(list, zip(*vals)))
-    path = ctx.fig("c05_test_time")
-    figures.bars(path, f"C5: test accuracy by test-time statistics (decay {ref})",
-                 [("test-time statistics", [n for _, n in VARIANTS], series)], "test accuracy")
-    path2 = ctx.fig("c05_decay")
-    figures.lines(path2, "C5: sensitivity to the running-average decay (BN before)", [("", lines)],
-                  "1 - decay (PyTorch momentum), log", "test accuracy", logx=True)
-    c.figures += [str(path), str(path2)]
+    if ctx.draw:
+        path = ctx.fig("c05_test_time")
+        figures.bars(path, f"C5: test accuracy by test-time statistics (decay {ref})",
+                     [("test-time statistics", [n for _, n in VARIANTS], series)], "test accuracy")
+        path2 = ctx.fig("c05_decay")
+        figures.lines(path2, "C5: sensitivity to the running-average decay (BN before)", [("", lines)],
+                      "1 - decay (PyTorch momentum), log", "test accuracy", logx=True)
+        c.figures += [str(path), str(path2)]
     return c
 
 
@@ -160,7 +182,7 @@ def c07(ctx) -> Claim:
               "With BN directly after a dense layer, that layer's bias has no effect (BN's mean subtraction cancels "
               "it; beta takes its role).", "000, 001, 002",
               f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU, BN before, with and without the bias, SGD lr "
-              f"{t.optimizer.lr:g}, {t.train.epochs} epochs, {len(t.train.seeds)} seeds; plus the bias gradient and "
+              f"{t.optimizer.lr:g}, {t.train.epochs} epochs, {len(study_seeds(s))} seeds; plus the bias gradient and "
               "the output's change under a shifted bias, in float64 on real data.", "c07_bias")
     c.rule = ("Primary: bias gradient zero and output unchanged (deterministic, to float64 rounding: < 1e-10 "
               "relative), and the paired difference of final accuracy (with - without bias) inside +-0.005 "
@@ -193,10 +215,11 @@ def c07(ctx) -> Claim:
     for flag, name in ((False, "without bias (bncli's default)"), (True, "with the redundant bias")):
         series[name] = [_ci(by_seed(select(rows, **{"model.bias_with_bn": flag}), k).values())
                         for k in ("final_test_acc", "best_test_acc")]
-    path = ctx.fig("c07_bias")
-    figures.bars(path, "C7: BN before the activation, with and without the dense bias",
-                 [("", ["final test accuracy", "best test accuracy"], series)], "accuracy")
-    c.figures.append(str(path))
+    if ctx.draw:
+        path = ctx.fig("c07_bias")
+        figures.bars(path, "C7: BN before the activation, with and without the dense bias",
+                     [("", ["final test accuracy", "best test accuracy"], series)], "accuracy")
+        c.figures.append(str(path))
     return c
 
 
@@ -206,13 +229,13 @@ def c08(ctx) -> Claim:
     t = s.cfg
     c = Claim("C8", "gamma and beta can undo the normalization",
               "With gamma = sqrt(var + eps) and beta = mean, BN returns its input.", "001, 002",
-              f"For each of {len(t.train.seeds)} seeds: a random batch x = 5 randn + 12 (60 x 100) and the real "
+              f"For each of {len(study_seeds(s))} seeds: a random batch x = 5 randn + 12 (60 x 100) and the real "
               "pre-activations of the first BN layer of a freshly initialized network on 60 test images; float32 and "
               "float64.", "c08_gamma_beta")
     c.rule = "Primary: max |BN(x) - x| / max |x| below 1e-12 in float64 and 1e-5 in float32."
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
         worst = 0.0
-        for seed in t.train.seeds:
+        for seed in (sd for sd in t.train.seeds if sd != ctx.exclude_seed):
             rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
             cfg = t.run_config("before", seed).model_copy(deep=True)
             cfg.train.dtype = dtype
@@ -236,7 +259,7 @@ def c09(ctx) -> Claim:
     c = Claim("C9", "BN stabilizes the distribution of layer inputs (internal covariate shift)",
               "With BN, the distribution of each layer's inputs changes less during training.", "000, 001, 002, 004",
               f"3 x 100 sigmoid, N(0, 0.05²) init, SGD lr {t.optimizer.lr:g}, {t.train.steps} steps, "
-              f"{len(t.train.seeds)} seeds; every {t.train.eval_every} steps the 15th/50th/85th percentiles of each "
+              f"{len(study_seeds(s))} seeds; every {t.train.eval_every} steps the 15th/50th/85th percentiles of each "
               "unit's input to the last hidden sigmoid over 1,000 fixed test images. Drift of a unit: the total "
               "movement of its median over training divided by its final 15-85 spread; averaged over the units.",
               "c09_covariate_shift")
@@ -248,15 +271,14 @@ def c09(ctx) -> Claim:
         p = Path(r["run_dir"]) / "percentiles.csv"
         if not p.exists():
             continue
-        with open(p, newline="") as f:
-            data = np.array([[float(v) for v in row] for row in list(csv.reader(f))[1:]])
+        data = _percentiles(str(p))
         steps = np.unique(data[:, 0])
         units = int(data[:, 1].max()) + 1
         arr = data[:, 2:].reshape(len(steps), units, 3)
         spread = arr[-1, :, 2] - arr[-1, :, 0]
         move = np.abs(np.diff(arr[:, :, 1], axis=0)).sum(0)
         drift.setdefault(r["arm"], {})[r["seed"]] = float(np.mean(move / np.maximum(spread, 1e-12)))
-        if r["seed"] == t.train.seeds[0]:
+        if r["seed"] == min(rr["seed"] for rr in rows):
             curves[r["arm"]] = (steps, arr[:, 0, 0], arr[:, 0, 1], arr[:, 0, 2])
     d = paired_diffs(drift.get("before", {}), drift.get("none", {}))
     c.effects.append(paired_effect("drift of the last hidden layer's sigmoid inputs, no BN - BN", d, direction=+1,
@@ -266,12 +288,18 @@ def c09(ctx) -> Claim:
         c.effects.append(Effect(f"drift, {arm}", sm.n, sm.mean, sm.sd, sm.ci_low, sm.ci_high, "spreads",
                                 method="t-interval over seeds"))
     c.primary = [0]
-    if curves:
+    if curves and ctx.draw:
         path = ctx.fig("c09_percentiles")
         figures.percentiles(path, "C9: Ioffe & Szegedy Fig. 1(b, c), the inputs to one sigmoid of the last hidden layer",
                             curves, unit=0)
         c.figures.append(str(path))
     return c
+
+
+@lru_cache(maxsize=256)
+def _percentiles(path: str):
+    with open(path, newline="") as f:
+        return np.array([[float(v) for v in row] for row in list(csv.reader(f))[1:]])
 
 
 def _measure_cost(cfg, reps=40):
@@ -387,7 +415,8 @@ def c12(ctx) -> Claim:
     panels = [("training step (batch)", ["step"], {"none": [_ci(T["step_none"] * 1e3)], "before": [_ci(T["step_bn"] * 1e3)]}),
               ("inference on 1,000 test images", ["no BN", "BN layer", "BN folded"],
                {"time": [_ci(T["infer_none"] * 1e3), _ci(T["infer_bn"] * 1e3), _ci(T["infer_folded"] * 1e3)]})]
-    path = ctx.fig("c12_cost")
-    figures.bars(path, "C12: what BN costs (one BLAS thread)", panels, "milliseconds", over="repetitions")
-    c.figures.append(str(path))
+    if ctx.draw:
+        path = ctx.fig("c12_cost")
+        figures.bars(path, "C12: what BN costs (one BLAS thread)", panels, "milliseconds", over="repetitions")
+        c.figures.append(str(path))
     return c

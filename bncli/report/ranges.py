@@ -6,73 +6,111 @@ import math
 from pathlib import Path
 
 from .. import stats
-from ..plotting import learning_curves, range_figure
+from ..experiment import km_entry
+from ..plotting import ARM_LABELS, learning_curves, range_figure
 from ..runs import read_metrics
-from ..sweep import range_table, usable_ranges
-from . import figures
-from .claims import Claim, by_seed, diff_by_seed, mean, paired_diffs, select, steps_censored
-from .verdict import bootstrap_effect, paired_effect
+from ..sweep import range_table, seed_ranges, usable_ranges
+from ..train import TAIL_EVALS
+from .claims import Claim, by_seed, diff_by_seed, events, mean, n_diverged, paired_diffs, select, study_seeds
+from .verdict import Effect, censored_effect, paired_effect, sign_check
 
 
 def _best_value(rows, arm, key, metric="final_test_acc", **where):
-    """The swept value with the best mean ``metric`` for ``arm``."""
+    """The swept value with the best mean ``metric`` for ``arm``; for this choice alone a diverged run counts as 0
+    (the worst outcome), so a value where runs diverge is not picked as 'best' on its surviving seeds."""
     values = sorted({r[key] for r in rows if r["arm"] == arm and all(r.get(k) == v for k, v in where.items())})
-    return max(values, key=lambda v: mean(r.get(metric) for r in select(rows, arm=arm, **{key: v}, **where)))
+    score = lambda v: mean(0.0 if r.get("diverged") else r.get(metric)  # noqa: E731
+                           for r in select(rows, arm=arm, **{key: v}, **where) if r.get("status") in ("ok", "diverged"))
+    return max(values, key=lambda v: (score(v) if math.isfinite(score(v)) else -1.0))
 
 
-def _curves(rows, arms, **where):
-    out = {}
+def _curves(rows, arms, lrs: dict | None = None, **where):
+    """{arm: [(columns, rows)]} and {arm: [diverged]} of the runs at ``where`` (and ``lrs[arm]`` if given)."""
+    out, div = {}, {}
     for arm in arms:
-        for r in select(rows, arm=arm, **where):
+        extra = {"optimizer.lr": lrs[arm]} if lrs else {}
+        for r in select(rows, arm=arm, **where, **extra):
             p = Path(r["run_dir"]) / "metrics.csv"
             if p.exists():
                 out.setdefault(arm, []).append(read_metrics(p))
-    return out
+                div.setdefault(arm, []).append(bool(r.get("diverged")))
+    return out, div
 
 
-def _steps(rows, arm, **where):
-    return {r["seed"]: steps_censored(r) for r in select(rows, arm=arm, **where)}
+def _budget(rows):
+    return next((r["total_steps"] for r in rows if r.get("total_steps") is not None), None)
+
+
+def _steps_effect(rows, label, a_rows, b_rows, names, direction=+1):
+    """steps(a) - steps(b), paired by seed over every seed, censored runs as bounds."""
+    o = stats.paired_censored(events(a_rows), events(b_rows), _budget(rows))
+    return censored_effect(label, o, direction=direction, unit="steps", what=names)
+
+
+def _km_effect(label, rs, budget):
+    o = stats.time_to_event(events(rs).values())
+    km = km_entry(o, sum(v is not None for v in events(rs).values()), budget)
+    return Effect(label, o.n, o.estimate, math.nan, o.ci_low, o.ci_high, "steps",
+                  method=f"Kaplan-Meier median (censored at {budget}); order-statistic interval"
+                         + (f" ({o.coverage:.1%})" if math.isfinite(o.coverage) else ""),
+                  extra={"estimate_text": f"{km['median_text']} steps (reached {km['reached']}/{o.n})",
+                         "interval_text": km["ci_text"]})
+
+
+def _diverged_at(rows, arm, **where):
+    rs = [r for r in select(rows, arm=arm, **where) if r.get("status") in ("ok", "diverged")]
+    return n_diverged(rs), len(rs)
 
 
 def c01(ctx) -> Claim:
     """c01_faster_training: steps to the target accuracy, paired by seed."""
     s = ctx.studies["c01_faster_training"]
     rows, t = s.rows, s.cfg.train
+    budget = _budget(rows)
+    n_seeds = len(study_seeds(s))
     c = Claim("C1", "BN trains faster",
               "Networks with BN reach a given accuracy in fewer training steps (Ioffe & Szegedy 2015 §4.1, Fig. 1a).",
               "all five notes (000-004)",
               f"3 x 100 units, N(0, 0.05²) init, plain SGD, batch {t.batch_size}, {t.steps} steps, "
-              f"{len(t.seeds)} seeds, sigmoid and ReLU; learning rates {s.cfg.sweep.parameters['optimizer.lr'].values}."
-              f" Steps to {t.target_accuracy:g} test accuracy (a run that never gets there counts as the whole "
-              "budget). (a) BN and no BN at the best learning rate of no BN; (b) each arm at its own best.",
+              f"{n_seeds} seeds, sigmoid and ReLU; learning rates {s.cfg.sweep.parameters['optimizer.lr'].values}."
+              f" Steps to {t.target_accuracy:g} test accuracy: a run that never gets there within the budget, or "
+              "diverges first, is censored at the budget (time-to-event data). (a) BN and no BN at the best learning "
+              "rate of no BN; (b) each arm at its own best (a diverged run counts as accuracy 0 when choosing it).",
               "c01_faster_training")
-    c.rule = ("Primary: sigmoid, same learning rate, steps(no BN) - steps(BN before), paired by seed; supported if "
-              "its 95% t-interval is above 0.")
+    c.rule = ("Primary: sigmoid, same learning rate, steps(no BN) - steps(BN before), paired by seed over every "
+              "seed; the median difference with its distribution-free sign-test interval (censored runs enter as "
+              "bounds); supported if the interval lies above 0.")
     for act in ("sigmoid", "relu"):
-        lr0 = _best_value(rows, "none", "optimizer.lr", **{"model.activation": act})
-        base = _steps(rows, "none", **{"model.activation": act, "optimizer.lr": lr0})
+        w = {"model.activation": act}
+        lr0 = _best_value(rows, "none", "optimizer.lr", **w)
+        at = {"optimizer.lr": lr0, **w}
         for arm in ("before", "after"):
-            d = paired_diffs(_steps(rows, arm, **{"model.activation": act, "optimizer.lr": lr0}), base)
-            e = paired_effect(f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})", d,
-                              direction=+1, unit="steps")
-            c.effects.append(e)
+            c.effects.append(_steps_effect(rows, f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})",
+                                           select(rows, arm="none", **at), select(rows, arm=arm, **at),
+                                           ("no BN", f"BN {arm}")))
             if act == "sigmoid" and arm == "before":
                 c.primary.append(len(c.effects) - 1)
-        lr_bn = _best_value(rows, "before", "optimizer.lr", **{"model.activation": act})
-        d = paired_diffs(_steps(rows, "before", **{"model.activation": act, "optimizer.lr": lr_bn}), base)
-        c.effects.append(paired_effect(f"{act}, each at its best lr (no BN {lr0:g}, BN {lr_bn:g}): steps(no BN) - "
-                                       "steps(BN before)", d, direction=+1, unit="steps"))
-        acc = paired_diffs(by_seed(select(rows, arm="none", **{"model.activation": act, "optimizer.lr": lr0}),
-                                   "final_test_acc"),
-                           by_seed(select(rows, arm="before", **{"model.activation": act, "optimizer.lr": lr0}),
-                                   "final_test_acc"))
-        c.effects.append(paired_effect(f"{act}, lr {lr0:g}: final test accuracy, BN before - no BN", acc,
-                                       direction=+1, unit="accuracy"))
-    lr0 = _best_value(rows, "none", "optimizer.lr", **{"model.activation": "sigmoid"})
-    path = ctx.fig("c01_learning_curves")
-    learning_curves(_curves(rows, ["none", "before", "after"], **{"model.activation": "sigmoid", "optimizer.lr": lr0}),
-                    path, title=f"C1: sigmoid 3 x 100, SGD lr {lr0:g} (best for no BN)", target=t.target_accuracy)
-    c.figures.append(str(path))
+        lr_bn = _best_value(rows, "before", "optimizer.lr", **w)
+        c.effects.append(_steps_effect(rows, f"{act}, each at its best lr (no BN {lr0:g}, BN {lr_bn:g}): steps(no BN) "
+                                       "- steps(BN before)", select(rows, arm="none", **at),
+                                       select(rows, arm="before", **w, **{"optimizer.lr": lr_bn}),
+                                       ("no BN", "BN before")))
+        for arm in ("none", "before", "after"):
+            k, n = _diverged_at(rows, arm, **at)
+            c.effects.append(_km_effect(f"{act}, lr {lr0:g}: steps to target, {ARM_LABELS[arm]}"
+                                        + (f" ({k}/{n} diverged)" if k else ""), select(rows, arm=arm, **at), budget))
+        acc = paired_diffs(by_seed(select(rows, arm="none", **at), "final_test_acc"),
+                           by_seed(select(rows, arm="before", **at), "final_test_acc"))
+        c.effects.append(paired_effect(f"{act}, lr {lr0:g}: final test accuracy, BN before - no BN (runs that did not "
+                                       "diverge)", acc, direction=+1, unit="accuracy"))
+    if ctx.draw:
+        lr0 = _best_value(rows, "none", "optimizer.lr", **{"model.activation": "sigmoid"})
+        path = ctx.fig("c01_learning_curves")
+        curves, div = _curves(rows, ["none", "before", "after"], **{"model.activation": "sigmoid",
+                                                                     "optimizer.lr": lr0})
+        learning_curves(curves, path, title=f"C1: sigmoid 3 x 100, SGD lr {lr0:g} (best for no BN)",
+                        target=t.target_accuracy, diverged=div)
+        c.figures.append(str(path))
     return c
 
 
@@ -82,80 +120,141 @@ def c06(ctx) -> Claim:
     rows = s.rows
     c = Claim("C6", "BN works before or after the activation",
               "BN can be placed before or after the nonlinearity; before is done more frequently.",
-              "001, 002, 004", "The C1 runs (same seeds): steps to the target accuracy and final test accuracy of "
-              "BN before vs after, at the best learning rate of no BN and at each placement's best.",
-              "c06_placement")
-    c.rule = ("Primary: both placements train faster than no BN (steps(no BN) - steps(BN), sigmoid, same lr, "
-              "intervals above 0). Before vs after is reported two-sided; 'no significant difference' is a result.")
+              "001, 002, 004", "The C1 runs (same seeds): steps to the target accuracy (censored at the budget) and "
+              "final test accuracy of BN before vs after, each placement at its own best learning rate and at the "
+              "best learning rate of no BN, with the number of diverged runs.", "c06_placement")
+    c.rule = ("Primary: sigmoid, each placement at its own best learning rate trains faster than no BN at its own "
+              "best: steps(no BN) - steps(BN), median paired difference with its sign-test interval above 0, for both "
+              "placements. Before vs after is reported two-sided; 'no significant difference' is a result. A "
+              "placement that diverges where the other trains is stated as a finding, not as a number of steps.")
     for act in ("sigmoid", "relu"):
         w = {"model.activation": act}
-        lr0 = _best_value(rows, "none", "optimizer.lr", **w)
-        base = _steps(rows, "none", **w, **{"optimizer.lr": lr0})
+        best = {arm: _best_value(rows, arm, "optimizer.lr", **w) for arm in ("none", "before", "after")}
+        own = {arm: select(rows, arm=arm, **w, **{"optimizer.lr": best[arm]}) for arm in best}
         for arm in ("before", "after"):
-            d = paired_diffs(_steps(rows, arm, **w, **{"optimizer.lr": lr0}), base)
-            c.effects.append(paired_effect(f"{act}, lr {lr0:g}: steps(no BN) - steps(BN {arm})", d, direction=+1,
-                                           unit="steps"))
+            c.effects.append(_steps_effect(rows, f"{act}, each at its own best lr (no BN {best['none']:g}, BN {arm} "
+                                           f"{best[arm]:g}): steps(no BN) - steps(BN {arm})", own["none"], own[arm],
+                                           ("no BN", f"BN {arm}")))
             if act == "sigmoid":
                 c.primary.append(len(c.effects) - 1)
-        d = paired_diffs(_steps(rows, "before", **w, **{"optimizer.lr": lr0}),
-                         _steps(rows, "after", **w, **{"optimizer.lr": lr0}))
-        c.effects.append(paired_effect(f"{act}, lr {lr0:g}: steps(BN after) - steps(BN before)", d, unit="steps"))
-        best = {arm: _best_value(rows, arm, "optimizer.lr", **w) for arm in ("before", "after")}
-        acc = paired_diffs(by_seed(select(rows, arm="before", **w, **{"optimizer.lr": best["before"]}), "final_test_acc"),
-                           by_seed(select(rows, arm="after", **w, **{"optimizer.lr": best["after"]}), "final_test_acc"))
-        c.effects.append(paired_effect(f"{act}, each at its best lr: final accuracy, BN after - BN before", acc,
+        c.effects.append(_steps_effect(rows, f"{act}, each at its own best lr: steps(BN after) - steps(BN before)",
+                                       own["after"], own["before"], ("BN after", "BN before"), direction=0))
+        acc = paired_diffs(by_seed(own["before"], "final_test_acc"), by_seed(own["after"], "final_test_acc"))
+        c.effects.append(paired_effect(f"{act}, each at its own best lr: final accuracy, BN after - BN before", acc,
                                        unit="accuracy"))
-    panels = []
-    for act in ("sigmoid", "relu"):
-        w = {"model.activation": act}
-        lr0 = _best_value(rows, "none", "optimizer.lr", **w)
-        series = {}
-        for arm in ("none", "before", "after"):
-            sm = stats.describe(v for v in _steps(rows, arm, **w, **{"optimizer.lr": lr0}).values())
-            series[arm] = [(sm.mean, sm.ci_low, sm.ci_high)]
-        panels.append((f"{act}, lr {lr0:g}", ["steps to target"], series))
-    path = ctx.fig("c06_placement")
-    figures.bars(path, "C6: steps to the target accuracy by BN placement (fewer is faster)", panels, "steps")
-    c.figures.append(str(path))
+        lr0 = best["none"]
+        at = {"optimizer.lr": lr0, **w}
+        div = {arm: _diverged_at(rows, arm, **at) for arm in ("none", "before", "after")}
+        for arm in ("before", "after"):
+            k, n = div[arm]
+            c.effects.append(_steps_effect(rows, f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})"
+                                           + (f"; BN {arm} diverged in {k}/{n}" if k else ""),
+                                           select(rows, arm="none", **at), select(rows, arm=arm, **at),
+                                           ("no BN", f"BN {arm}"), direction=0))
+        for arm, other in (("before", "after"), ("after", "before")):
+            (k, n), (k2, n2) = div[arm], div[other]
+            if n and k * 2 >= n and k2 * 2 < n2:
+                c.notes.append(f"Finding ({act}): at lr {lr0:g}, the best learning rate of no BN, BN {arm} the "
+                               f"activation diverged in {k} of {n} runs while BN {other} it trained ({k2} of {n2} "
+                               f"diverged). This is a difference in the largest stable learning rate, not in speed: "
+                               f"at its own best learning rate ({best[arm]:g}) BN {arm} is compared above.")
+    if ctx.draw:
+        w = {"model.activation": "sigmoid"}
+        best = {arm: _best_value(rows, arm, "optimizer.lr", **w) for arm in ("none", "before", "after")}
+        curves, div = _curves(rows, ["none", "before", "after"], lrs=best, **w)
+        path = ctx.fig("c06_placement")
+        learning_curves(curves, path, title="C6: sigmoid 3 x 100, each arm at its own best learning rate (" +
+                        ", ".join(f"{ARM_LABELS[a]} {v:g}" for a, v in best.items()) + ")",
+                        target=s.cfg.train.target_accuracy, diverged=div)
+        c.figures.append(str(path))
     return c
 
 
-def _width_effect(rows, cfg, key, group: dict, tol=0.02, label=""):
-    """Bootstrap over seeds of usable-range width (decades) of BN before minus no BN."""
-    keys = [key]
-    pts = f"{tol * 100:g}"
-
-    def width(seeds, arm):
-        rs = [r for r in rows if r["arm"] == arm and r["seed"] in seeds and all(r.get(k) == v for k, v in group.items())]
-        flat = []
-        for s_i, seed in enumerate(seeds):  # resampled seeds may repeat: each copy counts
-            flat += [dict(r, seed=(seed, s_i)) for r in rs if r["seed"] == seed]
-        table = range_table(cfg, keys, flat)
-        u = usable_ranges(cfg, keys, table)
-        return u[0][f"decades_{pts}pt"] if u else math.nan
-
-    seeds = sorted({r["seed"] for r in rows})
-    return bootstrap_effect(label, seeds, lambda ss: width(ss, "before") - width(ss, "none"), direction=+1,
-                            unit="decades")
+def _log_gap(a, b):
+    """log10(a / b) in decades; +inf / -inf where only one side has a usable range; None if neither."""
+    if a is None and b is None:
+        return None
+    if b is None:
+        return math.inf
+    if a is None:
+        return -math.inf
+    return math.log10(a / b)
 
 
-def _range_claim(ctx, study, cid, title, statement, sources, key, group_key=None):
+def _per_seed(cfg, rows, group: dict):
+    """{arm: {seed: per-seed range row}} for the runs at ``group`` (the other swept keys fixed)."""
+    keys = list(cfg.sweep.parameters)
+    out: dict = {}
+    for r in seed_ranges(cfg, keys, rows):
+        if all(r.get(k) == v for k, v in group.items()):
+            out.setdefault(r["arm"], {})[r["seed"]] = r
+    return out
+
+
+def _range_effects(c, cfg, rows, key, group, label, primary: str):
+    """Per seed: the largest usable value ('largest') or the usable width ('width'), BN - no BN, paired t-interval
+    over the seeds where both arms learn, with a sign test over every seed as a check; plus the descriptive
+    within-N-points widths. Returns the index of the primary effect."""
+    ps = _per_seed(cfg, rows, group)
+    bn, nb = ps.get("before", {}), ps.get("none", {})
+    seeds = sorted(set(bn) & set(nb))
+    learn = {arm: sum(ps.get(arm, {}).get(sd, {}).get("learns", False) for sd in seeds) for arm in ("none", "before")}
+    both = [sd for sd in seeds if bn[sd]["learns"] and nb[sd]["learns"]]
+    unit = "decades"
+    if primary == "largest":
+        what = f"largest usable {key} (>= {cfg.sweep.floor:g} tail accuracy, contiguous around the seed's best)"
+        d = [math.log10(bn[sd]["hi"] / nb[sd]["hi"]) for sd in both]
+        gaps = [_log_gap(bn[sd]["hi"] if bn[sd]["learns"] else None, nb[sd]["hi"] if nb[sd]["learns"] else None)
+                for sd in seeds]
+    else:
+        what = f"usable {key} range width (>= {cfg.sweep.floor:g} tail accuracy, contiguous around the seed's best)"
+        d = [bn[sd]["decades"] - nb[sd]["decades"] for sd in both]
+        gaps = [None if not (bn[sd]["learns"] or nb[sd]["learns"]) else
+                (math.inf if not nb[sd]["learns"] else -math.inf if not bn[sd]["learns"] else
+                 bn[sd]["decades"] - nb[sd]["decades"]) for sd in seeds]
+    e = paired_effect(f"{label}{what}, log10(BN / no BN)" if primary == "largest" else f"{label}{what}, BN - no BN",
+                      d, direction=+1, unit=unit,
+                      method=f"paired t-interval over the {len(both)} of {len(seeds)} seeds where both arms learn "
+                             f"(seeds that learn: no BN {learn['none']}, BN {learn['before']})")
+    c.effects.append(e)
+    idx = len(c.effects) - 1
+    lo = [-math.inf if g is None else g for g in gaps]
+    hi = [math.inf if g is None else g for g in gaps]
+    c.effects.append(sign_check(f"{label}check: sign test of the same per-seed difference over all {len(seeds)} seeds "
+                                "(an arm that never learns counts as the smaller)", lo, hi, unit))
+    if primary == "largest":
+        c.effects.append(paired_effect(f"{label}usable range width (>= {cfg.sweep.floor:g}), BN - no BN",
+                                       [bn[sd]["decades"] - nb[sd]["decades"] for sd in both], unit=unit))
+    else:
+        c.effects.append(paired_effect(f"{label}largest usable {key}, log10(BN / no BN)",
+                                       [math.log10(bn[sd]["hi"] / nb[sd]["hi"]) for sd in both], unit=unit))
+    for tol in cfg.sweep.target_points:
+        sfx = f"_{tol * 100:g}pt"
+        c.effects.append(paired_effect(f"{label}descriptive: width within {tol * 100:g} points of the seed's own "
+                                       "best, BN - no BN", [bn[sd][f"decades{sfx}"] - nb[sd][f"decades{sfx}"]
+                                                            for sd in both], unit=unit))
+    for arm, name in (("none", "no BN"), ("before", "BN")):
+        if learn[arm] < len(seeds):
+            c.notes.append(f"{label}{name} learns (tail accuracy >= {cfg.sweep.floor:g}) at no {key} in "
+                           f"{len(seeds) - learn[arm]} of {len(seeds)} seeds: no usable range there.")
+    return idx
+
+
+def _range_claim(ctx, study, cid, title, statement, sources, key, primary, group_key=None):
     s = ctx.studies[study]
     cfg, rows = s.cfg, s.rows
     c = Claim(cid, title, statement, sources, "", study)
-    groups = sorted({r[group_key] for r in rows}, key=lambda v: [r[group_key] for r in rows].index(v)) \
-        if group_key else [None]
+    groups = list(dict.fromkeys(r[group_key] for r in rows)) if group_key else [None]
     for g in groups:
         where = {group_key: g} if group_key else {}
         label = f"{g}: " if g is not None else ""
-        c.effects.append(_width_effect(rows, cfg, key, where, 0.02,
-                                       f"{label}usable {key} range (within 2 points of best), BN - no BN"))
-    c.primary = list(range(len(c.effects)))
-    path = ctx.fig(f"c{int(cid[1:]):02d}_range")
-    table = range_table(cfg, list(cfg.sweep.parameters), rows)
-    range_figure(table, usable_ranges(cfg, list(cfg.sweep.parameters), table), list(cfg.sweep.parameters), key,
-                 path, title=f"{cid}: {title}")
-    c.figures.append(str(path))
+        c.primary.append(_range_effects(c, cfg, rows, key, where, label, primary))
+    if ctx.draw:
+        path = ctx.fig(f"c{int(cid[1:]):02d}_range")
+        keys = list(cfg.sweep.parameters)
+        range_figure(range_table(cfg, keys, rows), usable_ranges(cfg, keys, rows), keys, key, path,
+                     title=f"{cid}: {title}")
+        c.figures.append(str(path))
     return c
 
 
@@ -165,13 +264,16 @@ def c02(ctx) -> Claim:
     t = s.cfg
     c = _range_claim(ctx, "c02_lr_range", "C2", "BN widens the usable learning-rate range",
                      "With BN, a wider range of learning rates trains well (higher learning rates are usable), with "
-                     "SGD, momentum, RMSprop and Adam.", "000, 001, 002, 004", "optimizer.lr", "optimizer.name")
+                     "SGD, momentum, RMSprop and Adam.", "000, 001, 002, 004", "optimizer.lr", "largest",
+                     "optimizer.name")
     c.protocol = (f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU, He init, batch {t.train.batch_size}, "
-                  f"{t.train.epochs} epochs, learning rates 1e-4 ... 10 at 3 per decade, {len(t.train.seeds)} seeds. "
-                  "Usable range: the contiguous learning rates around the best whose mean final test accuracy is "
-                  "within 2 points of the arm's best; width in decades.")
-    c.rule = ("Primary: for every optimizer, width(BN) - width(no BN), percentile-bootstrap interval over seeds "
-              "(paired resamples) above 0.")
+                  f"{t.train.epochs} epochs, learning rates 1e-4 ... 10 at 3 per decade, {len(study_seeds(s))} seeds. "
+                  f"Per seed, a learning rate is usable if its run did not diverge and its tail test accuracy (mean "
+                  f"of the last {TAIL_EVALS} evaluations) is >= {t.sweep.floor:g}; the seed's usable range is the "
+                  "contiguous block of usable learning rates around its best one.")
+    c.rule = ("Primary, for each of sgd, momentum, rmsprop and adam: log10(largest usable lr with BN / without), per "
+              "seed, paired t-interval over the seeds where both arms learn, above 0; supported only if all four "
+              "are. A sign test over every seed is the check; the within-2/5-point widths are descriptive.")
     return c
 
 
@@ -181,11 +283,13 @@ def c03(ctx) -> Claim:
     t = s.cfg
     c = _range_claim(ctx, "c03_init_scale", "C3", "BN reduces the dependence on initialization",
                      "With BN, training is less sensitive to the scale of the initial weights.",
-                     "004; CS231n assignment 2", "model.init_std")
+                     "004; CS231n assignment 2", "model.init_std", "width")
     c.protocol = (f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU, weights N(0, s²) with s from 1e-4 to 1, SGD lr "
-                  f"{t.optimizer.lr:g}, batch {t.train.batch_size}, {t.train.epochs} epochs, {len(t.train.seeds)} "
-                  "seeds. Usable range of s as in C2.")
-    c.rule = "Primary: width(BN) - width(no BN) in decades of s, bootstrap interval above 0."
+                  f"{t.optimizer.lr:g}, batch {t.train.batch_size}, {t.train.epochs} epochs, {len(study_seeds(s))} "
+                  f"seeds. Per seed, s is usable if the run did not diverge and its tail test accuracy is >= "
+                  f"{t.sweep.floor:g}; the usable range is the contiguous block around the seed's best s.")
+    c.rule = ("Primary: width of the usable range of s in decades, BN - no BN, per seed, paired t-interval over the "
+              "seeds where both arms learn, above 0; sign test over every seed as the check.")
     return c
 
 
@@ -197,7 +301,7 @@ def c10(ctx) -> Claim:
     c = Claim("C10", "BN makes very deep networks trainable",
               "Very deep plain MLPs that do not train without BN do train with it.", "001",
               f"Width {t.model.width or t.model.hidden[0]}, depth {depths[0]} ... {depths[-1]}, sigmoid and ReLU, He "
-              f"init, SGD lr {t.optimizer.lr:g}, {t.train.epochs} epochs, {len(t.train.seeds)} seeds.", "c10_depth")
+              f"init, SGD lr {t.optimizer.lr:g}, {t.train.epochs} epochs, {len(study_seeds(s))} seeds.", "c10_depth")
     c.rule = f"Primary: at the largest depth ({depths[-1]}), final accuracy BN - no BN, paired by seed, above 0, " \
              "for each activation."
     for act in ("sigmoid", "relu"):
@@ -209,11 +313,12 @@ def c10(ctx) -> Claim:
                                            unit="accuracy"))
             if d == depths[-1]:
                 c.primary.append(len(c.effects) - 1)
-    path = ctx.fig("c10_range")
-    keys = list(t.sweep.parameters)
-    table = range_table(t, keys, rows)
-    range_figure(table, usable_ranges(t, keys, table), keys, "model.depth", path, title="C10: accuracy against depth")
-    c.figures.append(str(path))
+    if ctx.draw:
+        path = ctx.fig("c10_range")
+        keys = list(t.sweep.parameters)
+        range_figure(range_table(t, keys, rows), usable_ranges(t, keys, rows), keys, "model.depth", path,
+                     title="C10: accuracy against depth")
+        c.figures.append(str(path))
     return c
 
 
@@ -227,7 +332,7 @@ def c11(ctx) -> Claim:
               "BN's performance degrades when the mini-batch is small (its statistics get noisy): a disadvantage.",
               "004 (disadvantages)",
               f"3 x 100 ReLU, SGD lr {t.optimizer.lr:g} (not rescaled), {t.train.epochs} epochs for every batch size "
-              f"({', '.join(map(str, sizes))}), {len(t.train.seeds)} seeds; no BN is the control.", "c11_batch_size")
+              f"({', '.join(map(str, sizes))}), {len(study_seeds(s))} seeds; no BN is the control.", "c11_batch_size")
     c.rule = (f"Primary: the interaction [acc(BN, {small}) - acc(BN, {ref})] - [acc(no BN, {small}) - acc(no BN, "
               f"{ref})], paired by seed, below 0 (BN loses more than the control at the small batch).")
 
@@ -242,10 +347,10 @@ def c11(ctx) -> Claim:
     for b in sizes:
         diff = paired_diffs(acc("none", b), acc("before", b))
         c.effects.append(paired_effect(f"batch {b}: final test accuracy, BN - no BN", diff, unit="accuracy"))
-    path = ctx.fig("c11_range")
-    keys = list(t.sweep.parameters)
-    table = range_table(t, keys, rows)
-    range_figure(table, usable_ranges(t, keys, table), keys, "train.batch_size", path,
-                 title="C11: accuracy against the training batch size")
-    c.figures.append(str(path))
+    if ctx.draw:
+        path = ctx.fig("c11_range")
+        keys = list(t.sweep.parameters)
+        range_figure(range_table(t, keys, rows), usable_ranges(t, keys, rows), keys, "train.batch_size", path,
+                     title="C11: accuracy against the training batch size")
+        c.figures.append(str(path))
     return c

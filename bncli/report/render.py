@@ -13,7 +13,10 @@ from pathlib import Path
 from .. import atomic
 from ..errors import UsageError
 from ..runs import dumps, versions
-from .figures import fmt_ci
+
+SEEDS_NOTE = ("Seeds: the rules of C1, C2, C3, C4 and C6 were revised on 2026-12-01 after their data (seeds 0-4) had "
+              "been seen (CLAIMS.md, 'Revisions'); every study of this report runs on seeds 100-109, which were not "
+              "used while revising them.")
 
 ICON = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "➖ inconclusive"}
 
@@ -65,10 +68,24 @@ def errata_numbers(studies) -> dict:
 
 
 def _effect_row(e) -> list[str]:
-    unit = f" {e.unit}" if e.unit else ""
-    mean = f"{e.mean:+.4g}{unit}" if math.isfinite(e.mean) else "—"
     sd = f"{e.sd:.3g}" if math.isfinite(e.sd) else "—"
-    return [e.label, str(e.n), mean, sd, fmt_ci(e), e.verdict or "(reported)", e.method]
+    return [e.label, str(e.n), e.estimate_text(), sd, e.interval_text(), e.verdict or "(reported)", e.method]
+
+
+def primary_text(c) -> str:
+    return "; ".join(f"{c.effects[i].label}: {c.effects[i].estimate_text()} {c.effects[i].interval_text()}"
+                     for i in c.primary)
+
+
+def stability_text(c) -> str:
+    st = c.stability or {}
+    if not st:
+        return "not checked"
+    if not st.get("applicable"):
+        return f"n/a ({st.get('why', '')})"
+    if not st["fragile"]:
+        return f"stable (same verdict leaving out any one of {len(st['verdicts'])} seeds)"
+    return "**fragile**: leaving out " + ", ".join(f"seed {sd} gives {v}" for sd, v in st["changed"].items())
 
 
 def _md_table(header, rows):
@@ -81,24 +98,27 @@ def write_report(claims, studies, out_dir: Path, mode: str, elapsed: float, n_tr
     out_dir = Path(out_dir)
     err = errata_numbers(studies)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = ["effect", "n", "mean", "sd", "95% interval", "verdict", "method"]
+    header = ["effect", "n", "estimate", "sd", "95% interval", "verdict", "method"]
     md = [f"# bncli report ({mode})", "",
           f"Generated {when} by bncli {versions()['bncli']} (numpy {versions()['numpy']}) in {elapsed / 60:.1f} min "
           f"({n_trained} runs trained now, the rest reused from `runs/`). Every number below is computed from the "
           "runs in this folder; verdicts follow the pre-registered rule of CLAIMS.md: **supported** if the 95% "
           "interval of the effect excludes \"no effect\" in the claimed direction, **contradicted** if it excludes it "
-          "in the opposite direction, **inconclusive** otherwise.", "", "## Summary", "",
-          _md_table(["claim", "verdict", "primary effect (mean, 95% interval)"],
-                    [[f"{c.id}: {c.title}", ICON[c.verdict],
-                      "; ".join(f"{c.effects[i].label}: {c.effects[i].mean:+.3g} {fmt_ci(c.effects[i])}"
-                                for i in c.primary)] for c in claims]), ""]
+          "in the opposite direction, **inconclusive** otherwise. Each verdict is recomputed leaving out one seed at "
+          "a time; a verdict that changes is marked **fragile**. Diverged runs are counted and named, never "
+          "averaged; runs that never reach a target are censored at their budget, never given the budget as a "
+          "value.", "", SEEDS_NOTE, "", "## Summary", "",
+          _md_table(["claim", "verdict", "primary effect (estimate, 95% interval)", "leave one seed out"],
+                    [[f"{c.id}: {c.title}", ICON[c.verdict], primary_text(c), stability_text(c)]
+                     for c in claims]), ""]
     if failed:
         md += [f"**{len(failed)} runs failed** and are missing from the statistics: "
                + "; ".join(f"{f['arm']} seed {f['seed']} {f['point']}: {f['error']}" for f in failed[:10]), ""]
     for c in claims:
         md += [f"## {c.id}: {c.title} — {ICON[c.verdict]}", "", f"**Claim.** {c.statement}  ",
                f"**From the notes:** {c.sources}.  ", f"**Protocol.** {c.protocol}  ",
-               f"**Verdict rule.** {c.rule}", "", _md_table(header, [_effect_row(e) for e in c.effects]), ""]
+               f"**Verdict rule.** {c.rule}  ", f"**Stability.** {stability_text(c)}", "",
+               _md_table(header, [_effect_row(e) for e in c.effects]), ""]
         md += [f"![{c.id}](figures/{Path(f).name})" for f in c.figures] + [""] if c.figures else []
         md += [f"_Note: {n}_" for n in c.notes] + ([""] if c.notes else [])
     md += ["## Errors in the notes that bncli corrects", "",
@@ -109,7 +129,10 @@ def write_report(claims, studies, out_dir: Path, mode: str, elapsed: float, n_tr
     atomic.write_text(out_dir / "report.json", dumps({
         "mode": mode, "generated": when, "elapsed_s": elapsed, "n_trained": n_trained, "failed": failed,
         "experiments": str(Path(studies[next(iter(studies))].path).parent.resolve()), "studies": list(studies),
-        "claims": [{**asdict(c), "effects": [asdict(e) for e in c.effects]} for c in claims],
+        "claims": [{**asdict(c), "fragile": bool(c.stability.get("fragile")),
+                    "effects": [{**asdict(e), "estimate_text": e.estimate_text(), "interval_text": e.interval_text()}
+                                for e in c.effects]} for c in claims],
+        "seeds_note": SEEDS_NOTE,
         "errata": err, "versions": versions()}))
     return claims
 
@@ -170,10 +193,9 @@ def update_readme(readme: Path, out_dir: Path, claims, mode: str):
              f"Each claim of the course notes, measured on the bundled MNIST subset with >= 5 seeds and judged by the "
              f"pre-registered rule of CLAIMS.md. Full report: [{rel}/REPORT.md]({rel}/REPORT.md) "
              f"(self-contained: [{rel}/report.html]({rel}/report.html)).", "",
-             _md_table(["claim", "verdict", "primary effect (mean, 95% interval)"],
-                       [[f"{c.id}: {c.title}", ICON[c.verdict],
-                         "; ".join(f"{c.effects[i].label}: {c.effects[i].mean:+.3g} {fmt_ci(c.effects[i])}"
-                                   for i in c.primary)] for c in claims]), ""]
+             _md_table(["claim", "verdict", "primary effect (estimate, 95% interval)", "leave one seed out"],
+                       [[f"{c.id}: {c.title}", ICON[c.verdict], primary_text(c), stability_text(c)]
+                        for c in claims]), ""]
     block += [f"![{Path(f).stem}]({rel}/figures/{Path(f).name})" for f in figs] + ["", END]
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)

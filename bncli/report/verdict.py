@@ -35,6 +35,18 @@ class Effect:
     verdict: str | None = None
     extra: dict = field(default_factory=dict)
 
+    def estimate_text(self) -> str:
+        """The point estimate for prose and tables: never 'nan'."""
+        if "estimate_text" in self.extra:
+            return self.extra["estimate_text"]
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{stats.fmt_num(self.mean, 4)}{unit}" if math.isfinite(self.mean) else "—"
+
+    def interval_text(self) -> str:
+        if "interval_text" in self.extra:
+            return self.extra["interval_text"]
+        return stats.fmt_interval(self.ci_low, self.ci_high, 4)
+
     def judge(self) -> "Effect":
         if self.margin is not None:
             self.verdict = equivalence(self.ci_low, self.ci_high, self.margin)
@@ -68,6 +80,34 @@ def paired_effect(label, diffs, direction=0, unit="", margin=None, method="paire
     s = stats.describe(diffs)
     return Effect(label, s.n, s.mean, s.sd, s.ci_low, s.ci_high, unit, method=method, direction=direction,
                   margin=margin).judge()
+
+
+def censored_effect(label, o: "stats.OrderInterval", direction=0, unit="", what=("a", "b")) -> Effect:
+    """A median paired difference with a sign-test interval (``stats.paired_censored``); ``what`` names the two
+    arms of a - b for the counts of which was faster / larger."""
+    a, b = what
+    method = ("median paired difference, censored runs as bounds; sign-test interval"
+              + (f" (coverage {o.coverage:.1%})" if math.isfinite(o.coverage) else " (none exists below 6 seeds)")
+              + f"; {b} lower in {o.n_neg}, {a} lower in {o.n_pos}, order unknown or tied in {o.n_unknown}; "
+              f"exact sign test p = {o.p_sign:.3g}")
+    e = Effect(label, o.n, o.estimate, math.nan, o.ci_low, o.ci_high, unit, method=method, direction=direction,
+               extra={"estimate_text": stats.fmt_median(o, 4) + (f" {unit}" if unit else ""),
+                      "interval_text": stats.fmt_interval(o.ci_low, o.ci_high, 4, o.coverage),
+                      "median_bounds": [o.est_low, o.est_high], "coverage": o.coverage,
+                      "sign": {"a_larger": o.n_pos, "b_larger": o.n_neg, "unknown": o.n_unknown, "p": o.p_sign}})
+    return e.judge()
+
+
+def sign_check(label, diffs_lower, diffs_upper=None, unit="") -> Effect:
+    """The sign test as a check beside a t-interval: counts of positive / negative per-seed differences (bounds
+    allowed) and the exact two-sided p; reported, not judged."""
+    o = stats.median_interval(diffs_lower, diffs_upper)
+    return Effect(label, o.n, o.estimate, math.nan, o.ci_low, o.ci_high, unit,
+                  method=f"sign test: {o.n_pos} seeds > 0, {o.n_neg} < 0, {o.n_unknown} tied or unknown; exact "
+                         f"two-sided p = {o.p_sign:.3g}; median with sign-test interval",
+                  extra={"estimate_text": stats.fmt_median(o, 4) + (f" {unit}" if unit else ""),
+                         "interval_text": stats.fmt_interval(o.ci_low, o.ci_high, 4, o.coverage),
+                         "sign": {"pos": o.n_pos, "neg": o.n_neg, "unknown": o.n_unknown, "p": o.p_sign}})
 
 
 def bootstrap_effect(label, seeds, statistic, direction=0, unit="", n_boot=1000, seed=0) -> Effect:
