@@ -26,6 +26,7 @@ from .train import DIVERGED_RULE as DIVERGED
 SUMMARY_COLUMNS = ["experiment", "arm", "seed", "status", "final_test_acc", "best_test_acc", "best_step",
                    "steps_to_target", "total_steps", "target_split", "target_accuracy", "final_train_loss", "final_test_loss",
                    "mean_train_loss", "steps_done", "diverged_at_step", "time_s", "config_hash", "error"]
+TARGET_COLUMN = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}
 METRICS = ("final_test_acc", "best_test_acc", "final_train_loss", "mean_train_loss", "steps_to_target", "time_s")
 
 
@@ -98,16 +99,18 @@ def finish(cfg, out_dir: Path, runs: list[dict], total_steps: int) -> Experiment
                            "Kaplan-Meier medians with order-statistic intervals; comparisons: " + CENSORED_METHOD,
         "versions": versions()}))
     result = ExperimentResult(out_dir, runs, arms, comparisons)
-    curves = {}
+    curves, diverged = {}, {}
     for r in runs:
         if r.get("run_dir") and (Path(r["run_dir"]) / "metrics.csv").exists():
             curves.setdefault(r["arm"], []).append(read_metrics(Path(r["run_dir"]) / "metrics.csv"))
+            diverged.setdefault(r["arm"], []).append(r["status"] == "diverged")
     if curves:
         from .plotting import learning_curves
 
         result.figure = out_dir / "learning_curves.png"
         learning_curves(curves, result.figure, title=f"{cfg.name}: {describe_setup(cfg)}",
-                        target=cfg.train.target_accuracy)
+                        target=cfg.train.target_accuracy, diverged=diverged,
+                        target_column=TARGET_COLUMN[cfg.train.target_split])
     return result
 
 

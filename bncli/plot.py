@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import plotting
 from .errors import UsageError
+from .experiment import TARGET_COLUMN
 from .runs import read_metrics
 
 FORMATS = ("png", "svg", "pdf")
@@ -28,7 +29,6 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-TARGET_COLUMNS = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}
 
 
 def run_status(run: Path) -> str | None:
@@ -56,7 +56,7 @@ def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
     target = exp.get("target") or {}
     paths = [out / f"learning_curves.{fmt}"]
     plotting.learning_curves(curves, paths[0], title=exp["name"], target=target.get("accuracy"), diverged=diverged,
-                             target_column=TARGET_COLUMNS.get(target.get("split"), "test_acc"))
+                             target_column=TARGET_COLUMN.get(target.get("split"), "test_acc"))
     if all("train_eval_acc" in cols for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
         plotting.gap_curves(curves, paths[-1], title=exp["name"])

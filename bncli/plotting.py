@@ -248,9 +248,10 @@ def _short(key: str) -> str:
 
 
 def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], range_key: str, path, title=""):
-    """Final test accuracy (mean, 95% CI bars) and final training loss against the swept value, one column per
-    combination of the other swept keys; diverged runs marked with x and counted; the usable range (within the
-    first tolerance of each arm's best) shaded per arm as a strip along the top."""
+    """Final test accuracy (mean, 95% CI bars, over the runs that did not diverge) and final training loss against
+    the swept value, one column per combination of the other swept keys; diverged runs marked with x and counted;
+    the usable range (``usable``: per-seed ranges above the floor, summarized by ``sweep.usable_ranges``) shaded per
+    arm as a strip along the top, or 'never learns'."""
     others = [k for k in keys if k != range_key]
     groups = list(dict.fromkeys(tuple(str(r[k]) for k in others) for r in range_rows)) or [()]  # sweep order
     arms = list(dict.fromkeys(r["arm"] for r in range_rows))
@@ -258,7 +259,7 @@ def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], ra
     log_x = all(x > 0 for x in xs_all) and max(xs_all) / min(xs_all) >= 20
     fig = Figure(figsize=(3.6 * len(groups) + 1.2, 6.2), layout="constrained")
     axes = fig.subplots(2, len(groups), squeeze=False, sharex="col")
-    tol_key = next((k for k in (usable[0] if usable else {}) if k.startswith("lo_")), None)
+    floor = next((_num(u["floor"]) for u in usable if "floor" in u), None)
     for j, group in enumerate(groups):
         ax_acc, ax_loss = axes[0, j], axes[1, j]
         for a, arm in enumerate(arms):
@@ -283,11 +284,22 @@ def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], ra
                     ax_acc.annotate(str(d), (xv, 0.02 + 0.04 * a), textcoords="offset points", xytext=(4, 2),
                                     fontsize=7, color=color)
             u = next((u for u in usable if u["arm"] == arm and tuple(str(u[k]) for k in others) == group), None)
-            if u and tol_key:
-                x0, x1 = _num(u[tol_key]), _num(u["hi_" + tol_key[3:]])
+            strip = dict(ymin=0.93 - 0.05 * a, ymax=0.97 - 0.05 * a)
+            if u and int(_num(u.get("n_learn")) or 0) > 0 and u.get("lo") not in (None, ""):
+                x0, x1 = _num(u["lo"]), _num(u["hi"])
                 pad = (10 ** (1 / 12) if log_x else 1.0)
                 lo_x, hi_x = (x0 / pad, x1 * pad) if log_x else (x0 - 0.5, x1 + 0.5)
-                ax_acc.axvspan(lo_x, hi_x, ymin=0.93 - 0.05 * a, ymax=0.97 - 0.05 * a, color=color, alpha=0.5, lw=0)
+                ax_acc.axvspan(lo_x, hi_x, color=color, alpha=0.5, lw=0, **strip)
+                n_learn, n_seeds = int(_num(u["n_learn"])), int(_num(u["n_seeds"]))
+                if n_learn < n_seeds:
+                    ax_acc.text(hi_x, (strip["ymin"] + strip["ymax"]) / 2 * 1.05, f" learns in {n_learn}/{n_seeds}",
+                                fontsize=7, color=color, va="center")
+            elif u:
+                ax_acc.text(0.02, (strip["ymin"] + strip["ymax"]) / 2 * 1.05, f"{ARM_LABELS.get(arm, arm)}: never "
+                            f"learns (no usable range)", transform=ax_acc.get_yaxis_transform(), fontsize=7,
+                            color=color, va="center")
+        if floor is not None:
+            ax_acc.axhline(floor, color="0.5", ls=":", lw=1)
         if log_x:
             ax_acc.set_xscale("log")
         ax_loss.set_yscale("log")
@@ -299,11 +311,12 @@ def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], ra
         ax_loss.set_xlabel(range_key)
         for ax in (ax_acc, ax_loss):
             ax.grid(alpha=0.3, which="both")
-    tol = f"{tol_key[3:-2]} points" if tol_key else ""
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
-    fig.suptitle(f"{title}\nstrips at the top: usable range (mean accuracy within {tol} of the arm's best); "
-                 "x: runs that diverged", fontsize=9)
+    usable_text = (f"\nstrips at the top: usable range per arm, median over seeds of the contiguous values whose run "
+                   f"did not diverge and reaches tail accuracy >= {floor:g} (dotted line)" if floor is not None else "")
+    fig.suptitle(f"{title}\nmeans over the runs that did not diverge; x: runs that diverged (count){usable_text}",
+                 fontsize=9)
     save(fig, path)
 
 

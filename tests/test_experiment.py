@@ -95,6 +95,9 @@ def test_experiment_json_arms_and_paired_comparisons(one_worker):
     assert {c["baseline"] for c in exp["comparisons"]} == {"none"}
     assert set(comps) == {("before", m) for m in ("final_test_acc", "best_test_acc", "final_train_loss",
                                                   "steps_to_target")}
+    steps = comps[("before", "steps_to_target")]
+    assert steps["n"] == 2 and "sign test" in steps["method"]
+    assert sum(steps["faster"].values()) == 2  # every seed is counted: faster either way, or unknown
     for metric in ("final_test_acc", "final_train_loss"):
         by = {(r["arm"], r["seed"]): float(r[metric]) for r in rows}
         diffs = [by[("before", s)] - by[("none", s)] for s in ("0", "1")]
@@ -216,7 +219,9 @@ def test_diverged_runs_are_results(tmp_path):
     exp = json.loads((tmp_path / "out" / "experiment.json").read_text())
     assert exp["arms"]["none"]["status"] == {"ok": 0, "diverged": 2, "failed": 0}
     assert "NaN" not in (tmp_path / "out" / "experiment.json").read_text()
-    assert math.isfinite(exp["arms"]["none"]["best_test_acc"]["mean"])
+    # diverged runs are counted, never averaged: no mean, the count says why
+    assert exp["arms"]["none"]["best_test_acc"]["n"] == 0 and exp["arms"]["none"]["best_test_acc"]["mean"] is None
+    assert "4x" in exp["diverged"]
     assert (tmp_path / "out" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -227,3 +232,62 @@ def test_runs_that_all_diverge_before_the_first_evaluation_are_results(tmp_path)
     assert {r["status"] for r in result.runs} == {"diverged"}
     _, rows = read_summary(tmp_path / "out" / "summary.csv")
     assert [r["status"] for r in rows] == ["diverged"] * 4
+
+
+# -- censoring in the experiment's statistics ---------------------------------------------------------------------------
+def fake_runs(none_steps, bn_steps, budget=100, diverged=()):
+    runs = []
+    for arm, steps in (("none", none_steps), ("before", bn_steps)):
+        for seed, st in enumerate(steps):
+            div = (arm, seed) in diverged
+            runs.append({"arm": arm, "seed": seed, "status": "diverged" if div else "ok", "steps_to_target": st,
+                         "total_steps": budget, "final_test_acc": 0.1 if div else 0.9 + 0.001 * seed,
+                         "best_test_acc": 0.9, "final_train_loss": 0.3, "mean_train_loss": 0.4, "time_s": 1.0})
+    return runs
+
+
+def test_the_steps_comparison_uses_every_seed_with_censored_runs_as_bounds():
+    """The quickstart case: BN reaches the target in every seed, no BN in one of them. The old table compared the
+    arms on that one seed; now all seeds count, the censored ones as bounds (BN faster by >= budget - its steps)."""
+    from bncli.config import ExperimentConfig
+    from bncli.experiment import aggregate
+
+    cfg = ExperimentConfig(model={"bn": ["none", "before"]})
+    nb = [None] * 9 + [60]
+    bn = [20, 30, 20, 40, 30, 20, 30, 20, 30, 80]
+    arms, comps = aggregate(cfg, fake_runs(nb, bn))
+    c = next(c for c in comps if c["metric"] == "steps_to_target")
+    assert c["n"] == 10 and c["faster"] == {"before": 9, "none": 1, "unknown": 0}
+    # differences before - none: nine are <= (bn - 100), one is exactly 80 - 60 = +20; the sign-test interval
+    # for n = 10 uses k = 2: the 2nd smallest lower bound (-inf) and the 2nd largest upper bound (-60)
+    assert c["ci_low"] == -math.inf and c["ci_high"] == -60 and c["coverage"] == pytest.approx(1 - 22 / 1024)
+    assert c["sign_test_p"] == pytest.approx(2 * 11 / 1024)
+    assert arms["none"]["reached_target"] == 1 and arms["before"]["reached_target"] == 10
+    assert arms["none"]["steps_to_target"]["median_text"] == "> 100"  # the median run never got there
+    assert arms["before"]["steps_to_target"]["median"] == 30
+
+
+def test_a_tie_and_a_pair_censored_on_both_sides_are_of_unknown_order():
+    from bncli.config import ExperimentConfig
+    from bncli.experiment import aggregate
+
+    cfg = ExperimentConfig(model={"bn": ["none", "before"]})
+    _, comps = aggregate(cfg, fake_runs([50, None, 40], [50, None, 20]))
+    c = next(c for c in comps if c["metric"] == "steps_to_target")
+    assert c["faster"] == {"before": 1, "none": 0, "unknown": 2}
+    assert c["sign_test_p"] == 1.0 and c["ci_text"] == "none (n < 6)"
+
+
+def test_diverged_runs_are_left_out_of_means_and_paired_t_with_the_count():
+    from bncli.config import ExperimentConfig
+    from bncli.experiment import aggregate
+
+    cfg = ExperimentConfig(model={"bn": ["none", "before"]})
+    arms, comps = aggregate(cfg, fake_runs([50, 60, 70], [20, None, 30], diverged={("before", 1)}))
+    assert arms["before"]["status"] == {"ok": 2, "diverged": 1, "failed": 0}
+    assert arms["before"]["final_test_acc"]["n"] == 2
+    assert arms["before"]["final_test_acc"]["mean"] == pytest.approx((0.9 + 0.902) / 2)
+    acc = next(c for c in comps if c["metric"] == "final_test_acc")
+    assert acc["n"] == 2 and acc["excluded_diverged"] == 1
+    steps = next(c for c in comps if c["metric"] == "steps_to_target")
+    assert steps["n"] == 3 and steps["faster"] == {"before": 2, "none": 1, "unknown": 0}  # diverged = never reached

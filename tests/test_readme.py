@@ -124,12 +124,12 @@ def test_named_experiment_exists_and_loads(name):
 
 def test_quickstart_matches_readme_description():
     cfg, _ = load_config(ROOT / "experiments" / "quickstart.yaml")
-    # "3 × 100 sigmoid, SGD, no BN vs BN before/after, 15 epochs, 5 seeds"
+    # "3 × 100 sigmoid, SGD, no BN vs BN before/after, 15 epochs, 10 seeds"
     assert cfg.model.hidden == [100, 100, 100] and cfg.model.activation == "sigmoid"
     assert cfg.optimizer.name == "sgd"
     assert cfg.model.bn == ["none", "before", "after"]
     assert cfg.train.epochs == 15 and cfg.train.steps is None
-    assert cfg.train.seeds == [0, 1, 2, 3, 4]
+    assert cfg.train.seeds == list(range(10))
     assert cfg.data.name == "mnist-5k"
 
 

@@ -131,3 +131,65 @@ def test_fmt_ci():
     assert fmt_ci(s, digits=1, scale=100) == "[-1.2, +50.0]"
     assert fmt_ci(describe([1.0])) == "—"
     assert fmt_ci(describe([])) == "—"
+
+
+# -- censored and order statistics (hand-computed cases) ----------------------------------------------------------------
+from bncli.stats import (binom_cdf_half, censored_difference, fmt_interval, fmt_median, fmt_num,  # noqa: E402
+                         median_interval, order_k, paired_censored, sign_test, time_to_event)
+
+
+def test_binomial_and_sign_test_exact_values():
+    assert binom_cdf_half(0, 5) == 1 / 32 and binom_cdf_half(1, 10) == 11 / 1024
+    assert sign_test(5, 0) == pytest.approx(2 / 32)  # 5 of 5 cannot reach 5% two-sided
+    assert sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert sign_test(9, 1) == pytest.approx(22 / 1024)
+    assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
+
+
+def test_order_statistic_k_for_a_95_percent_interval():
+    assert order_k(5) == 0  # no two-sided 95% interval exists with 5 values
+    assert order_k(6) == 1 and order_k(10) == 2 and order_k(20) == 6
+
+
+def test_median_interval_of_exact_values():
+    o = median_interval([float(v) for v in range(1, 11)])
+    assert (o.est_low, o.est_high, o.ci_low, o.ci_high) == (5.5, 5.5, 2.0, 9.0)
+    assert o.coverage == pytest.approx(1 - 2 * 11 / 1024)
+    o5 = median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert o5.estimate == 3.0 and o5.ci_low == -math.inf and o5.ci_high == math.inf and math.isnan(o5.coverage)
+
+
+def test_a_censored_pair_gives_a_one_sided_bound():
+    assert censored_difference(None, 30, budget=100) == (70, math.inf)  # a > 100, so a - 30 > 70
+    assert censored_difference(30, None, budget=100) == (-math.inf, -70)
+    assert censored_difference(None, None, budget=100) == (-math.inf, math.inf)  # order unknown
+    assert censored_difference(40, 40, budget=100) == (0, 0)  # a tie: neither faster
+
+
+def test_paired_censored_counts_and_interval():
+    none = {s: None for s in range(8)} | {8: 500, 9: 400}
+    bn = {s: 100 + 10 * s for s in range(10)}
+    o = paired_censored(none, bn, budget=1000)
+    assert (o.n_pos, o.n_neg, o.n_unknown) == (10, 0, 0)
+    # lower bounds: 900, 890, ..., 830 (censored), 500 - 180 = 320, 400 - 190 = 210; k = 2 -> 2nd smallest = 320
+    assert o.ci_low == 320 and o.ci_high == math.inf and o.p_sign == pytest.approx(2 / 1024)
+    assert fmt_median(o) == "≥ +855"  # (850 + 860) / 2: the median is only known from below
+
+
+def test_a_seed_whose_every_run_diverged_counts_as_censored():
+    """A diverged run never reaches the target: censored, like running out of budget (here both arms)."""
+    o = paired_censored({0: None, 1: 50}, {0: None, 1: 30}, budget=100)
+    assert (o.n_pos, o.n_neg, o.n_unknown) == (1, 0, 1)
+
+
+def test_kaplan_meier_median_under_a_common_budget():
+    o = time_to_event([100, 200, None, None, 300, 400, 500, 600, 700, 800])
+    assert o.est_low == 550.0 and o.ci_low == 200.0 and o.ci_high == math.inf
+    assert time_to_event([None] * 6 + [5.0]).est_low == math.inf  # most never reached it
+
+
+def test_formatting_never_prints_nan():
+    assert fmt_num(math.nan) == "n/a" and fmt_num(math.inf) == "+∞" and fmt_num(680.0) == "+680"
+    assert fmt_num(2.111e-16) == "+2.11e-16" and fmt_num(0.0123) == "+0.0123"
+    assert fmt_interval(1.0, math.inf) == "[+1, +∞)" and fmt_interval(math.nan, 1.0) == "—"
+    assert fmt_interval(0.0, 1.0, coverage=math.nan) == "none (n < 6)"

@@ -296,3 +296,32 @@ def test_progress_callback_sees_every_evaluation():
     assert [s for s, _, _ in seen] == col(res, "step")
     assert {t for _, t, _ in seen} == {40}
     assert [a for _, _, a in seen] == col(res, "test_acc")
+
+
+# -- the one definition of divergence ------------------------------------------------------------------------------------
+def test_divergence_compares_training_losses_like_with_like():
+    from bncli.train import divergence
+
+    assert divergence("diverged", None, 2.3)[0]
+    assert divergence("ok", math.inf, 2.3)[0] and divergence("ok", math.nan, 2.3)[0]
+    assert divergence("ok", 9.21, 2.3)[0] and "4 x" in divergence("ok", 9.21, 2.3)[1]
+    assert divergence("ok", 9.2, 2.3) == (False, None)  # exactly 4x is not above it
+    assert divergence("ok", 0.1, 2.3) == (False, None) and divergence("ok", 5.0, None) == (False, None)
+
+
+def test_initial_train_loss_is_the_first_minibatch_before_any_update_and_tail_accuracy():
+    res = run(make_cfg())
+    s = res.summary
+    assert s["initial_train_loss"] == pytest.approx(math.log(3), rel=0.5)  # near chance for 3 classes
+    accs = col(res, "test_acc")[1:]
+    assert s["tail_test_acc"] == pytest.approx(sum(accs[-3:]) / 3)
+    assert s["status"] == "ok" and s["diverged_reason"] is None
+
+
+def test_a_blown_up_but_finite_run_is_diverged_with_its_reason():
+    from bncli.train import summarize
+
+    cols = ["step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
+    rows = [[0, 0, 0.1, math.nan, math.nan, 2.3, 0.1], [10, 1, 0.1, 50.0, 0.1, 60.0, 0.1]]
+    s = summarize(cols, rows, "ok", "test_acc", 0.9, initial_train_loss=2.2)
+    assert s["status"] == "diverged" and "exceeds 4 x" in s["diverged_reason"]
