@@ -241,7 +241,7 @@ def _num(v):
         return math.nan
 
 
-def _short(key: str) -> str:
+def short_key(key: str) -> str:
     """optimizer.name -> optimizer, model.depth -> depth."""
     section, _, last = key.rpartition(".")
     return section if last == "name" and section else last
@@ -303,7 +303,7 @@ def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], ra
         if log_x:
             ax_acc.set_xscale("log")
         ax_loss.set_yscale("log")
-        name = ", ".join(f"{_short(k)}={v}" for k, v in zip(others, group))
+        name = ", ".join(f"{short_key(k)}={v}" for k, v in zip(others, group))
         ax_acc.set_title(name or "final test accuracy", fontsize=10)
         ax_acc.set_ylim(0, 1.05)
         ax_acc.set_ylabel("final test accuracy (mean, 95% CI)" if j == 0 else "")

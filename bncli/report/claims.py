@@ -97,7 +97,7 @@ def diverged_notes(rows) -> list[str]:
     bad = [r for r in finished if r.get("diverged")]
     if not bad:
         return []
-    from ..plotting import ARM_LABELS
+    from ..plotting import ARM_LABELS, short_key
 
     point_keys = [k for k in bad[0] if "." in k and k not in ("run_dir",)]
     groups: dict[tuple, list] = {}
@@ -107,7 +107,7 @@ def diverged_notes(rows) -> list[str]:
     for key, rs in groups.items():
         k = sum(bool(r.get("diverged")) for r in rs)
         if k:
-            where = ", ".join(f"{pk.split('.')[-1]} {v}" for pk, v in zip(point_keys, key[1:]))
+            where = ", ".join(f"{short_key(pk)} {v}" for pk, v in zip(point_keys, key[1:]))
             parts.append(f"{ARM_LABELS.get(key[0], key[0])}{', ' + where if where else ''}: {k}/{len(rs)}")
     return [f"Diverged: {len(bad)} of {len(finished)} runs in this study diverged ({DIVERGED_SHORT}); they are "
             f"counted, never averaged: " + "; ".join(parts) + "."]

@@ -88,7 +88,7 @@ def censored_effect(label, o: "stats.OrderInterval", direction=0, unit="", what=
     a, b = what
     method = ("median paired difference, censored runs as bounds; sign-test interval"
               + (f" (coverage {o.coverage:.1%})" if math.isfinite(o.coverage) else " (none exists below 6 seeds)")
-              + f"; {b} lower in {o.n_neg}, {a} lower in {o.n_pos}, order unknown or tied in {o.n_unknown}; "
+              + f"; {a} lower in {o.n_neg}, {b} lower in {o.n_pos}, order unknown or tied in {o.n_unknown}; "
               f"exact sign test p = {o.p_sign:.3g}")
     e = Effect(label, o.n, o.estimate, math.nan, o.ci_low, o.ci_high, unit, method=method, direction=direction,
                extra={"estimate_text": stats.fmt_median(o, 4) + (f" {unit}" if unit else ""),
