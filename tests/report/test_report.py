@@ -442,3 +442,43 @@ def test_plot_report_from_another_working_directory(exp, tmp_path, monkeypatch):
 
 def is_png_file(p: Path) -> bool:
     return p.is_file() and p.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_every_claim_carries_its_leave_one_seed_out_stability(report):
+    out, claims, info = report
+    text = (out / "REPORT.md").read_text()
+    assert "nan" not in text.lower().replace("nans", "")  # no 'nan' in the prose (units 'nats' aside)
+    for c in info["claims"]:
+        st = c["stability"]
+        if c["id"] == "C12":
+            assert st["applicable"] is False
+            continue
+        assert st["applicable"] and len(st["verdicts"]) == 3, c["id"]  # the shrunken studies have 3 seeds
+        changed = {int(k) if isinstance(k, str) else k: v for k, v in st["verdicts"].items() if v != c["verdict"]}
+        assert st["fragile"] == bool(changed) == c["fragile"], c["id"]
+        if c["fragile"]:
+            assert "**fragile**: leaving out seed" in text
+
+
+def test_stability_marks_a_verdict_that_one_seed_carries_as_fragile():
+    """Hand-made: one outlying seed decides the verdict, so the claim is fragile."""
+    from types import SimpleNamespace
+
+    from bncli.report.claims import Claim, leave_one_seed_out
+    from bncli.report.verdict import paired_effect
+
+    rows = [{"seed": s, "d": d} for s, d in ((0, 1.0), (1, 1.1), (2, 50.0), (3, 1.05))]
+
+    def fn(ctx):
+        c = Claim("CX", "t", "s", "src", "p", "x")
+        c.effects.append(paired_effect("d", [r["d"] for r in ctx.studies["x"].rows], direction=+1))
+        c.primary = [0]
+        return c
+
+    study = SimpleNamespace(rows=rows, cfg=None)
+    base = fn(SimpleNamespace(studies={"x": study})).decide().verdict
+    st = leave_one_seed_out(fn, {"x": study}, "x", Path("."), Path("."), "png", "quick", base)
+    assert st["applicable"] and set(st["verdicts"]) == {0, 1, 2, 3}
+    # all four: the outlier 50 makes the t-interval span 0; without seed 2 the others (1.0, 1.1, 1.05) support it
+    assert base == "inconclusive"
+    assert st["changed"] == {2: "supported"} and st["fragile"] is True
