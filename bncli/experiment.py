@@ -27,7 +27,7 @@ SUMMARY_COLUMNS = ["experiment", "arm", "seed", "status", "final_test_acc", "bes
                    "steps_to_target", "total_steps", "target_split", "target_accuracy", "final_train_loss", "final_test_loss",
                    "mean_train_loss", "steps_done", "diverged_at_step", "time_s", "config_hash", "error"]
 TARGET_COLUMN = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}
-METRICS = ("final_test_acc", "best_test_acc", "final_train_loss", "mean_train_loss", "steps_to_target", "time_s")
+METRICS = ("final_test_acc", "best_test_acc", "final_train_loss", "mean_train_loss", "time_s")  # means over ok runs
 
 
 @dataclass
@@ -128,6 +128,7 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]):
     is censored at the budget; per arm the Kaplan-Meier median with an order-statistic interval, and between arms
     the median paired difference over every seed with a sign-test interval (censored pairs enter as bounds)."""
     arms, by_arm = {}, {}
+    budget = budget_of(runs)
     for arm in cfg.model.bn:
         rs = [r for r in runs if r["arm"] == arm]
         done = [r for r in rs if r["status"] != "failed"]
@@ -135,14 +136,12 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]):
         entry = {"n_runs": len(rs), "status": {s: sum(r["status"] == s for r in rs) for s in
                                                ("ok", "diverged", "failed")}}
         for m in METRICS:
-            if m != "steps_to_target":
-                entry[m] = stats.describe(r.get(m) for r in done if r["status"] == "ok").as_dict()
+            entry[m] = stats.describe(r.get(m) for r in done if r["status"] == "ok").as_dict()
         entry["reached_target"] = sum(r.get("steps_to_target") is not None for r in done)
         km = stats.time_to_event(r.get("steps_to_target") for r in done)
-        entry["steps_to_target"] = km_entry(km, entry["reached_target"], _budget(runs))
+        entry["steps_to_target"] = km_entry(km, entry["reached_target"], budget)
         arms[arm] = entry
     base = "none" if "none" in by_arm else cfg.model.bn[0]
-    budget = _budget(runs)
     comparisons = []
     for arm in cfg.model.bn:
         if arm == base:
@@ -166,7 +165,7 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]):
     return arms, comparisons
 
 
-def _budget(runs):
+def budget_of(runs):
     return next((r.get("total_steps") for r in runs if r.get("total_steps") is not None), None)
 
 

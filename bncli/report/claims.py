@@ -98,8 +98,9 @@ def diverged_notes(rows) -> list[str]:
     if not bad:
         return []
     from ..plotting import ARM_LABELS, short_key
+    from ..train import DIVERGED_RULE
 
-    point_keys = [k for k in bad[0] if "." in k and k not in ("run_dir",)]
+    point_keys = [k for k in bad[0] if "." in k]  # the swept keys (dotted); summary keys have no dot
     groups: dict[tuple, list] = {}
     for r in finished:
         groups.setdefault((r["arm"], *(str(r.get(k)) for k in point_keys)), []).append(r)
@@ -109,11 +110,8 @@ def diverged_notes(rows) -> list[str]:
         if k:
             where = ", ".join(f"{short_key(pk)} {v}" for pk, v in zip(point_keys, key[1:]))
             parts.append(f"{ARM_LABELS.get(key[0], key[0])}{', ' + where if where else ''}: {k}/{len(rs)}")
-    return [f"Diverged: {len(bad)} of {len(finished)} runs in this study diverged ({DIVERGED_SHORT}); they are "
+    return [f"Diverged: {len(bad)} of {len(finished)} runs in this study diverged ({DIVERGED_RULE}); they are "
             f"counted, never averaged: " + "; ".join(parts) + "."]
-
-
-DIVERGED_SHORT = "non-finite loss, or a final training loss above 4x the first minibatch's"
 
 
 @dataclass

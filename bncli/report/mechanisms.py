@@ -58,7 +58,7 @@ def c04(ctx) -> Claim:
         last = _last_row(str(p))
         end[(r["arm"], r["train.batch_size"], r["seed"])] = {
             "test_loss": last["test_loss"], "test_acc": last["test_acc"], "train_acc": last["train_eval_acc"],
-            "loss_gap": last["test_loss"] - last["train_eval_loss"], "acc_gap": last["train_eval_acc"] - last["test_acc"]}
+            "loss_gap": last["test_loss"] - last["train_eval_loss"]}
 
     def get(arm, b, k):
         return {sd: v[k] for (a, bb, sd), v in end.items() if a == arm and bb == b}

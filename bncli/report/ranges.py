@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from .. import stats
-from ..experiment import km_entry
+from ..experiment import budget_of, km_entry
 from ..plotting import ARM_LABELS, learning_curves, range_figure
 from ..runs import read_metrics
 from ..sweep import range_table, seed_ranges, usable_ranges
@@ -37,13 +37,9 @@ def _curves(rows, arms, lrs: dict | None = None, **where):
     return out, div
 
 
-def _budget(rows):
-    return next((r["total_steps"] for r in rows if r.get("total_steps") is not None), None)
-
-
 def _steps_effect(rows, label, a_rows, b_rows, names, direction=+1):
     """steps(a) - steps(b), paired by seed over every seed, censored runs as bounds."""
-    o = stats.paired_censored(events(a_rows), events(b_rows), _budget(rows))
+    o = stats.paired_censored(events(a_rows), events(b_rows), budget_of(rows))
     return censored_effect(label, o, direction=direction, unit="steps", what=names)
 
 
@@ -66,7 +62,7 @@ def c01(ctx) -> Claim:
     """c01_faster_training: steps to the target accuracy, paired by seed."""
     s = ctx.studies["c01_faster_training"]
     rows, t = s.rows, s.cfg.train
-    budget = _budget(rows)
+    budget = budget_of(rows)
     n_seeds = len(study_seeds(s))
     c = Claim("C1", "BN trains faster",
               "Networks with BN reach a given accuracy in fewer training steps (Ioffe & Szegedy 2015 §4.1, Fig. 1a).",
@@ -249,13 +245,17 @@ def _range_claim(ctx, study, cid, title, statement, sources, key, primary, group
         where = {group_key: g} if group_key else {}
         label = f"{g}: " if g is not None else ""
         c.primary.append(_range_effects(c, cfg, rows, key, where, label, primary))
-    if ctx.draw:
-        path = ctx.fig(f"c{int(cid[1:]):02d}_range")
-        keys = list(cfg.sweep.parameters)
-        range_figure(range_table(cfg, keys, rows), usable_ranges(cfg, keys, rows), keys, key, path,
-                     title=f"{cid}: {title}")
-        c.figures.append(str(path))
+    _draw_range(ctx, c, cfg, rows, key, f"c{int(cid[1:]):02d}_range", f"{cid}: {title}")
     return c
+
+
+def _draw_range(ctx, c, cfg, rows, key, name, title):
+    """The sweep's range figure (accuracy and loss against ``key``, usable ranges) for claim ``c``."""
+    if ctx.draw:
+        path = ctx.fig(name)
+        keys = list(cfg.sweep.parameters)
+        range_figure(range_table(cfg, keys, rows), usable_ranges(cfg, keys, rows), keys, key, path, title=title)
+        c.figures.append(str(path))
 
 
 def c02(ctx) -> Claim:
@@ -313,12 +313,7 @@ def c10(ctx) -> Claim:
                                            unit="accuracy"))
             if d == depths[-1]:
                 c.primary.append(len(c.effects) - 1)
-    if ctx.draw:
-        path = ctx.fig("c10_range")
-        keys = list(t.sweep.parameters)
-        range_figure(range_table(t, keys, rows), usable_ranges(t, keys, rows), keys, "model.depth", path,
-                     title="C10: accuracy against depth")
-        c.figures.append(str(path))
+    _draw_range(ctx, c, t, rows, "model.depth", "c10_range", "C10: accuracy against depth")
     return c
 
 
@@ -347,10 +342,5 @@ def c11(ctx) -> Claim:
     for b in sizes:
         diff = paired_diffs(acc("none", b), acc("before", b))
         c.effects.append(paired_effect(f"batch {b}: final test accuracy, BN - no BN", diff, unit="accuracy"))
-    if ctx.draw:
-        path = ctx.fig("c11_range")
-        keys = list(t.sweep.parameters)
-        range_figure(range_table(t, keys, rows), usable_ranges(t, keys, rows), keys, "train.batch_size", path,
-                     title="C11: accuracy against the training batch size")
-        c.figures.append(str(path))
+    _draw_range(ctx, c, t, rows, "train.batch_size", "c11_range", "C11: accuracy against the training batch size")
     return c
