@@ -32,8 +32,8 @@ class FusedStep:
         self.eps = bns[0].eps if bns else 0.0
         self.decay = bns[0].decay if bns else 0.0
         # Own copies of the parameters in one flat buffer, laid out like the model's (so one SGD update covers all).
-        self.flat_p, self.flat_g = model.flat_params.copy(), np.zeros_like(model.flat_grads)
-        base = model.flat_params.__array_interface__["data"][0]
+        self.flat_p, self.flat_g = model.flat.params.copy(), np.zeros_like(model.flat.grads)
+        base = model.flat.params.__array_interface__["data"][0]
 
         def mine(arr, flat):
             start = (arr.__array_interface__["data"][0] - base) // arr.itemsize
@@ -156,11 +156,13 @@ def check_same_step(make_model, batches, lr, steps=3, rtol=1e-5):
         loss_f, _ = fused(x, y)
         if not np.isclose(loss_b, loss_f, rtol=rtol):
             raise AssertionError(f"fused step diverges from bncli at step {s}: loss {loss_f} vs {loss_b}")
-    scale = np.abs(model.flat_params).max()
-    diff = float(np.abs(fused.flat_p - model.flat_params).max() / scale)
+    scale = np.abs(model.flat.params).max()
+    diff = float(np.abs(fused.flat_p - model.flat.params).max() / scale)
     if diff > rtol:
         raise AssertionError(f"fused step's parameters differ from bncli's by {diff:.2e} (relative)")
     if fused.bn:
-        np.testing.assert_allclose(fused.running, model._running, rtol=rtol, atol=1e-7,
+        buffers = [layer.buffers for _, layer in model.bn_layers()]
+        running = np.stack([np.concatenate([b[k] for b in buffers]) for k in ("running_mean", "running_var")])
+        np.testing.assert_allclose(fused.running, running, rtol=rtol, atol=1e-7,
                                    err_msg="fused step's running statistics differ from bncli's")
     return diff

@@ -282,13 +282,26 @@ def apply_override(data: dict, item: str) -> tuple:
             parsed = yamlio.parse_scalar(f"[{value}]")  # model.bn=none,before is a list of arms
     except yamlio.YamlError as e:
         raise UsageError(f"override {item!r}: {e.message}") from None
+    set_key(data, path, parsed)
+    return path
+
+
+# A budget given on the command line or by a sweep point replaces the file's budget, whichever form it takes.
+_OTHER_BUDGET = {("train", "steps"): "epochs", ("train", "epochs"): "steps"}
+
+
+def set_key(data: dict, path: tuple, value):
+    """Set ``path`` (a tuple of keys) in raw config data, creating mappings on the way. Setting ``train.steps``
+    clears ``train.epochs`` and vice versa (only a file that sets both is refused)."""
     node = data
     for part in path[:-1]:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
-    node[path[-1]] = parsed
-    return path
+    node[path[-1]] = value
+    other = _OTHER_BUDGET.get(tuple(path))
+    if other is not None and value is not None:
+        node.pop(other, None)
 
 
 _RANGE = re.compile(r"^\s*(logrange|linrange)\((.*)\)\s*$")
@@ -350,6 +363,10 @@ def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=Fal
             src.overrides[("sweep", "parameters", key)] = item
         else:
             src.overrides[apply_override(data, item)] = item
+    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    both = [src.overrides[k] for k in _OTHER_BUDGET if k in src.overrides and train.get(k[1]) is not None]
+    if len(both) == 2:
+        raise UsageError(f"overrides {both[0]!r} and {both[1]!r}: give either train.epochs or train.steps, not both")
     return validate(data, src), src
 
 

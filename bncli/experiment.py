@@ -1,117 +1,105 @@
-"""`bncli train` as a library function: the arms x seeds of one experiment, their statistics and outputs.
+"""`bncli train` as a library function: the arms x seeds of one experiment — a plan without sweep points — their
+statistics and outputs.
 
     results/<experiment>/config.yaml          the resolved experiment config
-                         <arm>/seed-<k>/      one run (see runs.py)
-                         summary.csv          one row per run
-                         experiment.json      per-arm statistics and paired comparisons with the no-BN arm
+                         runs/<hash>/         one run per arm and seed (see runs/store.py); runs of other settings
+                                              from earlier invocations stay there as a cache, never read or drawn
+                         summary.csv          one row per run of this invocation
+                         experiment.json      per-arm statistics, paired comparisons with the no-BN arm, and the
+                                              list of this invocation's runs (what `bncli plot` draws)
                          learning_curves.png  mean over seeds with a 95% band, one colour per placement
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, stats
-from .config import ExperimentConfig, Source, resolved_budget, to_yaml
-from .data import DataCorruptError, DataError
-from .errors import UsageError
-from .executor import execute
-from .runs import dataset_for, dumps, read_metrics, run_task, versions
+from .config import ExperimentConfig, Source, to_yaml
+from .runs import (RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, prepare_output, read_metrics, run_rows,
+                   versions)
 from .train import DIVERGED_RULE as DIVERGED
+from .train import TARGET_COLUMN
 
 SUMMARY_COLUMNS = ["experiment", "arm", "seed", "status", "final_test_acc", "best_test_acc", "best_step",
-                   "steps_to_target", "total_steps", "target_split", "target_accuracy", "final_train_loss", "final_test_loss",
-                   "mean_train_loss", "steps_done", "diverged_at_step", "time_s", "config_hash", "error"]
-TARGET_COLUMN = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}
+                   "steps_to_target", "total_steps", "target_split", "target_accuracy", "final_train_loss",
+                   "final_test_loss", "mean_train_loss", "steps_done", "diverged_at_step", "time_s", "hash", "error"]
 METRICS = ("final_test_acc", "best_test_acc", "final_train_loss", "mean_train_loss", "time_s")  # means over ok runs
 
 
 @dataclass
 class ExperimentResult:
     out_dir: Path
-    runs: list[dict]
+    runs: list[dict]  # one row per planned run (see runs.run_rows)
     arms: dict
     comparisons: list[dict]
     figure: Path | None = None
+    reused: int = 0
+    failures: list[dict] = field(default_factory=list)
 
 
-def check_with_data(cfg: ExperimentConfig, src: Source):
-    """Checks that need the dataset; raised as config errors pointing at the key."""
-    try:
-        data = dataset_for(cfg)
-    except DataCorruptError:
-        raise  # a damaged or hostile file: a runtime failure naming the file (exit 1)
-    except DataError as e:  # missing files, unknown name: a config error at data.name (exit 2)
-        raise src.error(("data", "name"), str(e)) from None
-    n = len(data.X_train)
-    if cfg.train.batch_size > n:
-        raise src.error(("train", "batch_size"),
-                        f"{cfg.train.batch_size} is larger than the training split ({n} examples)")
-    return data
+def plan_experiment(cfg: ExperimentConfig, src: Source, out_dir) -> list[RunSpec]:
+    """The runs of ``bncli train``: every arm x seed, under ``out_dir/runs``, the finished ones marked done."""
+    check_with_data(cfg, src)
+    return plan(cfg, src, Path(out_dir) / "runs")
 
 
-def plan(cfg: ExperimentConfig, out_dir: Path) -> list[dict]:
-    return [{"arm": arm, "seed": seed, "config": cfg.run_config(arm, seed).to_dict(),
-             "run_dir": str(out_dir / arm / f"seed-{seed}")}
-            for arm in cfg.model.bn for seed in cfg.train.seeds]
-
-
-def prepare_output(out_dir: Path):
-    try:
-        atomic.check_writable(out_dir)
-    except OSError as e:
-        raise UsageError(f"--out {out_dir}: cannot write there ({e.strerror or e})") from None
-
-
-def run_experiment(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, on_progress=None,
-                   on_done=None) -> ExperimentResult:
+def run_experiment(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, executor=None, specs=None,
+                   on_progress=None, on_done=None) -> ExperimentResult:
+    """Train what is missing (a run finished by this code is reused: train resumes), then write the tables and the
+    figure of exactly this invocation's runs."""
     out_dir = Path(out_dir)
-    data = check_with_data(cfg, src)
+    specs = plan_experiment(cfg, src, out_dir) if specs is None else specs
     prepare_output(out_dir)
-    tasks = plan(cfg, out_dir)
+    reused = sum(s.done for s in specs)
     atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
-    results = execute(tasks, run_task, workers=min(workers, len(tasks)), on_progress=on_progress,
-                      on_done=on_done)
-    runs = []
-    for task, res in zip(tasks, results):
-        if isinstance(res, BaseException):
-            runs.append({"arm": task["arm"], "seed": task["seed"], "status": "failed",
-                         "error": f"{type(res).__name__}: {res}"})
-        else:
-            runs.append(res)
-    total, _ = resolved_budget(cfg.train, len(data.X_train))
-    return finish(cfg, out_dir, runs, total)
+    failures = dispatch(specs, out_dir, workers=workers, executor=executor, on_progress=on_progress,
+                        on_done=on_done)
+    return finish(cfg, out_dir, specs, failures, reused)
 
 
-def finish(cfg, out_dir: Path, runs: list[dict], total_steps: int) -> ExperimentResult:
+def finish(cfg, out_dir: Path, specs: list[RunSpec], failures: list[dict], reused=0) -> ExperimentResult:
+    runs = run_rows(specs, failures)
     arms, comparisons = aggregate(cfg, runs)
-    atomic.write_text(out_dir / "summary.csv", summary_csv(cfg, runs))
-    atomic.write_text(out_dir / "experiment.json", dumps({
+    title = f"{cfg.name}: {describe_setup(cfg)}"
+    atomic.write_text(out_dir / "summary.csv", dict_csv([{"experiment": cfg.name, **r} for r in runs],
+                                                        SUMMARY_COLUMNS))
+    info = {
         "name": cfg.name, "config_hash": cfg.hash(), "arms": arms, "comparisons": comparisons,
-        "target": {"split": cfg.train.target_split, "accuracy": cfg.train.target_accuracy},
+        "target": {"split": cfg.train.target_split, "accuracy": cfg.train.target_accuracy}, "title": title,
         "ci": "95% Student-t interval of the mean over seeds, over the runs that did not diverge (counted in "
               "status); comparisons are paired by seed", "diverged": DIVERGED,
         "steps_to_target": "runs that never reached the target, or diverged first, are censored at the budget: "
                            "Kaplan-Meier medians with order-statistic intervals; comparisons: " + CENSORED_METHOD,
-        "versions": versions()}))
-    result = ExperimentResult(out_dir, runs, arms, comparisons)
-    curves, diverged = {}, {}
-    for r in runs:
-        if r.get("run_dir") and (Path(r["run_dir"]) / "metrics.csv").exists():
-            curves.setdefault(r["arm"], []).append(read_metrics(Path(r["run_dir"]) / "metrics.csv"))
-            diverged.setdefault(r["arm"], []).append(r["status"] == "diverged")
-    if curves:
-        from .plotting import learning_curves
-
-        result.figure = out_dir / "learning_curves.png"
-        learning_curves(curves, result.figure, title=f"{cfg.name}: {describe_setup(cfg)}",
-                        target=cfg.train.target_accuracy, diverged=diverged,
-                        target_column=TARGET_COLUMN[cfg.train.target_split])
+        "runs": [{"arm": r["arm"], "seed": r["seed"], "hash": r["hash"], "status": r["status"]} for r in runs],
+        "versions": versions()}
+    atomic.write_text(out_dir / "experiment.json", dumps(info))
+    result = ExperimentResult(out_dir, runs, arms, comparisons, reused=reused, failures=failures)
+    path = out_dir / "learning_curves.png"
+    if draw_learning_curves(info, out_dir, path):
+        result.figure = path
     return result
+
+
+def draw_learning_curves(info: dict, out_dir: Path, path: Path) -> bool:
+    """The learning-curve figure of the runs an experiment.json lists (finished ones only), from their metrics.csv.
+    The one drawing path of `bncli train` and `bncli plot`. False when no run has metrics."""
+    curves, diverged = {}, {}
+    for r in info["runs"]:
+        metrics = Path(out_dir) / "runs" / r["hash"] / "metrics.csv"
+        if r["status"] in ("ok", "diverged") and metrics.exists():
+            curves.setdefault(r["arm"], []).append(read_metrics(metrics))
+            diverged.setdefault(r["arm"], []).append(r["status"] == "diverged")
+    if not curves:
+        return False
+    from .plotting import learning_curves
+
+    target = info.get("target") or {}
+    learning_curves(curves, path, title=info.get("title", info["name"]), target=target.get("accuracy"),
+                    diverged=diverged, target_column=TARGET_COLUMN.get(target.get("split"), "test_acc"))
+    return True
 
 
 def describe_setup(cfg: ExperimentConfig) -> str:
@@ -131,7 +119,7 @@ def aggregate(cfg: ExperimentConfig, runs: list[dict]):
     budget = budget_of(runs)
     for arm in cfg.model.bn:
         rs = [r for r in runs if r["arm"] == arm]
-        done = [r for r in rs if r["status"] != "failed"]
+        done = [r for r in rs if r["status"] in ("ok", "diverged")]
         by_arm[arm] = {r["seed"]: r for r in done}
         entry = {"n_runs": len(rs), "status": {s: sum(r["status"] == s for r in rs) for s in
                                                ("ok", "diverged", "failed")}}
@@ -184,14 +172,3 @@ CENSORED_METHOD = ("median paired difference over every seed; a run that did not
                    "is censored at the budget and enters as a bound; distribution-free interval by inverting the "
                    "sign test (coverage given, >= 95%; none exists below 6 seeds); exact sign test over the pairs "
                    "whose order is known")
-
-
-def summary_csv(cfg, runs) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in runs:
-        row = {"experiment": cfg.name, **r}
-        row = {k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
-        w.writerow(row)
-    return buf.getvalue()

@@ -9,8 +9,6 @@ lr at the smoothed minimum).
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +17,10 @@ import numpy as np
 
 from . import atomic
 from .config import ExperimentConfig, Source
-from .core import softmax_cross_entropy
 from .executor import one_blas_thread
 from .experiment import check_with_data, prepare_output
-from .runs import dumps, versions
-from .train import build_model, build_optimizer, seed_streams
+from .runs import csv_text, dumps, versions
+from .train import batches, build_model, build_optimizer, seed_streams, train_step
 
 
 @dataclass
@@ -34,22 +31,18 @@ class LrFindResult:
 
 
 def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, beta=0.98, stop_factor=4.0):
-    """One arm (``cfg.model.bn[0]``), one seed. Returns [(iteration, lr, loss, smoothed loss)]."""
+    """One arm (``cfg.model.bn[0]``), one seed, through the training loop's own batch iterator and step. Returns
+    [(iteration, lr, loss, smoothed loss)]; the loss is that of the minibatch before the step at that lr."""
     init_rng, order_rng = seed_streams(cfg.train.seeds[0])
     model = build_model(cfg, data, init_rng)
     opt = build_optimizer(cfg, model)
-    X, y, b = data.X_train, data.y_train, cfg.train.batch_size
     ratio = (end / start) ** (1.0 / (iters - 1))
     out, avg, best = [], 0.0, math.inf
-    perm, pos = order_rng.permutation(len(X)), 0
+    minibatches = batches(data.X_train, data.y_train, order_rng, cfg.train.batch_size)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        for i in range(iters):
-            if pos + b > len(X):
-                perm, pos = order_rng.permutation(len(X)), 0
-            idx = perm[pos:pos + b]
-            pos += b
+        for i, (xb, yb) in zip(range(iters), minibatches):
             lr = start * ratio ** i
-            loss, dlogits, _ = softmax_cross_entropy(model.forward(X[idx], "train"), y[idx])
+            loss, _ = train_step(model, opt, xb, yb, lr)
             if not math.isfinite(loss):
                 out.append((i, lr, loss, math.nan))
                 break
@@ -59,8 +52,6 @@ def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, 
             best = min(best, smoothed)
             if smoothed > stop_factor * best:
                 break
-            model.backward(dlogits)
-            opt.step(lr)
     return out
 
 
@@ -93,14 +84,8 @@ def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, **kw) -> LrFindResul
         for arm in cfg.model.bn:
             curves[arm] = lr_range_test(cfg.run_config(arm, cfg.train.seeds[0]), data, **kw)
             suggestions[arm] = suggest(curves[arm])
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["arm", "iteration", "lr", "loss", "smoothed_loss"])
-    for arm, curve in curves.items():
-        for it, lr, loss, s in curve:
-            w.writerow([arm, it, repr(lr), "" if not math.isfinite(loss) else repr(loss),
-                        "" if not math.isfinite(s) else repr(s)])
-    atomic.write_text(out_dir / "lr_find.csv", buf.getvalue())
+    rows = [[arm, *point] for arm, curve in curves.items() for point in curve]
+    atomic.write_text(out_dir / "lr_find.csv", csv_text(["arm", "iteration", "lr", "loss", "smoothed_loss"], rows))
     atomic.write_text(out_dir / "lr_find.json", dumps({"name": cfg.name, "seed": cfg.train.seeds[0],
                                                        "settings": kw, "suggestions": suggestions,
                                                        "versions": versions()}))

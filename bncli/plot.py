@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import plotting
 from .errors import UsageError
-from .experiment import TARGET_COLUMN
+from .experiment import draw_learning_curves
 from .runs import read_metrics
 
 FORMATS = ("png", "svg", "pdf")
@@ -29,35 +29,21 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-
-
-def run_status(run: Path) -> str | None:
-    """The status summary.json records ("ok", "diverged"); None when the file is missing or unreadable."""
-    try:
-        status = json.loads((run / "summary.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return status if isinstance(status, str) else None
-
-
 def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
+    """The runs experiment.json lists — this invocation's, never older runs kept in runs/ as a cache."""
     exp = json.loads((d / "experiment.json").read_text())
-    curves, diverged = {}, {}
-    for arm in exp["arms"]:
-        for run in sorted((d / arm).glob("seed-*")):
-            if (run / "metrics.csv").exists():
-                cols, rows = read_metrics(run / "metrics.csv")
-                curves.setdefault(arm, []).append((cols, rows))
-                status = run_status(run)
-                diverged.setdefault(arm, []).append(status == "diverged" if status is not None
-                                                    else plotting.run_diverged(cols, rows))
-    if not curves:
-        raise UsageError(f"{d}: the experiment has no finished runs to plot")
-    target = exp.get("target") or {}
+    if "runs" not in exp:
+        raise UsageError(f"{d}: written by an older bncli (no list of runs in experiment.json); run `bncli train` "
+                         "again into this folder (finished runs are reused where the code is unchanged)")
     paths = [out / f"learning_curves.{fmt}"]
-    plotting.learning_curves(curves, paths[0], title=exp["name"], target=target.get("accuracy"), diverged=diverged,
-                             target_column=TARGET_COLUMN.get(target.get("split"), "test_acc"))
-    if all("train_eval_acc" in cols for cs in curves.values() for cols, _ in cs):
+    if not draw_learning_curves(exp, d, paths[0]):
+        raise UsageError(f"{d}: the experiment has no finished runs to plot")
+    curves = {}
+    for r in exp["runs"]:
+        metrics = d / "runs" / r["hash"] / "metrics.csv"
+        if r["status"] in ("ok", "diverged") and metrics.exists():
+            curves.setdefault(r["arm"], []).append(read_metrics(metrics))
+    if curves and all("train_eval_acc" in cols for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
         plotting.gap_curves(curves, paths[-1], title=exp["name"])
     return paths

@@ -17,37 +17,17 @@ resumes by running only what is missing. Run seeds are the experiment's seeds; r
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
-import itertools
 import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import atomic, stats
-from .config import ExperimentConfig, Source, SweepParam, to_yaml, validate
-from .errors import UsageError
-from .executor import execute
-from .experiment import check_with_data, prepare_output
-from .runs import dumps, is_current, run_task, versions
+from .config import ExperimentConfig, Source, to_yaml
+from .runs import (RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, prepare_output, run_rows, sweep_points,
+                   versions)
 from .train import DIVERGED_RULE as DIVERGED, TAIL_EVALS
-
-
-
-@dataclass
-class SweepRun:
-    point: dict
-    arm: str
-    seed: int
-    config: ExperimentConfig
-    hash: str
-    run_dir: Path
-    done: bool = False
 
 
 @dataclass
@@ -61,145 +41,48 @@ class SweepResult:
     skipped: int = 0
 
 
-# -- the points of a sweep ---------------------------------------------------------------------------------------
-def _nice(v: float) -> float:
-    return float(f"{v:.6g}")
+SUMMARY_COLUMNS = ["arm", "seed", "status", "diverged", "final_test_acc", "tail_test_acc", "best_test_acc",
+                   "final_train_loss", "steps_to_target", "total_steps", "time_s", "hash", "diverged_reason", "error"]
 
 
-def grid_values(p: SweepParam) -> list:
-    if p.values is not None:
-        return list(p.values)
-    if p.scale == "log":
-        lo, hi = math.log10(p.min), math.log10(p.max)
-        if p.per_decade:
-            n = int(math.floor((hi - lo) * p.per_decade + 1e-9)) + 1
-            return [_nice(10 ** (lo + k / p.per_decade)) for k in range(n)]
-        return [_nice(v) for v in np.logspace(lo, hi, p.num)]
-    vals = np.linspace(p.min, p.max, p.num)
-    if float(p.min).is_integer() and float(p.max).is_integer() and all(float(v).is_integer() for v in vals):
-        return [int(v) for v in vals]
-    return [_nice(v) for v in vals]
-
-
-def random_value(p: SweepParam, rng: np.random.Generator):
-    if p.values is not None:
-        return p.values[int(rng.integers(len(p.values)))]
-    if p.distribution == "int_uniform":
-        return int(rng.integers(int(p.min), int(p.max) + 1))
-    if p.distribution == "uniform" or (p.distribution is None and p.scale == "linear"):
-        return _nice(rng.uniform(p.min, p.max))
-    return _nice(math.exp(rng.uniform(math.log(p.min), math.log(p.max))))
-
-
-def points(spec) -> list[dict]:
-    keys = list(spec.parameters)
-    if spec.method == "random":
-        rng = np.random.default_rng(np.random.SeedSequence(spec.seed))
-        return [{k: random_value(spec.parameters[k], rng) for k in keys} for _ in range(spec.count)]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid_values(spec.parameters[k]) for k in keys))]
-
-
-def _set(data: dict, dotted: str, value):
-    node = data
-    *parents, last = dotted.split(".")
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[last] = value
-
-
-def plan(cfg: ExperimentConfig, src: Source, out_dir: Path, runs_dir: Path | None = None) -> list[SweepRun]:
-    """Every run of the sweep, validated; runs whose directory exists are marked done. ``runs_dir`` (default
+def plan_sweep(cfg: ExperimentConfig, src: Source, out_dir, runs_dir=None) -> list[RunSpec]:
+    """Every run of the sweep (points x arms x seeds), validated; finished ones marked done. ``runs_dir`` (default
     ``out_dir/runs``) may be shared by several sweeps: runs are keyed by their config hash alone."""
-    runs_dir = Path(runs_dir) if runs_dir is not None else Path(out_dir) / "runs"
-    if cfg.sweep is None:
-        raise src.error(("sweep",), "this config has no sweep section; add one, or sweep from the command line "
-                                    "with key=v1,v2,... or key=logrange(1e-4,10,3)")
-    base = copy.deepcopy(src.raw)
-    base.pop("sweep", None)
-    runs, seen = [], set()
-    for point in points(cfg.sweep):
-        data = copy.deepcopy(base)
-        for key, value in point.items():
-            _set(data, key, value)
-        try:
-            point_cfg = validate(data, src)
-        except UsageError as e:
-            raise UsageError(f"sweep point {point}:\n{e}") from None
-        for arm in point_cfg.model.bn:
-            for seed in point_cfg.train.seeds:
-                rc = point_cfg.run_config(arm, seed)
-                h = rc.hash()
-                if h in seen:
-                    continue
-                seen.add(h)
-                run_dir = runs_dir / h
-                runs.append(SweepRun(point, arm, seed, rc, h, run_dir, is_current(run_dir)))
-    return runs
+    check_with_data(cfg, src)
+    return plan(cfg, src, Path(runs_dir) if runs_dir is not None else Path(out_dir) / "runs", sweep_points(cfg, src))
 
 
-# -- running -----------------------------------------------------------------------------------------------------
 def run_sweep(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, executor=None, runs=None,
               on_progress=None, on_done=None) -> SweepResult:
     out_dir = Path(out_dir)
-    check_with_data(cfg, src)
+    runs = plan_sweep(cfg, src, out_dir) if runs is None else runs
     prepare_output(out_dir)
-    runs = runs if runs is not None else plan(cfg, src, out_dir)
-    for runs_dir in {r.run_dir.parent for r in runs}:
-        atomic.clean_stale(runs_dir)
+    skipped = sum(r.done for r in runs)
     atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
-    todo = [r for r in runs if not r.done]
-    tasks = [{"config": r.config.to_dict(), "run_dir": str(r.run_dir)} for r in todo]
-    results = execute(tasks, run_task, workers=min(workers, max(len(tasks), 1)), executor=executor,
-                      on_progress=on_progress, on_done=on_done)
-    failed = []
-    for r, res in zip(todo, results):
-        if isinstance(res, BaseException):
-            err = {"hash": r.hash, "point": r.point, "arm": r.arm, "seed": r.seed,
-                   "error": f"{type(res).__name__}: {res}"}
-            failed.append(err)
-            atomic.write_text(out_dir / "failed" / f"{r.hash}.json", dumps(err))
-        else:
-            (out_dir / "failed" / f"{r.hash}.json").unlink(missing_ok=True)
-    return collect(cfg, out_dir, runs, failed, skipped=len(runs) - len(todo))
+    failed = dispatch(runs, out_dir, workers=workers, executor=executor, on_progress=on_progress, on_done=on_done)
+    return collect(cfg, out_dir, runs, failed, skipped=skipped)
 
 
-def collect(cfg, out_dir: Path, runs: list[SweepRun], failed: list[dict], skipped=0) -> SweepResult:
+def collect(cfg, out_dir: Path, runs: list[RunSpec], failed: list[dict], skipped=0) -> SweepResult:
+    """The sweep's tables and figure, from exactly the planned runs."""
     keys = list(cfg.sweep.parameters)
-    failed_hashes = {f["hash"]: f for f in failed}
-    rows = []
-    for r in runs:
-        row = {**{k: r.point[k] for k in keys}, "arm": r.arm, "seed": r.seed, "hash": r.hash}
-        summary_path = r.run_dir / "summary.json"
-        if summary_path.exists():
-            s = json.loads(summary_path.read_text())
-            row.update({k: s.get(k) for k in ("status", "final_test_acc", "tail_test_acc", "best_test_acc",
-                                              "final_train_loss", "steps_to_target", "total_steps", "time_s",
-                                              "diverged_reason")})
-            row["diverged"] = s.get("status") == "diverged"
-        else:
-            row.update(status="failed" if r.hash in failed_hashes else "missing",
-                       error=failed_hashes.get(r.hash, {}).get("error"))
-        rows.append(row)
+    rows = run_rows(runs, failed)
     range_rows = range_table(cfg, keys, rows)
     per_seed = seed_ranges(cfg, keys, rows)
     usable = usable_ranges(cfg, keys, rows, per_seed)
     rk = _range_key(cfg, keys, rows)
-    columns = keys + ["arm", "seed", "status", "diverged", "final_test_acc", "tail_test_acc", "best_test_acc",
-                      "final_train_loss", "steps_to_target", "total_steps", "time_s", "hash", "diverged_reason",
-                      "error"]
-    atomic.write_text(out_dir / "summary.csv", _csv(columns, rows))
-    atomic.write_text(out_dir / "range.csv", _csv(list(range_rows[0]) if range_rows else [], range_rows))
-    atomic.write_text(out_dir / "ranges.csv", _csv(list(usable[0]) if usable else [], usable))
-    atomic.write_text(out_dir / "ranges_by_seed.csv", _csv(list(per_seed[0]) if per_seed else [], per_seed))
+    atomic.write_text(out_dir / "summary.csv", dict_csv(rows, keys + SUMMARY_COLUMNS))
+    atomic.write_text(out_dir / "range.csv", dict_csv(range_rows))
+    atomic.write_text(out_dir / "ranges.csv", dict_csv(usable))
+    atomic.write_text(out_dir / "ranges_by_seed.csv", dict_csv(per_seed))
     atomic.write_text(out_dir / "sweep.json", dumps({
         "name": cfg.name, "keys": keys, "range_key": rk,
         "n_runs": len(rows), "n_diverged": sum(bool(r.get("diverged")) for r in rows), "failed": failed,
         "usable_ranges": usable, "usable_ranges_by_seed": per_seed, "range": range_rows,
         "ci": "95% Student-t interval of the mean over seeds; means leave out diverged runs (counted)",
         "usable": f"per seed: the contiguous values around the seed's best whose run did not diverge and whose tail "
-                  f"test accuracy (mean of its last {TAIL_EVALS} evaluations) is >= {cfg.sweep.floor:g}; an arm that learns nowhere has no usable range",
+                  f"test accuracy (mean of its last {TAIL_EVALS} evaluations) is >= {cfg.sweep.floor:g}; an arm "
+                  "that learns nowhere has no usable range",
         "diverged": DIVERGED,
         "versions": versions()}))
     if rk is not None and range_rows:
@@ -211,15 +94,6 @@ def collect(cfg, out_dir: Path, runs: list[SweepRun], failed: list[dict], skippe
 
 def _hashable(v):
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
-
-
-def _csv(columns, rows) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in r.items()})
-    return buf.getvalue()
 
 
 # -- statistics --------------------------------------------------------------------------------------------------
@@ -343,4 +217,4 @@ def usable_ranges(cfg, keys, rows, per_seed: list[dict] | None = None) -> list[d
     return out
 
 
-__all__ = ["SweepRun", "SweepResult", "grid_values", "points", "plan", "run_sweep", "collect"]
+__all__ = ["SweepResult", "plan_sweep", "run_sweep", "collect", "range_table", "seed_ranges", "usable_ranges"]

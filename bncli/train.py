@@ -22,6 +22,7 @@ EVAL_CHUNK = 4096
 BLOWUP = 4.0
 DIVERGED_RULE = (f"the training loss became non-finite, or the mean minibatch training loss of the last evaluation "
                  f"window exceeds {BLOWUP:g}x the loss of the first minibatch (both training-mode minibatch losses)")
+TARGET_COLUMN = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}  # train.target_split -> column
 TAIL_EVALS = 3  # "tail accuracy": mean test accuracy of the last evaluations, less noisy than the final one alone
 
 
@@ -32,7 +33,7 @@ class RunResult:
     rows: list[list]
     summary: dict
     model: MLP | None = field(default=None, repr=False)
-    files: dict = field(default_factory=dict)  # extra files for the run directory (name -> text)
+    tables: dict = field(default_factory=dict)  # what else the run measured: name -> (columns, rows)
 
 
 def evaluate(model: MLP, X, y, mode="eval"):
@@ -74,102 +75,133 @@ def seed_streams(seed: int):
     return np.random.default_rng(init_ss), np.random.default_rng(order_ss)
 
 
+def batches(X, y, order_rng: np.random.Generator, b: int):
+    """Minibatches of ``b`` examples in a fresh random order each epoch, without end. An epoch's last, smaller batch
+    is kept unless it would hold a single example (BN cannot normalize one sample). The yielded ``xb`` is a reused
+    buffer: use it before asking for the next batch. The one batch iterator of training and the lr range test."""
+    n = len(X)
+    if n < 2 or b < 2:
+        raise ValueError(f"minibatches need >= 2 examples (batch size {b}, {n} training examples)")
+    xbuf = np.empty((b, X.shape[1]), X.dtype)
+    while True:
+        perm = order_rng.permutation(n)
+        for start in range(0, n, b):
+            idx = perm[start:start + b]
+            if len(idx) < 2:
+                break
+            yield (np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]), y[idx]
+
+
+class Recorder:
+    """The metric rows of one run. Every evaluation appends: step, epoch, learning rate, the mean loss and accuracy
+    of the training minibatches since the previous evaluation, then loss and accuracy on each evaluated split (eval
+    mode). With ``measure: [percentiles]`` it also keeps the 15/50/85th percentiles of every unit's input to the
+    last nonlinearity on a few test images (Ioffe & Szegedy Fig. 1b,c)."""
+
+    def __init__(self, cfg: ExperimentConfig, data: Dataset, model: MLP, per_epoch: int, lr_of, progress=None,
+                 total=None):
+        tc = cfg.train
+        self.model, self.per_epoch, self.lr_of, self.progress, self.total = model, per_epoch, lr_of, progress, total
+        self.splits = [("test", data.X_test, data.y_test)]
+        if data.X_val is not None:
+            self.splits.append(("val", data.X_val, data.y_val))
+        if tc.eval_train:
+            self.splits.append(("train_eval", data.X_train, data.y_train))
+        self.columns = ["step", "epoch", "lr", "train_loss", "train_acc"]
+        for name, _, _ in self.splits:
+            self.columns += [f"{name}_loss", f"{name}_acc"]
+        self.rows: list[list] = []
+        self.window = [0.0, 0, 0]  # minibatch loss sum, correct, samples since the last evaluation
+        self.eval_time = 0.0
+        self.pct_X = data.X_test[:tc.percentile_images] if "percentiles" in tc.measure else None
+        self.percentiles: list[list] = []
+
+    def add(self, loss, correct, n):
+        self.window[0] += loss * n
+        self.window[1] += correct
+        self.window[2] += n
+
+    def record(self, step):
+        te = time.perf_counter()
+        if self.pct_X is not None:
+            with np.errstate(all="ignore"):
+                inputs = self.model.activation_inputs(self.pct_X).astype(np.float64)
+                p = np.percentile(inputs, (15, 50, 85), axis=0)
+            self.percentiles.extend([step, u, *q] for u, q in enumerate(p.T.tolist()))
+        loss_sum, correct, seen = self.window
+        row = [step, step / self.per_epoch, self.lr_of(max(step - 1, 0)),
+               loss_sum / seen if seen else math.nan, correct / seen if seen else math.nan]
+        for _, Xs, ys in self.splits:
+            row += evaluate(self.model, Xs, ys)
+        self.rows.append(row)
+        self.window[:] = [0.0, 0, 0]
+        self.eval_time += time.perf_counter() - te
+        if self.progress:
+            self.progress(step, self.total, dict(zip(self.columns, row)))
+
+    def replace_last(self, step):
+        """Evaluate again at ``step`` (after the model changed) in place of the last row, keeping its training-loss
+        window (already consumed by the first evaluation)."""
+        last = self.rows.pop()
+        self.record(step)
+        self.rows[-1][3:5] = last[3:5]
+
+
 def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=False) -> RunResult:
-    """Train ``cfg`` (one arm, one seed). ``progress(step, total, info)`` is called now and then."""
+    """Train ``cfg`` (one arm, one seed). ``progress(step, total, info)`` is called at every evaluation."""
     assert len(cfg.model.bn) == 1 and len(cfg.train.seeds) == 1, "train_run takes a single-arm, single-seed config"
     t0 = time.perf_counter()
     tc, oc = cfg.train, cfg.optimizer
-    init_rng, order_rng = seed_streams(cfg.train.seeds[0])
+    init_rng, order_rng = seed_streams(tc.seeds[0])
     model = build_model(cfg, data, init_rng)
     opt = build_optimizer(cfg, model)
-    X, y = data.X_train, data.y_train
-    n, b = len(X), tc.batch_size
-    total, per_epoch = resolved_budget(tc, n)
+    total, per_epoch = resolved_budget(tc, len(data.X_train))
     eval_every = tc.eval_every or per_epoch
-    base_lr = oc.lr * (b / oc.lr_reference_batch if oc.lr_reference_batch else 1)
+    base_lr = oc.lr * (tc.batch_size / oc.lr_reference_batch if oc.lr_reference_batch else 1)
     lr_of = lambda s: lr_at(s, total, base_lr, oc.schedule, oc.step_size, oc.gamma, oc.min_lr, oc.warmup)  # noqa: E731
+    rec = Recorder(cfg, data, model, per_epoch, lr_of, progress, total)
 
-    splits = [("test", data.X_test, data.y_test)]
-    if data.X_val is not None:
-        splits.append(("val", data.X_val, data.y_val))
-    if tc.eval_train:
-        splits.append(("train_eval", X, y))
-    columns = ["step", "epoch", "lr", "train_loss", "train_acc"]
-    for name, _, _ in splits:
-        columns += [f"{name}_loss", f"{name}_acc"]
-    rows: list[list] = []
-    window = [0.0, 0, 0]  # running minibatch loss sum, correct, samples since the last evaluation
-    target_col = {"test": "test_acc", "val": "val_acc", "train": "train_eval_acc"}[tc.target_split]
-    xbuf = np.empty((b, X.shape[1]), X.dtype)
-    eval_time = 0.0
-
-    pct_X = data.X_test[:tc.percentile_images] if "percentiles" in tc.measure else None
-    pct_rows: list[str] = []
-
-    def record(step):
-        nonlocal eval_time
-        te = time.perf_counter()
-        if pct_X is not None:
-            with np.errstate(all="ignore"):
-                p = np.percentile(model.activation_inputs(pct_X).astype(np.float64), (15, 50, 85), axis=0)
-            pct_rows.extend(f"{step},{u},{a!r},{b!r},{c!r}" for u, (a, b, c) in enumerate(p.T.tolist()))
-        seen = window[2]
-        row = [step, step / per_epoch, lr_of(max(step - 1, 0)),
-               window[0] / seen if seen else math.nan, window[1] / seen if seen else math.nan]
-        for _, Xs, ys in splits:
-            row += evaluate(model, Xs, ys)
-        rows.append(row)
-        window[:] = [0.0, 0, 0]
-        eval_time += time.perf_counter() - te
-        if progress:
-            progress(step, total, dict(zip(columns, row)))
-
-    status, step, diverged_at, first_loss = "ok", 0, None, None
-    record(0)
+    step, diverged_at, first_loss = 0, None, None
+    rec.record(0)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        while step < total and status == "ok":
-            perm = order_rng.permutation(n)
-            for start in range(0, n, b):
-                idx = perm[start:start + b]
-                if len(idx) < 2:  # never feed a single sample to BN in training mode
-                    break
-                xb = np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]
-                yb = y[idx]
-                loss, correct = train_step(model, opt, xb, yb, lr_of(step))
-                if first_loss is None:
-                    first_loss = loss
-                window[0] += loss * len(idx)
-                window[1] += correct
-                window[2] += len(idx)
-                if not math.isfinite(loss):
-                    status, diverged_at = "diverged", step + 1
-                    break
-                step += 1
-                if step % eval_every == 0 or step == total:
-                    record(step)
-                if step >= total:
-                    break
-        if status == "diverged":
-            record(diverged_at)
+        for xb, yb in batches(data.X_train, data.y_train, order_rng, tc.batch_size) if total else ():
+            loss, correct = train_step(model, opt, xb, yb, lr_of(step))
+            first_loss = loss if first_loss is None else first_loss
+            rec.add(loss, correct, len(yb))
+            if not math.isfinite(loss):
+                diverged_at = step + 1
+                break
+            step += 1
+            if step % eval_every == 0 or step == total:
+                rec.record(step)
+            if step >= total:
+                break
+        if diverged_at is not None:
+            rec.record(diverged_at)
         elif cfg.model.bn_eval == "population" and model.bn_layers():
-            model.set_buffers(model.population_stats(X, b))
-            last = rows.pop()
-            record(step)
-            rows[-1][3:5] = last[3:5]  # the training-loss window of the final row, already consumed by record()
+            model.set_buffers(model.population_stats(data.X_train, tc.batch_size))
+            rec.replace_last(step)
+    return finish_run(cfg, data, model, rec, step, diverged_at, first_loss, time.perf_counter() - t0, keep_model)
 
-    train_time = time.perf_counter() - t0
-    summary = summarize(columns, rows, status, target_col, tc.target_accuracy, first_loss)
+
+def finish_run(cfg, data, model, rec: Recorder, step, diverged_at, first_loss, train_time, keep_model):
+    """The run's summary (see ``summarize``), its extra tables and measurements."""
+    tc = cfg.train
+    total, per_epoch = resolved_budget(tc, len(data.X_train))
+    status = "diverged" if diverged_at is not None else "ok"
+    summary = summarize(rec.columns, rec.rows, status, TARGET_COLUMN[tc.target_split], tc.target_accuracy,
+                        first_loss)
     status = summary["status"]
-    files = {}
-    if pct_X is not None:
-        files["percentiles.csv"] = "step,unit,p15,p50,p85\n" + "\n".join(pct_rows) + "\n"
+    tables = {}
+    if rec.pct_X is not None:
+        tables["percentiles"] = (["step", "unit", "p15", "p50", "p85"], rec.percentiles)
     if "eval_variants" in tc.measure and model.bn_layers() and status == "ok":
-        summary["eval_variants"] = eval_variants(model, data, b)
-    summary.update(arm=cfg.model.bn[0], seed=cfg.train.seeds[0], total_steps=total, steps_per_epoch=per_epoch,
-                   steps_done=step, diverged_at_step=diverged_at, time_s=train_time, eval_time_s=eval_time,
-                   steps_per_s=step / max(train_time - eval_time, 1e-9), target_split=tc.target_split,
+        summary["eval_variants"] = eval_variants(model, data, tc.batch_size)
+    summary.update(arm=cfg.model.bn[0], seed=tc.seeds[0], total_steps=total, steps_per_epoch=per_epoch,
+                   steps_done=step, diverged_at_step=diverged_at, time_s=train_time, eval_time_s=rec.eval_time,
+                   steps_per_s=step / max(train_time - rec.eval_time, 1e-9), target_split=tc.target_split,
                    target_accuracy=tc.target_accuracy, bn_eval=cfg.model.bn_eval)
-    return RunResult(status, columns, rows, summary, model if keep_model else None, files)
+    return RunResult(status, rec.columns, rec.rows, summary, model if keep_model else None, tables)
 
 
 def eval_variants(model: MLP, data: Dataset, batch_size: int) -> dict:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import bncli
 from bncli.cli import app
 from bncli.config import load_config, resolved_budget
-from tiny import tiny_config
+from tiny import run_dir, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
@@ -98,7 +98,8 @@ def test_tiny_train_cli_runner_with_overrides(runner, tmp_path):
     assert "after - none" in r.stdout
     assert "Traceback" not in r.output
     assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.csv", "experiment.json",
-                                               "learning_curves.png", "none", "after"}
+                                               "learning_curves.png", "runs"}
+    assert len(list((out / "runs").iterdir())) == 4
     rows = read_summary(out / "summary.csv")
     assert [(x["arm"], x["seed"]) for x in rows] == [("none", "0"), ("none", "1"), ("after", "0"), ("after", "1")]
     assert {x["steps_done"] for x in rows} == {"20"}  # the override took effect
@@ -110,7 +111,7 @@ def test_default_output_directory_is_results_name(runner, tmp_path):
     cfg = write(tmp_path)
     r = invoke(runner, ["train", cfg, "train.seeds=1", "model.bn=none", "-j", "1"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "results" / "tinycli" / "none" / "seed-0" / "metrics.csv").exists()
+    assert (run_dir(tmp_path / "results" / "tinycli", "none", 0) / "metrics.csv").exists()
 
 
 def test_tiny_train_console_script(tmp_path):
@@ -123,7 +124,7 @@ def test_tiny_train_console_script(tmp_path):
     rows = read_summary(out / "summary.csv")
     assert [(x["arm"], x["seed"]) for x in rows] == [("none", "3"), ("before", "3")]
     assert "lr: 0.2" in (out / "config.yaml").read_text()
-    meta = json.loads((out / "none" / "seed-3" / "meta.json").read_text())
+    meta = json.loads((run_dir(out, "none", 3) / "meta.json").read_text())
     assert meta["blas_threads"] in (1, None)
 
 
@@ -271,14 +272,14 @@ def test_error_message_keeps_a_long_path_on_one_line(tmp_path):
 def test_run_failure_exit_code_1(runner, tmp_path, monkeypatch):
     import bncli.runs
 
-    real = bncli.runs.train_run
+    real = bncli.runs.dispatcher.train_run
 
     def flaky(cfg, data, **kw):
         if cfg.model.bn == ["before"]:
             raise RuntimeError("simulated failure in training")
         return real(cfg, data, **kw)
 
-    monkeypatch.setattr(bncli.runs, "train_run", flaky)
+    monkeypatch.setattr(bncli.runs.dispatcher, "train_run", flaky)
     out = tmp_path / "out"
     r = invoke(runner, ["train", write(tmp_path), "--out", out, "-j", "1"])
     assert r.exit_code == 1, r.output
@@ -291,8 +292,9 @@ def test_run_failure_exit_code_1(runner, tmp_path, monkeypatch):
     assert status[("before", "0")] == ("failed", "RuntimeError: simulated failure in training")
     assert status[("before", "1")][0] == "failed"
     assert status[("none", "0")] == ("ok", "") and status[("none", "1")] == ("ok", "")
-    assert not (out / "before").exists()
-    assert (out / "none" / "seed-1" / "metrics.csv").exists()
+    assert not (out / "runs" / rows[2]["hash"]).exists() and not (out / "runs" / rows[3]["hash"]).exists()
+    assert (run_dir(out, "none", 1) / "metrics.csv").exists()
+    assert {p.stem for p in (out / "failed").iterdir()} == {rows[2]["hash"], rows[3]["hash"]}
 
 
 def test_all_runs_failing_still_exit_1_with_message(runner, tmp_path, monkeypatch):
@@ -301,7 +303,7 @@ def test_all_runs_failing_still_exit_1_with_message(runner, tmp_path, monkeypatc
     def boom(cfg, data, **kw):
         raise RuntimeError("nothing works")
 
-    monkeypatch.setattr(bncli.runs, "train_run", boom)
+    monkeypatch.setattr(bncli.runs.dispatcher, "train_run", boom)
     out = tmp_path / "out"
     r = invoke(runner, ["train", write(tmp_path), "--out", out, "-j", "1"])
     assert r.exit_code == 1, r.output
@@ -314,7 +316,7 @@ def test_all_runs_failing_still_exit_1_with_message(runner, tmp_path, monkeypatc
 def test_ctrl_c_keeps_finished_runs(runner, tmp_path, monkeypatch):
     import bncli.runs
 
-    real = bncli.runs.train_run
+    real = bncli.runs.dispatcher.train_run
     calls = []
 
     def interrupted(cfg, data, **kw):
@@ -323,14 +325,13 @@ def test_ctrl_c_keeps_finished_runs(runner, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(cfg, data, **kw)
 
-    monkeypatch.setattr(bncli.runs, "train_run", interrupted)
+    monkeypatch.setattr(bncli.runs.dispatcher, "train_run", interrupted)
     out = tmp_path / "out"
     r = invoke(runner, ["train", write(tmp_path), "--out", out, "-j", "1"])
     assert r.exit_code == 130, r.output
     assert "interrupted" in r.output
     assert "Traceback" not in r.output
-    assert (out / "none" / "seed-0" / "metrics.csv").exists()
-    assert not (out / "none" / "seed-1").exists()
+    assert len(list((out / "runs").iterdir())) == 1  # the first run finished; the second never started
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
 
 

@@ -278,3 +278,18 @@ def test_unknown_dataset_name_raises_data_error():
     cfg = DataConfig().model_copy(update={"name": "cifar"})
     with pytest.raises(DataError, match="cifar"):
         load_dataset(cfg)
+
+
+def test_data_error_is_a_bncli_error(mnist):
+    """Every data failure reaches the CLI's single ``except BncliError`` as a message with an exit code."""
+    from bncli.data import DataCorruptError, DataMissingError
+    from bncli.errors import BncliError, UsageError
+
+    assert issubclass(DataError, BncliError) and not issubclass(DataError, UsageError)
+    assert DataError("x").exit_code == 1
+    assert issubclass(DataCorruptError, DataError) and DataCorruptError.exit_code == 1
+    assert issubclass(DataMissingError, DataError) and issubclass(DataMissingError, UsageError)
+    assert DataMissingError.exit_code == 2
+    with pytest.raises(BncliError, match="val_fraction") as e:
+        mnist.split("val")
+    assert type(e.value) is DataError

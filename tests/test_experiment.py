@@ -13,7 +13,7 @@ from bncli.config import load_config
 from bncli.errors import UsageError
 from bncli.experiment import SUMMARY_COLUMNS, run_experiment
 from bncli.runs import read_metrics
-from tiny import tiny_config
+from tiny import run_dir, tiny_config
 
 CONFIG = tiny_config("tinyexp", extra_train="  target_accuracy: 0.9\n")
 RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "meta.json"}
@@ -45,11 +45,12 @@ def test_directory_layout(one_worker):
     cfg, out, result = one_worker
     assert result.out_dir == out
     assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.csv", "experiment.json",
-                                               "learning_curves.png", "none", "before"}
+                                               "learning_curves.png", "runs"}
+    expected = {cfg.run_config(arm, seed).hash() for arm in ("none", "before") for seed in (0, 1)}
+    assert {p.name for p in (out / "runs").iterdir()} == expected  # one folder per run, named by its config hash
     for arm in ("none", "before"):
-        assert {p.name for p in (out / arm).iterdir()} == {"seed-0", "seed-1"}
         for seed in (0, 1):
-            assert {p.name for p in (out / arm / f"seed-{seed}").iterdir()} == RUN_FILES
+            assert {p.name for p in run_dir(out, arm, seed).iterdir()} == RUN_FILES
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
     # the experiment's resolved config loads back to the same config
     loaded, _ = load_config(out / "config.yaml")
@@ -66,9 +67,9 @@ def test_summary_csv(one_worker):
         assert r["status"] == "ok"
         assert r["steps_done"] == "40"
         assert r["error"] == "" and r["diverged_at_step"] == ""
-        assert r["config_hash"] == cfg.run_config(r["arm"], int(r["seed"])).hash()
+        assert r["hash"] == cfg.run_config(r["arm"], int(r["seed"])).hash()
         # the numbers agree with the run's own metrics
-        cols, m = read_metrics(out / r["arm"] / f"seed-{r['seed']}" / "metrics.csv")
+        cols, m = read_metrics(out / "runs" / r["hash"] / "metrics.csv")
         assert float(r["final_test_acc"]) == m[-1][cols.index("test_acc")]
         assert float(r["best_test_acc"]) == max(row[cols.index("test_acc")] for row in m)
         reached = next((row[0] for row in m if row[cols.index("test_acc")] >= 0.9), None)
@@ -130,8 +131,8 @@ def test_two_workers_give_the_same_numbers(one_worker, tmp_path):
     assert strip(rows1) == strip(rows2)
     for arm in ("none", "before"):
         for seed in (0, 1):
-            rel = f"{arm}/seed-{seed}/metrics.csv"
-            assert (out1 / rel).read_bytes() == (out2 / rel).read_bytes()
+            assert (run_dir(out1, arm, seed) / "metrics.csv").read_bytes() == \
+                (run_dir(out2, arm, seed) / "metrics.csv").read_bytes()
     e1 = json.loads((out1 / "experiment.json").read_text())
     e2 = json.loads((out2 / "experiment.json").read_text())
     assert e1["comparisons"] == e2["comparisons"]
@@ -178,25 +179,25 @@ def test_unwritable_output_is_a_usage_error(tmp_path):
 def test_failed_runs_are_recorded(tmp_path, monkeypatch):
     import bncli.runs
 
-    real = bncli.runs.train_run
+    real = bncli.runs.dispatcher.train_run
 
     def flaky(cfg, data, **kw):
         if cfg.model.bn == ["before"] and cfg.train.seeds == [1]:
             raise RuntimeError("boom")
         return real(cfg, data, **kw)
 
-    monkeypatch.setattr(bncli.runs, "train_run", flaky)
+    monkeypatch.setattr(bncli.runs.dispatcher, "train_run", flaky)
     cfg, src = load_config(write_config(tmp_path))
     out = tmp_path / "out"
     done = []
-    result = run_experiment(cfg, src, out, workers=1, on_done=lambda i, r: done.append(i))
-    assert sorted(done) == [0, 1, 2, 3]
+    result = run_experiment(cfg, src, out, workers=1, on_done=lambda spec, r: done.append((spec.arm, spec.seed)))
+    assert sorted(done) == [("before", 0), ("before", 1), ("none", 0), ("none", 1)]
     statuses = {(r["arm"], r["seed"]): r["status"] for r in result.runs}
     assert statuses == {("none", 0): "ok", ("none", 1): "ok", ("before", 0): "ok", ("before", 1): "failed"}
     _, rows = read_summary(out / "summary.csv")
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["error"] == "RuntimeError: boom"
-    assert not (out / "before" / "seed-1").exists()
+    assert not (out / "runs" / cfg.run_config("before", 1).hash()).exists()
     exp = json.loads((out / "experiment.json").read_text())
     assert exp["arms"]["before"]["status"] == {"ok": 1, "diverged": 0, "failed": 1}
     # the paired comparison uses only the seed present in both arms

@@ -18,7 +18,7 @@ from bncli import plot as plot_mod
 from bncli import plotting
 from bncli.cli import app
 from bncli.runs import read_metrics
-from tiny import tiny_config
+from tiny import run_dir, tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -151,8 +151,7 @@ def test_directory_without_results_is_exit_2(tmp_path):
 def test_train_directory_without_finished_runs_is_exit_2(results, tmp_path):
     d = tmp_path / "train"
     shutil.copytree(results["train"], d)
-    for arm in ("none", "before"):
-        shutil.rmtree(d / arm)
+    shutil.rmtree(d / "runs")
     usage_error(invoke("plot", d, "--out", tmp_path / "o"), "no finished runs")
     assert not (tmp_path / "o" / "learning_curves.png").exists()
 
@@ -327,20 +326,10 @@ def test_plot_dir_passes_run_status_and_target_split(copy_of, monkeypatch):
     d = copy_of("train")
     exp = json.loads((d / "experiment.json").read_text())
     exp["target"]["split"] = "train"
+    status = {("before", 1): "diverged", ("none", 0): "diverged"}  # as the run's summary recorded it
+    for r in exp["runs"]:
+        r["status"] = status.get((r["arm"], r["seed"]), r["status"])
     (d / "experiment.json").write_text(json.dumps(exp))
-    seeds = sorted(p.name for p in (d / "before").glob("seed-*"))
-    assert len(seeds) == 2
-    s = d / "before" / seeds[1] / "summary.json"
-    s.write_text(json.dumps({**json.loads(s.read_text()), "status": "diverged"}))  # e.g. a loss blow-up
-    # no summary.json: the fallback (last training loss non-finite) decides
-    none_runs = sorted((d / "none").glob("seed-*"))
-    (none_runs[0] / "summary.json").unlink()
-    metrics = none_runs[0] / "metrics.csv"
-    text = metrics.read_text().splitlines()
-    last = text[-1].split(",")
-    last[3] = "inf"
-    metrics.write_text("\n".join(text[:-1] + [",".join(last)]) + "\n")
-    (none_runs[1] / "summary.json").write_text("{not json")  # unreadable, and its loss is finite
     seen = []
     real = plotting.learning_curves
     monkeypatch.setattr(plotting, "learning_curves", lambda *a, **k: seen.append((a, k, real(*a, **k))) or seen[-1][2])
@@ -352,6 +341,6 @@ def test_plot_dir_passes_run_status_and_target_split(copy_of, monkeypatch):
     assert kwargs["target_column"] == "train_eval_acc"
     assert "(n=2; 1 diverged, not in the mean)" in " ".join(legend_texts(fig))
     assert "training" in fig.axes[2].get_ylabel()
-    cols, rows = read_metrics(d / "before" / seeds[0] / "metrics.csv")
+    cols, rows = read_metrics(run_dir(d, "before", 0) / "metrics.csv")
     (line,) = by_gid(fig.axes[1], "mean:before")
     assert np.allclose(line.get_ydata(), [r[cols.index("test_acc")] for r in rows])  # the one run that did not diverge

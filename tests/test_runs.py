@@ -15,7 +15,7 @@ import pytest
 
 import bncli
 from bncli.config import ExperimentConfig, load_config
-from bncli.runs import dataset_for, metrics_csv, platform_info, read_metrics, run_task
+from bncli.runs import csv_text as metrics_csv, dataset_for, platform_info, read_metrics, run_task
 from bncli.train import train_run
 
 BASE = {
@@ -172,12 +172,13 @@ def test_rerun_replaces_the_whole_directory(tmp_path):
 
 
 def test_failed_training_leaves_no_directory(tmp_path, monkeypatch):
-    import bncli.runs
+    import bncli.runs.dispatcher
+    import bncli.runs.provenance
 
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bncli.runs, "train_run", boom)
+    monkeypatch.setattr(bncli.runs.dispatcher, "train_run", boom)
     with pytest.raises(RuntimeError, match="boom"):
         run_task(task(run_cfg("none", 0), tmp_path / "r"))
     assert list(tmp_path.iterdir()) == []
@@ -276,7 +277,8 @@ def test_platform_info_survives_a_failing_threadpoolctl(fresh_platform_info, mon
 def test_platform_info_survives_every_reader_failing(fresh_platform_info, monkeypatch):
     import threadpoolctl
 
-    import bncli.runs
+    import bncli.runs.dispatcher
+    import bncli.runs.provenance
 
     def boom(*a, **k):
         raise OSError("unreadable")
@@ -287,7 +289,7 @@ def test_platform_info_survives_every_reader_failing(fresh_platform_info, monkey
         m.setattr(os, "cpu_count", boom)
         m.setattr(platform, "machine", boom)
         m.setattr(platform, "processor", boom)
-        m.setattr(bncli.runs, "open", boom, raising=False)  # /proc/cpuinfo
+        m.setattr(bncli.runs.provenance, "open", boom, raising=False)  # /proc/cpuinfo
         info = fresh_platform_info()
     assert info["blas"] is None and info["numpy_build"] is None and info["cpu_model"] is None
     assert info["cpu_count"] is None and info["machine"] is None

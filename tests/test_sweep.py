@@ -18,7 +18,8 @@ import bncli.sweep
 from bncli import atomic
 from bncli.config import ExperimentConfig, SweepConfig, SweepParam, load_config, sweep_override
 from bncli.errors import UsageError
-from bncli.sweep import grid_values, plan, points, run_sweep, seed_ranges, usable_ranges
+from bncli.runs import grid_values, points
+from bncli.sweep import plan_sweep as plan, run_sweep, seed_ranges, usable_ranges
 
 from sweep_helpers import (as_float, check_complete, hidden_leftovers, line_of, numbers, read_csv,
                            run_dirs, write_config)
@@ -517,7 +518,7 @@ def test_second_run_skips_everything_and_rewrites_nothing(tmp_path, monkeypatch)
     def must_not_run(task, report=None):
         raise AssertionError(f"re-ran {task['run_dir']}")
 
-    monkeypatch.setattr(bncli.sweep, "run_task", must_not_run)
+    monkeypatch.setattr(bncli.runs.dispatcher, "run_task", must_not_run)
     second = run_sweep(cfg, src, out, workers=1)
     assert second.skipped == 12 and second.failed == []
     assert stat_tree(out) == before
@@ -534,13 +535,13 @@ def test_deleted_run_is_the_only_one_rerun(tmp_path, monkeypatch):
     shutil.rmtree(out / "runs" / victim)
     before = stat_tree(out)
     calls = []
-    real = bncli.sweep.run_task
+    real = bncli.runs.dispatcher.run_task
 
     def counting(task, report=None):
         calls.append(Path(task["run_dir"]).name)
         return real(task, report)
 
-    monkeypatch.setattr(bncli.sweep, "run_task", counting)
+    monkeypatch.setattr(bncli.runs.dispatcher, "run_task", counting)
     second = run_sweep(cfg, src, out, workers=1)
     assert calls == [victim]
     assert second.skipped == 11
@@ -555,14 +556,14 @@ def test_failing_run_is_recorded_and_retried(tmp_path, monkeypatch):
     out = tmp_path / "out"
     runs = plan(cfg, src, out)
     victim = runs[4]
-    real = bncli.sweep.run_task
+    real = bncli.runs.dispatcher.run_task
 
     def flaky(task, report=None):
         if Path(task["run_dir"]).name == victim.hash:
             raise RuntimeError("disk on fire")
         return real(task, report)
 
-    monkeypatch.setattr(bncli.sweep, "run_task", flaky)
+    monkeypatch.setattr(bncli.runs.dispatcher, "run_task", flaky)
     result = run_sweep(cfg, src, out, workers=1)
     assert [f["hash"] for f in result.failed] == [victim.hash]
     record = json.loads((out / "failed" / f"{victim.hash}.json").read_text())
@@ -578,7 +579,7 @@ def test_failing_run_is_recorded_and_retried(tmp_path, monkeypatch):
              and float(t["optimizer.lr"]) == victim.point["optimizer.lr"]]
     assert [(t["n"], t["n_planned"]) for t in group] == [("1", "2")]
 
-    monkeypatch.setattr(bncli.sweep, "run_task", real)
+    monkeypatch.setattr(bncli.runs.dispatcher, "run_task", real)
     again = run_sweep(cfg, src, out, workers=1)
     assert again.failed == [] and again.skipped == 11
     assert not (out / "failed" / f"{victim.hash}.json").exists()
@@ -683,8 +684,8 @@ def test_runs_of_other_code_are_trained_again_and_current_ones_reused(tmp_path):
 def test_code_hash_covers_the_numeric_sources():
     import bncli.runs
 
-    pkg = Path(bncli.runs.__file__).parent
-    files = {p.relative_to(pkg).as_posix() for pattern in bncli.runs._NUMERIC_SOURCES for p in pkg.glob(pattern)}
+    pkg = Path(bncli.runs.__file__).parent.parent
+    files = {p.relative_to(pkg).as_posix() for pattern in bncli.runs.provenance._NUMERIC_SOURCES for p in pkg.glob(pattern)}
     assert {"core/batchnorm.py", "core/layers.py", "core/model.py", "core/optim.py", "train.py",
             "config.py", "data/datasets.py"} <= files
     assert len(bncli.runs.code_hash()) == 16

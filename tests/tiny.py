@@ -20,3 +20,14 @@ train:
   seeds: 2
   eval_every: 10
 {extra_train}"""
+
+
+def run_dir(out, arm: str, seed: int):
+    """The directory of one run of a `bncli train` output folder, as its experiment.json lists it."""
+    import json
+    from pathlib import Path
+
+    runs = json.loads((Path(out) / "experiment.json").read_text())["runs"]
+    hashes = [r["hash"] for r in runs if r["arm"] == arm and r["seed"] == seed]
+    assert len(hashes) == 1, (arm, seed, runs)
+    return Path(out) / "runs" / hashes[0]

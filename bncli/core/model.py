@@ -7,76 +7,95 @@ the experiment that shows it). ``bn="after"`` normalizes the activation's output
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .batchnorm import BatchNorm, fold_into_dense, update_running
+from .batchnorm import BatchNorm, fold_into_dense, update_running_stacked
 from .layers import Activation, Dense, init_weights
 
 PLACEMENTS = ("none", "before", "after")
+BN_IMPLS = ("fused", "textbook")
+
+
+class Flat(NamedTuple):
+    """Every parameter and gradient of a model as views into one contiguous buffer each, and the weight-decay mask
+    laid out alike (1 on weight-matrix entries, 0 on biases, gamma and beta). ``Optimizer(..., flat=model.flat)``
+    updates all of them in one pass."""
+
+    params: np.ndarray
+    grads: np.ndarray
+    decay_mask: np.ndarray
 
 
 class MLP:
+    """``bn_impl="fused"`` (the default) builds BN layers on the fast path (batchnorm.py section 2), "textbook"
+    on the textbook path (section 1): the same network up to rounding."""
+
     def __init__(self, n_in, hidden, n_out, *, rng: np.random.Generator, activation="relu", bn="none",
-                 init="he", init_std=0.05, bn_decay=0.9, bn_eps=1e-5, bias_with_bn=False, dtype=np.float32):
+                 init="he", init_std=0.05, bn_decay=0.9, bn_eps=1e-5, bias_with_bn=False, dtype=np.float32,
+                 bn_impl="fused"):
         if bn not in PLACEMENTS:
             raise ValueError(f"unknown BN placement {bn!r}; expected one of {PLACEMENTS}")
-        self.bn = bn
+        if bn_impl not in BN_IMPLS:
+            raise ValueError(f"unknown BN implementation {bn_impl!r}; expected one of {BN_IMPLS}")
+        self.bn, self.bn_impl, self.bn_decay, self.bn_eps = bn, bn_impl, bn_decay, bn_eps
         self.dtype = np.dtype(dtype)
+        # The fused BN layers keep their statistics in views into these arrays (layer after layer along axis 1),
+        # so one update_running_stacked call per training step covers every layer.
+        total = sum(hidden) if bn != "none" and bn_impl == "fused" else 0
+        self._running = np.stack([np.zeros(total, self.dtype), np.ones(total, self.dtype)])
+        self._batch_stats = np.zeros((2, total), self.dtype)
         self.layers: list[tuple[str, object]] = []
         sizes = [n_in, *hidden]
         # Weights are drawn in the same order for every placement, so arms with the same seed share their weights.
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             W = init_weights(rng, a, b, init, init_std, self.dtype)
             self.layers.append((f"dense{i}", Dense(W, bias=bn != "before" or bias_with_bn, need_dx=i > 1)))
+            start = sum(sizes[1:i])
             if bn == "before":
-                self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
+                self.layers.append((f"bn{i}", self._bn_layer(start, b, input_is_fresh=True)))
             # Every activation's input (a dense or BN output) and upstream gradient are fresh arrays nobody else
             # holds, so the activation may work in place.
             self.layers.append((f"act{i}", Activation(activation, inplace=True)))
             if bn == "after":
-                self.layers.append((f"bn{i}", BatchNorm(b, decay=bn_decay, eps=bn_eps, dtype=self.dtype)))
+                self.layers.append((f"bn{i}", self._bn_layer(start, b, input_is_fresh=False)))
         W = init_weights(rng, sizes[-1], n_out, init, init_std, self.dtype)
         self.layers.append(("out", Dense(W, bias=True, need_dx=len(sizes) > 1)))
-        # Every parameter (and gradient) becomes a view into one contiguous buffer, so an optimizer can update
-        # all of them in one pass (Optimizer(..., flat=model.flat)).
+        self.flat = self._flatten()
+        self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
+        self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
+
+    def _bn_layer(self, start, dim, input_is_fresh):
+        """Every BN layer of the model is built here. ``input_is_fresh``: its input is a dense layer's output,
+        which nobody reads after BN; an activation's output is not (the activation keeps it for its backward)."""
+        kw = dict(decay=self.bn_decay, eps=self.bn_eps, dtype=self.dtype)
+        if self.bn_impl == "textbook":
+            return BatchNorm(dim, **kw)
+        state = (self._running[:, start:start + dim], self._batch_stats[:, start:start + dim])
+        # The upstream gradient of a BN layer is always a fresh array (an activation's or a dense layer's dx).
+        return BatchNorm(dim, **kw, fused=True, state=state, overwrite_input=input_is_fresh, overwrite_grad=True)
+
+    def _flatten(self):
+        """Re-home every parameter and gradient into one buffer each (in layer order) and lay out the weight-decay
+        mask alongside: weight decay applies to weight matrices only (optim.py)."""
         total = sum(v.size for _, layer in self.layers for v in layer.params.values())
-        self.flat_params = np.empty(total, self.dtype)
-        self.flat_grads = np.zeros(total, self.dtype)
+        flat = Flat(np.empty(total, self.dtype), np.zeros(total, self.dtype), np.zeros(total, self.dtype))
         offset = 0
         for _, layer in self.layers:
             for k, v in layer.params.items():
-                view = self.flat_params[offset:offset + v.size].reshape(v.shape)
-                view[...] = v
-                layer.params[k] = view
-                layer.grads[k] = self.flat_grads[offset:offset + v.size].reshape(v.shape)
-                offset += v.size
-        self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
-        self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
-        self._share_bn_state(bn_decay)
-
-    def _share_bn_state(self, decay):
-        """The BN layers' running statistics and batch statistics become views into shared arrays, so one
-        update_running call per training step covers every layer (the same arithmetic, element by element)."""
-        total = sum(layer.params["gamma"].size for _, layer in self.bn_layers())
-        self.bn_decay = decay
-        self._running = np.stack([np.zeros(total, self.dtype), np.ones(total, self.dtype)])
-        self._batch_stats = np.zeros((2, total), self.dtype)
-        offset = 0
-        for (_, prev), (_, layer) in zip(self.layers, self.layers[1:]):
-            if not isinstance(layer, BatchNorm):
-                continue
-            end = offset + layer.params["gamma"].size
-            layer.bind_state(self._running[:, offset:end], self._batch_stats[:, offset:end])
-            layer.defer_running_update = True
-            # A dense layer's output and any upstream gradient are fresh arrays; an activation's output is not
-            # (the activation keeps it for its backward), so BN after an activation must not center in place.
-            layer.overwrite_input = isinstance(prev, Dense)
-            layer.overwrite_grad = True
-            offset = end
+                end = offset + v.size
+                layer.params[k] = flat.params[offset:end].reshape(v.shape)
+                layer.params[k][...] = v
+                layer.grads[k] = flat.grads[offset:end].reshape(v.shape)
+                flat.decay_mask[offset:end] = k == "W"
+                offset = end
+        return flat
 
     @property
-    def flat(self):
-        return self.flat_params, self.flat_grads
+    def flat_params(self):
+        """``flat.params`` (read by benchmarks/bench_kernel.py)."""
+        return self.flat.params
 
     # -- training and inference ------------------------------------------------------------------------------
     def forward(self, x, mode="train"):
@@ -92,8 +111,8 @@ class MLP:
         return x
 
     def update_running_stats(self, n):
-        """Every BN layer's running averages from its last batch statistics, in one call."""
-        update_running(self._running, self._batch_stats, n, self.bn_decay)
+        """Every fused BN layer's running averages from its last batch statistics, in one call."""
+        update_running_stacked(self._running, self._batch_stats, n, self.bn_decay)
 
     def backward(self, dlogits):
         d = dlogits
@@ -139,7 +158,7 @@ class MLP:
         for i in range(n_batches):
             self.forward(X[i * m:(i + 1) * m], "batch")
             for n, layer in bns:
-                mean, var = layer.last_stats
+                mean, var = layer.batch_stats
                 sums[n][0] += mean
                 sums[n][1] += var
         out = {}

@@ -35,10 +35,11 @@ def lr_at(step, total_steps, lr, schedule="constant", step_size=1000, gamma=0.1,
 class Optimizer:
     """Updates ``params`` from ``grads`` (dicts with the same keys) in place.
 
-    ``flat=(flat_params, flat_grads)``, when every parameter and gradient is a view into one contiguous buffer
-    (``MLP.flat_params`` / ``MLP.flat_grads``), makes one update over the whole buffer instead of one per array:
-    the same arithmetic element by element (bit-identical results), a handful of NumPy calls per step instead of
-    a handful per parameter.
+    ``flat=(params, grads, decay_mask)`` (``MLP.flat``), when every parameter and gradient is a view into one
+    contiguous buffer, makes one update over the whole buffer instead of one per array: the same arithmetic element by
+    element (bit-identical results), a handful of NumPy calls per step instead of a handful per parameter. The owner
+    of the buffer lays out ``decay_mask`` (1 where weight decay applies, 0 elsewhere) as it lays out the parameters.
+    Without ``flat``, weight decay applies to the parameters whose key ends in ".W".
 
     ``step`` consumes the gradients: sgd and momentum use the gradient arrays as scratch space (the next backward
     overwrites them anyway). Without a separate scratch array the update's working set is params + grads (+ velocity)
@@ -54,12 +55,7 @@ class Optimizer:
         self.decayed = {k for k in params if k.endswith(".W")}
         self.t = 0
         if flat is not None:
-            fp, fg = flat
-            mask = np.zeros_like(fp)  # weight decay applies to the weight matrices' entries only
-            for k in self.decayed:
-                p = params[k]
-                start = (p.__array_interface__["data"][0] - fp.__array_interface__["data"][0]) // fp.itemsize
-                mask[start:start + p.size] = 1
+            fp, fg, mask = flat
             self.groups = [(fp, fg, mask)]
         else:
             self.groups = [(p, grads[k], k in self.decayed) for k, p in params.items()]

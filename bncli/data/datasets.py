@@ -19,8 +19,8 @@ MNIST5K_SHA256 = "2cff4c6d7d4e14fbd26ef6042c850895a9894ce0f08bc49774c731930468b2
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "synthetic")
 
 
-class DataError(Exception):
-    """A dataset cannot be read or does not look like it should."""
+class DataError(BncliError):
+    """A dataset cannot be read or does not look like it should (exit code 1 unless a subclass says otherwise)."""
 
 
 class DataMissingError(DataError, UsageError):
@@ -29,7 +29,7 @@ class DataMissingError(DataError, UsageError):
     exit_code = 2
 
 
-class DataCorruptError(DataError, BncliError):
+class DataCorruptError(DataError):
     """A file is there but damaged, truncated, of the wrong kind or hostile (exit code 1). The message names it."""
 
     exit_code = 1

@@ -11,6 +11,8 @@ extract archives safely.
   ``manifest.json`` with the SHA-256 of every extracted file (``bncli data list`` re-checks them).
 - The base URL can be overridden (tests, mirrors): ``mirror=`` / ``--mirror URL`` (the dataset's files directly
   under it), or ``$BNCLI_DATA_MIRROR`` (a tree ``<mirror>/<name>/<file>``).
+- Progress is reported to any object following the small protocol documented on ``Progress``; this module imports
+  no UI library.
 """
 
 from __future__ import annotations
@@ -55,7 +57,15 @@ class UnsafeArchiveError(DataCorruptError):
 
 
 class Progress:
-    """No output; the CLI passes a rich progress bar with the same three methods."""
+    """The progress protocol of ``download``, and its silent default. Duck-typed: any object with these three
+    methods will do (the command line passes a progress bar of its own; this module imports no UI library).
+
+    - ``start(label, total, completed)``: a transfer begins. ``label`` is the file name, ``total`` the full size
+      in bytes (None when the server does not say), ``completed`` the bytes already there (a resumed download).
+    - ``update(completed)``: the bytes of the file now on disk, after every block.
+    - ``finish()``: once after every ``start``, also when the transfer fails or is interrupted.
+
+    Nothing is called when no transfer happens (a ``.part`` found complete already)."""
 
     def start(self, label: str, total: int | None, completed: int = 0):
         pass
@@ -109,75 +119,104 @@ def _net_error(url, e) -> FetchError:
 
 def download(url: str, dest, md5: str, *, progress: Progress | None = None, timeout=TIMEOUT) -> dict:
     """Download ``url`` to ``dest`` through ``dest.part`` (resumed if present), verify ``md5``, rename into place.
-    Returns {"md5", "sha256", "size", "resumed_from"}."""
+    ``progress``: any object following the ``Progress`` protocol. Returns {"md5", "sha256", "size", "resumed_from"}."""
     _check_url(url)
-    progress = progress or Progress()
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = _part_path(dest)
+    resumed_from = _fill_part(url, part, md5, dest.name, progress or Progress(), timeout)
+    hashes = _verify_and_rename(part, dest, url, md5)
+    return {**hashes, "size": dest.stat().st_size, "resumed_from": resumed_from}
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _fill_part(url, part: Path, md5, label, progress, timeout) -> int:
+    """Bring ``part`` to the whole of ``url``, resuming from what it holds; returns the byte resumed from (0: the
+    download started from scratch)."""
     offset = part.stat().st_size if part.is_file() else 0
-    resumed_from = 0
-    for attempt in range(2):  # a second round only after a 416 on an already complete or bogus .part
-        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-        if offset:
-            req.add_header("Range", f"bytes={offset}-")
-        try:
-            resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (scheme checked above)
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and offset:  # nothing left to send: the .part may already be complete
-                if file_hashes(part, ("md5",))["md5"] == md5:
-                    resumed_from = offset
+    resp = _request(url, offset, timeout)
+    if resp is None:  # 416: nothing left to send, so the .part is either complete already or bogus
+        if file_hashes(part, ("md5",))["md5"] == md5:
+            return offset
+        part.unlink(missing_ok=True)
+        offset = 0
+        resp = _request(url, offset, timeout)  # without Range, so never None
+    with resp:
+        start = _response_start(resp, url, part, offset)
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length and length.isdigit() else None
+        done = _stream_to_part(resp, part, start, total, url, label, progress)
+    if total is not None and done < total:
+        raise FetchError(f"download of {url} failed: connection closed after {done} of {total} bytes; "
+                         f"the partial download {part} is kept: run the command again to resume")
+    return start
+
+
+def _request(url, offset: int, timeout):
+    """The open response to a GET of ``url`` from byte ``offset``, or None when the server answers a Range request
+    with 416 (Range Not Satisfiable)."""
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    if offset:
+        req.add_header("Range", f"bytes={offset}-")
+    try:
+        return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (the scheme is checked by the callers)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:
+            return None
+        raise _net_error(url, e) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise _net_error(url, e) from None
+
+
+def _response_start(resp, url, part: Path, offset: int) -> int:
+    """The byte of the file the body of ``resp`` starts at: ``offset`` for a 206 answering our Range request, 0 for
+    anything else (a server ignoring Range answers 200 with the whole file, so the download starts over)."""
+    if not (offset and getattr(resp, "status", 200) == 206):
+        return 0
+    if _content_range_start(resp.headers.get("Content-Range", "")) != offset:
+        # appending bytes from elsewhere in the file would corrupt the .part in a way only the MD5 would notice
+        raise FetchError(f"download of {url} failed: asked for bytes from {offset}, the server sent "
+                         f"{resp.headers.get('Content-Range')!r}; delete {part} to start over")
+    return offset
+
+
+def _stream_to_part(resp, part: Path, start: int, total, url, label, progress) -> int:
+    """Write the body of ``resp`` to ``part`` (appended when ``start`` > 0, else replacing it), reporting to
+    ``progress``; returns the size ``part`` then has. A failure keeps the bytes received, for the next resume."""
+    progress.start(label, total, start)
+    done = start
+    try:
+        with open(part, "ab" if start else "wb") as f:
+            while True:
+                block = resp.read(CHUNK)
+                if not block:
                     break
-                part.unlink(missing_ok=True)
-                offset = 0
-                continue
-            raise _net_error(url, e) from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            raise _net_error(url, e) from None
-        with resp:
-            status = getattr(resp, "status", 200)
-            mode = "wb"
-            if offset and status == 206:
-                start = _content_range_start(resp.headers.get("Content-Range", ""))
-                if start != offset:
-                    raise FetchError(f"download of {url} failed: asked for bytes from {offset}, the server sent "
-                                     f"{resp.headers.get('Content-Range')!r}; delete {part} to start over")
-                mode, resumed_from = "ab", offset
-            else:
-                offset = 0  # the server ignored the Range header (200): start over
-            length = resp.headers.get("Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
-            progress.start(dest.name, total, offset)
-            done = offset
-            try:
-                with open(part, mode) as f:
-                    while True:
-                        block = resp.read(CHUNK)
-                        if not block:
-                            break
-                        f.write(block)
-                        done += len(block)
-                        progress.update(done)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except (OSError, http.client.HTTPException) as e:
-                err = _net_error(url, e)
-                raise FetchError(f"{err}; the partial download {part} is kept: run the command again to resume") \
-                    from None
-            finally:  # also on Ctrl-C: the bar stops, the .part stays for the next run
-                progress.finish()
-            if total is not None and done < total:
-                raise FetchError(f"download of {url} failed: connection closed after {done} of {total} bytes; "
-                                 f"the partial download {part} is kept: run the command again to resume")
-        break
+                f.write(block)
+                done += len(block)
+                progress.update(done)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename publishes it: a crash must not leave a hollow file
+    except (OSError, http.client.HTTPException) as e:
+        err = _net_error(url, e)
+        raise FetchError(f"{err}; the partial download {part} is kept: run the command again to resume") from None
+    finally:  # also on Ctrl-C: the bar stops, the .part stays for the next run
+        progress.finish()
+    return done
+
+
+def _verify_and_rename(part: Path, dest: Path, url, md5) -> dict:
+    """Move ``part`` to ``dest`` if its MD5 is ``md5``; returns its MD5 and SHA-256."""
     hashes = file_hashes(part)
     if hashes["md5"] != md5:
         part.unlink(missing_ok=True)  # never keep (or resume from) a file that failed its check
         raise ChecksumError(f"{dest}: checksum mismatch for {url}: MD5 {hashes['md5']}, the published one is {md5}; "
                             "the download was deleted (a damaged transfer or a changed file on the server)")
     os.replace(part, dest)
-    fsync_dir(dest.parent)
-    return {**hashes, "size": dest.stat().st_size, "resumed_from": resumed_from}
+    fsync_dir(dest.parent)  # the rename itself must survive a crash, or a verified file could vanish
+    return hashes
 
 
 def _content_range_start(value: str):
@@ -219,73 +258,117 @@ def extract_tar(archive, dest, *, only_under: tuple[str, ...] | None = None, max
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     staging = hidden_sibling(dest, "extract", ".tmp")
-    written, total = [], 0
     try:
-        try:
-            tf = tarfile.open(archive, "r:*")
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataCorruptError(f"{archive}: not a readable tar archive ({e})") from None
-        with tf:
-            while True:
-                try:
-                    m = tf.next()
-                except (tarfile.TarError, OSError, EOFError) as e:
-                    raise DataCorruptError(f"{archive}: damaged tar archive ({e})") from None
-                if m is None:
-                    break
-                rel = _member_path(m.name, archive)
-                if m.issym() or m.islnk():
-                    raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: a "
-                                             f"{'symbolic' if m.issym() else 'hard'} link (to {m.linkname!r}); "
-                                             "the dataset archives hold only files and folders")
-                if not (m.isreg() or m.isdir()):
-                    raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: not a regular file or folder "
-                                             "(device, FIFO or other special file)")
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4/3.12: a second opinion
-                    try:
-                        tarfile.data_filter(m, str(staging))
-                    except tarfile.FilterError as e:
-                        raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: {e}") from None
-                if only_under is not None and rel.parts[0] not in only_under:
-                    continue
-                target = staging.joinpath(*rel.parts)
-                if not _within(target.parent if m.isreg() else target, staging):
-                    raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: it would land outside {dest}")
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not _within(target.parent, staging):
-                    raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: it would land outside {dest}")
-                total += m.size
-                if total > max_bytes:
-                    raise UnsafeArchiveError(f"{archive}: refused: it unpacks to more than {max_bytes} bytes")
-                src = tf.extractfile(m)
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-                try:
-                    fd = os.open(target, flags, 0o644)
-                except FileExistsError:
-                    raise UnsafeArchiveError(f"{archive}: refused: member {m.name!r} appears twice") from None
-                try:
-                    with os.fdopen(fd, "wb") as out:
-                        shutil.copyfileobj(src, out, CHUNK)
-                except (tarfile.TarError, EOFError, OSError) as e:
-                    raise DataCorruptError(f"{archive}: damaged tar archive at member {m.name!r} ({e})") from None
-                written.append(rel.as_posix())
-        # everything checked and written: move the top-level entries into place, replacing older copies
-        for top in sorted(p.name for p in staging.iterdir()):
-            final = dest / top
-            if final.is_symlink() or final.is_file():
-                final.unlink()
-            elif final.is_dir():
-                old = hidden_sibling(dest, top, ".old")
-                os.replace(final, old / top)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(staging / top, final)
-        fsync_dir(dest)
+        written = _extract_to_staging(archive, dest, staging, only_under, max_bytes)
+        _move_into_place(staging, dest)  # only once every member is checked and written
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract_to_staging(archive: Path, dest: Path, staging: Path, only_under, max_bytes) -> list:
+    written, total = [], 0
+    with _open_tar(archive) as tf:
+        for m in _members(tf, archive):
+            rel = _check_member(m, archive, staging)
+            if only_under is not None and rel.parts[0] not in only_under:
+                continue  # checked all the same: one hostile member refuses the whole archive
+            target = _staged_target(m, rel, staging, archive, dest)
+            if m.isdir():
+                continue
+            total += m.size
+            if total > max_bytes:
+                raise UnsafeArchiveError(f"{archive}: refused: it unpacks to more than {max_bytes} bytes")
+            _write_member(tf, m, target, archive)
+            written.append(rel.as_posix())
+    return written
+
+
+def _open_tar(archive: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataCorruptError(f"{archive}: not a readable tar archive ({e})") from None
+
+
+def _members(tf: tarfile.TarFile, archive):
+    """The members one at a time, each checked before the next is read (not ``getmembers()``, which would read the
+    whole index first); damage shows as a ``DataCorruptError``."""
+    while True:
+        try:
+            m = tf.next()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataCorruptError(f"{archive}: damaged tar archive ({e})") from None
+        if m is None:
+            return
+        yield m
+
+
+def _check_member(m: tarfile.TarInfo, archive, staging: Path) -> PurePosixPath:
+    """The member's safe relative path; ``UnsafeArchiveError`` for an absolute or ``..`` name, a link, a device,
+    a FIFO or anything else ``tarfile.data_filter`` (where it exists) refuses for ``staging``."""
+    rel = _member_path(m.name, archive)
+    if m.issym() or m.islnk():
+        raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: a "
+                                 f"{'symbolic' if m.issym() else 'hard'} link (to {m.linkname!r}); "
+                                 "the dataset archives hold only files and folders")
+    if not (m.isreg() or m.isdir()):
+        raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: not a regular file or folder "
+                                 "(device, FIFO or other special file)")
+    if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4/3.12: a second opinion
+        try:
+            tarfile.data_filter(m, str(staging))
+        except tarfile.FilterError as e:
+            raise UnsafeArchiveError(f"{archive}: refused member {m.name!r}: {e}") from None
+    return rel
+
+
+def _staged_target(m: tarfile.TarInfo, rel: PurePosixPath, staging: Path, archive, dest) -> Path:
+    """Where ``m`` goes inside ``staging``, its folders created; refused if that resolves outside ``staging``."""
+    target = staging.joinpath(*rel.parts)
+    if not _within(target.parent if m.isreg() else target, staging):
+        raise _outside(m, archive, dest)
+    if m.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not _within(target.parent, staging):  # again, now that the folders exist and can be resolved for real
+        raise _outside(m, archive, dest)
+    return target
+
+
+def _outside(m: tarfile.TarInfo, archive, dest) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"{archive}: refused member {m.name!r}: it would land outside {dest}")
+
+
+def _write_member(tf: tarfile.TarFile, m: tarfile.TarInfo, target: Path, archive):
+    src = tf.extractfile(m)
+    # O_EXCL: a second member of the same name must not overwrite the first; O_NOFOLLOW: never write through a link
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except FileExistsError:
+        raise UnsafeArchiveError(f"{archive}: refused: member {m.name!r} appears twice") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataCorruptError(f"{archive}: damaged tar archive at member {m.name!r} ({e})") from None
+
+
+def _move_into_place(staging: Path, dest: Path):
+    """Move the top-level entries of ``staging`` into ``dest``, replacing older copies (a symbolic link of that name
+    is removed, never followed)."""
+    for top in sorted(p.name for p in staging.iterdir()):
+        final = dest / top
+        if final.is_symlink() or final.is_file():
+            final.unlink()
+        elif final.is_dir():
+            old = hidden_sibling(dest, top, ".old")
+            os.replace(final, old / top)  # out of the way in one rename, then deleted: never a half-deleted copy
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(staging / top, final)
+    fsync_dir(dest)
 
 
 # -- manifest ----------------------------------------------------------------------------------------------------
@@ -391,11 +474,17 @@ def _fetch_idx(folder, name, url0, manifest, report, progress, force, timeout):
             report.actions.append((raw.name, "present (uncompressed: no published checksum to check)"))
             continue
         url = url0 + fname
-        part = dest.with_name(dest.name + ".part")
-        had_part = part.is_file() and part.stat().st_size > 0
-        res = download(url, dest, md5, progress=progress, timeout=timeout)
-        report.actions.append((fname, _how(res, had_part)))
+        res = _download_reported(url, dest, md5, report, progress, timeout)
         _record(manifest, fname, res, url=url, published_md5=md5)
+
+
+def _download_reported(url, dest: Path, md5, report, progress, timeout) -> dict:
+    """``download``, with a report line saying whether it resumed a partial download or had to start over."""
+    part = _part_path(dest)
+    had_part = part.is_file() and part.stat().st_size > 0
+    res = download(url, dest, md5, progress=progress, timeout=timeout)
+    report.actions.append((dest.name, _how(res, had_part)))
+    return res
 
 
 def _how(res, had_part):
@@ -411,30 +500,47 @@ def _cifar_expected(fmt):
 
 
 def _fetch_cifar(folder, fmt, url0, manifest, report, progress, force, timeout):
+    sub, expected = _cifar_expected(fmt)
+    if not force and _cifar_present(folder, sub, expected, manifest["files"], report):
+        return
     archive_name = sources.CIFAR_ARCHIVES[fmt]
     md5 = sources.MD5["cifar10"][archive_name]
-    sub, expected = _cifar_expected(fmt)
-    entries = manifest["files"]
-    if not force and all((folder / rel).is_file() for rel in expected):
-        recorded = [entries.get(rel) for rel in expected]
-        if all(e is None for e in recorded):
-            report.actions.append((sub, "present (not fetched by bncli: unverified)"))
-            return
-        if all(e and e.get("size") == (folder / rel).stat().st_size for e, rel in zip(recorded, expected)):
-            report.actions.append((sub, "present"))
-            return
-        report.actions.append((sub, "files differ from the manifest: fetching again"))
-    archive = folder / archive_name
-    url = url0 + archive_name
+    archive, url = folder / archive_name, url0 + archive_name
+    res = _cifar_archive(archive, url, md5, report, progress, timeout)
+    written = _extract_cifar(archive, folder, sub, expected)
+    source = {"file": archive_name, "url": url, "md5": md5, "sha256": res["sha256"], "size": res["size"]}
+    _record_extracted(manifest, folder, sub, written, source)
+    archive.unlink(missing_ok=True)  # the extracted files are what is used; the manifest keeps the archive's hashes
+    report.actions.append((sub, f"extracted {len(written)} files"))
+
+
+def _cifar_present(folder, sub, expected, entries, report) -> bool:
+    """Whether the extracted files are all there, as the manifest recorded them (or not recorded at all: a copy
+    put there by hand is used as it is)."""
+    if not all((folder / rel).is_file() for rel in expected):
+        return False
+    recorded = [entries.get(rel) for rel in expected]
+    if all(e is None for e in recorded):
+        report.actions.append((sub, "present (not fetched by bncli: unverified)"))
+        return True
+    if all(e and e.get("size") == (folder / rel).stat().st_size for e, rel in zip(recorded, expected)):
+        report.actions.append((sub, "present"))
+        return True
+    report.actions.append((sub, "files differ from the manifest: fetching again"))
+    return False
+
+
+def _cifar_archive(archive: Path, url, md5, report, progress, timeout) -> dict:
+    """The archive's hashes and size, downloading it unless a copy with the published MD5 is there already."""
     if archive.is_file() and file_hashes(archive, ("md5",))["md5"] == md5:
         res = {**file_hashes(archive), "size": archive.stat().st_size}
-        report.actions.append((archive_name, "present"))
-    else:
-        archive.unlink(missing_ok=True)
-        part = archive.with_name(archive_name + ".part")
-        had_part = part.is_file() and part.stat().st_size > 0
-        res = download(url, archive, md5, progress=progress, timeout=timeout)
-        report.actions.append((archive_name, _how(res, had_part)))
+        report.actions.append((archive.name, "present"))
+        return res
+    archive.unlink(missing_ok=True)
+    return _download_reported(url, archive, md5, report, progress, timeout)
+
+
+def _extract_cifar(archive: Path, folder, sub, expected) -> list:
     try:
         written = extract_tar(archive, folder, only_under=(sub,))
     except DataCorruptError:
@@ -443,15 +549,18 @@ def _fetch_cifar(folder, fmt, url0, manifest, report, progress, force, timeout):
     missing = [rel for rel in expected if rel not in written]
     if missing:
         raise DataCorruptError(f"{archive}: the archive lacks {', '.join(missing)}")
-    source = {"file": archive_name, "url": url, "md5": md5, "sha256": res["sha256"], "size": res["size"]}
+    return written
+
+
+def _record_extracted(manifest, folder, sub, written, source):
+    """Replace the manifest entries under ``sub`` by the files just extracted from ``source``."""
+    entries = manifest["files"]
     for rel in list(entries):
         if rel.startswith(sub + "/"):
             del entries[rel]
     for rel in written:
         h = file_hashes(folder / rel, ("sha256",))
         _record(manifest, rel, {**h, "size": (folder / rel).stat().st_size}, extracted_from=source)
-    archive.unlink(missing_ok=True)  # the extracted files are what is used; the manifest keeps the archive's hashes
-    report.actions.append((sub, f"extracted {len(written)} files"))
 
 
 # -- what is there -----------------------------------------------------------------------------------------------

@@ -43,38 +43,13 @@ def _read_exactly(f, n: int) -> bytes | bytearray:
 def read_idx(path, kind: str, *, shape=(28, 28), n_classes=10) -> np.ndarray:
     """``kind`` "images" -> uint8 array (N, rows * cols); "labels" -> uint8 array (N,) with values < n_classes."""
     path = Path(path)
-    magic_expected = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
-    ndim = 3 if kind == "images" else 1
     gz = " (after gzip decompression)" if path.name.endswith(".gz") else ""
     try:
         with _open(path) as f:
-            head = _read_exactly(f, 4)
-            if len(head) < 4:
-                raise DataCorruptError(f"{path}: too short to be an IDX file ({len(head)} bytes{gz})")
-            (magic,) = struct.unpack(">I", head)
-            if magic != magic_expected:
-                what = {IMAGES_MAGIC: "an IDX image file", LABELS_MAGIC: "an IDX label file"}.get(magic)
-                raise DataCorruptError(
-                    f"{path}: wrong magic number 0x{magic:08x}, expected 0x{magic_expected:08x} (IDX {kind} file)"
-                    + (f"; this looks like {what} — are the file names swapped?" if what else ""))
-            dims_raw = _read_exactly(f, 4 * ndim)
-            if len(dims_raw) < 4 * ndim:
-                raise DataCorruptError(f"{path}: truncated IDX header{gz}")
-            dims = struct.unpack(f">{ndim}I", dims_raw)
+            dims = _read_header(f, path, kind, shape, gz)
             n = dims[0]
-            if kind == "images" and tuple(dims[1:]) != tuple(shape):
-                raise DataCorruptError(f"{path}: images are {dims[1]}x{dims[2]}, expected "
-                                       f"{shape[0]}x{shape[1]}")
-            if n > MAX_ITEMS:
-                raise DataCorruptError(f"{path}: header announces {n} {kind}, implausibly many (> {MAX_ITEMS})")
-            per_item = int(np.prod(dims[1:])) if ndim > 1 else 1
-            expected = n * per_item
-            data = _read_exactly(f, expected)
-            if len(data) < expected:
-                raise DataCorruptError(f"{path}: truncated: the header announces {n} {kind} ({expected} bytes of "
-                                       f"data) but the file holds {len(data)}{gz}")
-            if f.read(1):
-                raise DataCorruptError(f"{path}: unexpected bytes after the {n} {kind} announced by the header{gz}")
+            per_item = int(np.prod(dims[1:])) if len(dims) > 1 else 1
+            data = _read_data(f, path, kind, n, n * per_item, gz)
     except (gzip.BadGzipFile, zlib.error) as e:
         raise DataCorruptError(f"{path}: not a valid gzip file ({e})") from None
     except EOFError:
@@ -88,6 +63,41 @@ def read_idx(path, kind: str, *, shape=(28, 28), n_classes=10) -> np.ndarray:
         bad = int(np.argmax(arr >= n_classes))
         raise DataCorruptError(f"{path}: label {int(arr[bad])} at index {bad} is out of range 0..{n_classes - 1}")
     return arr
+
+
+def _read_header(f, path: Path, kind: str, shape, gz: str) -> tuple:
+    """The dimensions announced by the header (count first), checked before any data is read or allocated."""
+    magic_expected = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
+    ndim = 3 if kind == "images" else 1
+    head = _read_exactly(f, 4)
+    if len(head) < 4:
+        raise DataCorruptError(f"{path}: too short to be an IDX file ({len(head)} bytes{gz})")
+    (magic,) = struct.unpack(">I", head)
+    if magic != magic_expected:
+        what = {IMAGES_MAGIC: "an IDX image file", LABELS_MAGIC: "an IDX label file"}.get(magic)
+        raise DataCorruptError(
+            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{magic_expected:08x} (IDX {kind} file)"
+            + (f"; this looks like {what} — are the file names swapped?" if what else ""))
+    dims_raw = _read_exactly(f, 4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise DataCorruptError(f"{path}: truncated IDX header{gz}")
+    dims = struct.unpack(f">{ndim}I", dims_raw)
+    if kind == "images" and tuple(dims[1:]) != tuple(shape):
+        raise DataCorruptError(f"{path}: images are {dims[1]}x{dims[2]}, expected {shape[0]}x{shape[1]}")
+    if dims[0] > MAX_ITEMS:
+        raise DataCorruptError(f"{path}: header announces {dims[0]} {kind}, implausibly many (> {MAX_ITEMS})")
+    return dims
+
+
+def _read_data(f, path: Path, kind: str, n: int, expected: int, gz: str):
+    """Exactly the ``expected`` bytes the header announced: a shorter or a longer file is refused."""
+    data = _read_exactly(f, expected)
+    if len(data) < expected:
+        raise DataCorruptError(f"{path}: truncated: the header announces {n} {kind} ({expected} bytes of "
+                               f"data) but the file holds {len(data)}{gz}")
+    if f.read(1):
+        raise DataCorruptError(f"{path}: unexpected bytes after the {n} {kind} announced by the header{gz}")
+    return data
 
 
 def read_idx_pair(images_path, labels_path, *, shape=(28, 28), n_classes=10):

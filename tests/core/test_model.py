@@ -8,7 +8,7 @@ import pytest
 
 from bncli.core.batchnorm import BatchNorm, BatchOfOneError
 from bncli.core.layers import Activation, Dense, softmax_cross_entropy
-from bncli.core.model import MLP, PLACEMENTS
+from bncli.core.model import BN_IMPLS, MLP, PLACEMENTS
 from bncli.core.optim import OPTIMIZERS, Optimizer, lr_at
 
 from .gradcheck import numerical_grad, rel_error
@@ -37,11 +37,11 @@ def _randomize_affine(model, rng):
             p[...] = 0.3 * rng.standard_normal(p.shape)
 
 
-def _net_problem(bn, activation, n=8):
+def _net_problem(bn, activation, n=8, bn_impl="fused"):
     """Deterministic model + data; for relu, the first seed whose relu inputs all clear RELU_MARGIN."""
     for seed in range(100):
         rng = np.random.default_rng(seed)
-        model = MLP(6, [5, 4], 3, rng=rng, activation=activation, bn=bn, dtype=np.float64)
+        model = MLP(6, [5, 4], 3, rng=rng, activation=activation, bn=bn, dtype=np.float64, bn_impl=bn_impl)
         _randomize_affine(model, rng)
         X = rng.standard_normal((n, 6))
         y = rng.integers(0, 3, n)
@@ -92,10 +92,11 @@ def test_mlp_gradcheck_cross_entropy(bn, activation):
     assert max(errors.values()) < NET_TOL, errors
 
 
+@pytest.mark.parametrize("bn_impl", BN_IMPLS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("bn", PLACEMENTS)
-def test_mlp_gradcheck_random_upstream(bn, activation):
-    model, X, _, R = _net_problem(bn, activation)
+def test_mlp_gradcheck_random_upstream(bn, activation, bn_impl):
+    model, X, _, R = _net_problem(bn, activation, bn_impl=bn_impl)
     errors = _net_gradcheck(model, X, lambda logits: (np.sum(logits * R), R.copy()),
                             _structurally_zero(bn, activation))
     assert max(errors.values()) < NET_TOL, errors
@@ -111,6 +112,24 @@ def test_mlp_layer_order_per_placement():
 def test_unknown_placement_raises():
     with pytest.raises(ValueError, match="placement"):
         MLP(3, [4], 2, rng=np.random.default_rng(0), bn="both")
+    with pytest.raises(ValueError, match="implementation"):
+        MLP(3, [4], 2, rng=np.random.default_rng(0), bn="before", bn_impl="naive")
+
+
+@pytest.mark.parametrize("bn", PLACEMENTS)
+def test_flat_buffers_and_decay_mask(bn):
+    """Every parameter and gradient is a view into model.flat, and the weight-decay mask is 1 exactly on the entries
+    of the weight matrices (the ".W" keys, which a dict-based Optimizer decays)."""
+    model = MLP(6, [5, 4], 3, rng=np.random.default_rng(0), bn=bn)
+    flat = model.flat
+    assert flat.params.dtype == flat.grads.dtype == flat.decay_mask.dtype == model.dtype
+    assert flat.params.size == sum(p.size for p in model.params.values())
+    for k in model.params:
+        assert np.shares_memory(model.params[k], flat.params) and np.shares_memory(model.grads[k], flat.grads), k
+    flat.params[...] = np.arange(flat.params.size)  # each entry now holds its own index in the buffer
+    for k, p in model.params.items():
+        np.testing.assert_array_equal(flat.decay_mask[p.ravel().astype(int)], float(k.endswith(".W")), err_msg=k)
+    assert flat.decay_mask.sum() == sum(p.size for k, p in model.params.items() if k.endswith(".W"))
 
 
 # -- 5. batch of one through the model ---------------------------------------------------------------------------
@@ -363,41 +382,47 @@ def test_weights_shared_across_placements(init):
 
 
 # -- 16. the fast path is the plain path -------------------------------------------------------------------------
-def _plain_layers(model):
-    """Undo MLP's speed-ups on ``model``: every BN layer owns its statistics and updates them itself, nothing is
-    computed in place."""
-    for _, layer in model.layers:
+def _without_in_place(model):
+    """Undo MLP's in-place options on ``model``: BN layers that neither center their input nor write dx over dy in
+    place, activations on fresh arrays. Parameters and statistics stay where they are."""
+    start = 0
+    for i, (name, layer) in enumerate(model.layers):
         if isinstance(layer, BatchNorm):
-            layer.bind_state(layer.running.copy(), layer.batch_stats.copy())
-            layer.defer_running_update = layer.overwrite_input = layer.overwrite_grad = False
+            dim = layer.params["gamma"].size
+            state = (model._running[:, start:start + dim], model._batch_stats[:, start:start + dim])
+            plain = BatchNorm(dim, decay=layer.decay, eps=layer.eps, dtype=model.dtype, fused=True, state=state)
+            plain.params, plain.grads = layer.params, layer.grads
+            model.layers[i] = (name, plain)
+            start += dim
         elif isinstance(layer, Activation):
             layer.inplace = False
-    model._running = np.empty((2, 0), model.dtype)  # no shared update in forward
+
+
+def _train(model, opt, X, y, steps=5, batch=8):
+    losses = []
+    for step in range(steps):
+        xb, yb = X[batch * step:batch * (step + 1)], y[batch * step:batch * (step + 1)]
+        loss, d, _ = softmax_cross_entropy(model.forward(xb, "train"), yb)
+        model.backward(d)
+        opt.step(0.1)
+        losses.append(loss)
+    return losses
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
 @pytest.mark.parametrize("bn", PLACEMENTS)
-def test_shared_statistics_and_in_place_layers_change_no_bit(bn, activation):
-    """MLP's shared running-statistics update and its in-place activations/BN give bit-identical parameters,
-    gradients, buffers, losses and eval outputs to layer-by-layer updates on fresh arrays, over several steps."""
+def test_in_place_layers_change_no_bit(bn, activation):
+    """MLP's in-place activations and BN layers give bit-identical parameters, gradients, buffers, losses and eval
+    outputs to layers that work on fresh arrays, over several steps."""
     rng = np.random.default_rng(16)
     X, y = rng.standard_normal((40, 6)).astype(np.float32), rng.integers(0, 3, 40)
     fast = MLP(6, [7, 5], 3, rng=np.random.default_rng(1), activation=activation, bn=bn)
     plain = MLP(6, [7, 5], 3, rng=np.random.default_rng(1), activation=activation, bn=bn)
-    _plain_layers(plain)
+    _without_in_place(plain)
     X0 = X.copy()
-    for model_opt in ((fast, Optimizer(fast.params, fast.grads, "momentum", flat=fast.flat)),
-                      (plain, Optimizer(plain.params, plain.grads, "momentum", flat=plain.flat))):
-        model, opt = model_opt
-        model.history = []
-        for step in range(5):
-            xb, yb = X[8 * step:8 * step + 8], y[8 * step:8 * step + 8]
-            loss, d, _ = softmax_cross_entropy(model.forward(xb, "train"), yb)
-            model.backward(d)
-            opt.step(0.1)
-            model.history.append(loss)
+    histories = [_train(m, Optimizer(m.params, m.grads, "momentum", flat=m.flat), X, y) for m in (fast, plain)]
     np.testing.assert_array_equal(X, X0)  # the input batch is never overwritten
-    assert fast.history == plain.history
+    assert histories[0] == histories[1]
     for k in fast.params:
         np.testing.assert_array_equal(fast.params[k], plain.params[k], err_msg=k)
         np.testing.assert_array_equal(fast.grads[k], plain.grads[k], err_msg=k)
@@ -410,11 +435,52 @@ def test_shared_statistics_and_in_place_layers_change_no_bit(bn, activation):
     np.testing.assert_array_equal(fast.forward(X, "eval"), plain.forward(X, "eval"))
 
 
-def test_running_statistics_follow_the_batches_of_every_bn_layer():
+def _assert_close(actual, desired, what, rtol=1e-11):
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * np.max(np.abs(desired)), err_msg=what)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+@pytest.mark.parametrize("bn", ["before", "after"])
+def test_textbook_and_fused_mlp_train_alike(bn, activation):
+    """The same MLP with textbook and with fused BN layers, trained a few steps (momentum, weight decay, flat
+    update) in float64: losses, parameters, gradients, running and population statistics, eval outputs and the
+    folded layers agree to rounding."""
+    rng = np.random.default_rng(18)
+    X, y = rng.standard_normal((48, 6)) * 2 + 1, rng.integers(0, 3, 48)
+    models = {impl: MLP(6, [7, 5], 3, rng=np.random.default_rng(2), activation=activation, bn=bn,
+                        dtype=np.float64, bn_impl=impl) for impl in BN_IMPLS}
+    losses = {impl: _train(m, Optimizer(m.params, m.grads, "momentum", weight_decay=1e-2, flat=m.flat), X, y, 6)
+              for impl, m in models.items()}
+    fused, textbook = models["fused"], models["textbook"]
+    assert all(layer.fused for _, layer in fused.bn_layers())
+    assert not any(layer.fused for _, layer in textbook.bn_layers())
+    _assert_close(np.array(losses["fused"]), np.array(losses["textbook"]), "losses")
+    for k in fused.params:
+        _assert_close(fused.params[k], textbook.params[k], k)
+        _assert_close(fused.grads[k], textbook.grads[k], f"grad {k}")
+    fb, tb = fused.get_buffers(), textbook.get_buffers()
+    assert set(fb) == set(tb) == {f"bn{i}.{s}" for i in (1, 2) for s in ("running_mean", "running_var")}
+    for k in fb:
+        _assert_close(fb[k], tb[k], k)
+    for k, v in fused.population_stats(X, 8).items():
+        _assert_close(v, textbook.population_stats(X, 8)[k], f"population {k}")
+    for mode in ("eval", "batch"):
+        _assert_close(fused.forward(X, mode), textbook.forward(X, mode), mode)
+    if bn == "before":
+        for (Wf, bf, _), (Wt, bt, _) in zip(fused.folded_layers(), textbook.folded_layers()):
+            _assert_close(Wf, Wt, "folded W")
+            _assert_close(bf, bt, "folded b")
+    assert not np.allclose(fused.params["dense1.W"], MLP(6, [7, 5], 3, rng=np.random.default_rng(2),
+                                                         dtype=np.float64).params["dense1.W"])
+
+
+@pytest.mark.parametrize("bn_impl", BN_IMPLS)
+def test_running_statistics_follow_the_batches_of_every_bn_layer(bn_impl):
     """After one training step from fresh buffers, each BN layer's running mean is (1 - decay) x the mean of its
     input and its running variance decay + (1 - decay) x the unbiased variance (float64 reference)."""
     rng = np.random.default_rng(17)
-    model = MLP(6, [7, 5], 3, rng=rng, activation="tanh", bn="after", bn_decay=0.8, dtype=np.float64)
+    model = MLP(6, [7, 5], 3, rng=rng, activation="tanh", bn="after", bn_decay=0.8, dtype=np.float64,
+                bn_impl=bn_impl)
     X = rng.standard_normal((10, 6)) * 3 + 1
     inputs, x = {}, X
     for name, layer in model.layers:  # reference inputs of each BN layer, from a forward that updates nothing

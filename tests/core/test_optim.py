@@ -232,3 +232,15 @@ def test_flat_update_is_bit_identical_to_per_parameter_updates(name, wd):
         np.testing.assert_array_equal(models[0].params[k], models[1].params[k], err_msg=k)
     assert not np.array_equal(models[0].params["dense1.W"], MLP(6, [5, 4], 3, rng=np.random.default_rng(21),
                                                                  bn="before").params["dense1.W"])
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_flat_update_decays_where_the_mask_says(name):
+    """With flat=(params, grads, decay_mask) the optimizer takes the mask as given: zero gradients, so only the
+    decay moves an entry, and exactly the masked entries move."""
+    params, grads = 2.0 + np.arange(6.0), np.zeros(6)
+    mask = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    before = params.copy()
+    Optimizer({}, {}, name, weight_decay=0.1, flat=(params, grads, mask)).step(LR)
+    assert np.all(np.abs(params[mask == 1]) < before[mask == 1])
+    np.testing.assert_array_equal(params[mask == 0], before[mask == 0])

@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bncli.data import sources
-from bncli.data.cli import app
+import bncli.cli  # noqa: F401 - registers the commands
+from bncli.cli.app import data_app as app
 
 from .helpers import cifar_tar_bytes, md5, mnist_gz_bytes, tiny_cifar, write_cifar_folder, write_mnist_folder
 

@@ -1,12 +1,8 @@
-"""``bncli data``: fetch, list and describe datasets. Mounted by ``bncli.cli`` as a sub-command group.
-
-Errors become a message and an exit code as in ``bncli.cli.cli_errors`` (not imported: ``bncli.cli`` imports this
-module): corrupt or hostile files and failed downloads exit 1, unknown names and bad options exit 2.
-"""
+"""``bncli data``: fetch, list and describe datasets. Failures go through the one error mapper (cli/errors.py):
+corrupt or hostile files and failed downloads exit 1, unknown names and bad options exit 2."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Optional
 
@@ -14,32 +10,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import BncliError, UsageError
-from . import sources
-from .datasets import DataError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Fetch, list and describe datasets.")
+from ..data import sources
+from ..errors import UsageError
+from .app import command, data_app
+from .ui import console
 
 NAME = typer.Argument(..., help=f"Dataset: {', '.join(sources.REAL + sources.BUNDLED)}.", show_default=False)
 ROOT = typer.Option(None, "--root", help="Data root holding <name>/ folders [default: $BNCLI_DATA, else "
                                          "$XDG_CACHE_HOME/bncli or ~/.cache/bncli].")
-
-
-def _errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from ..ui import err_console
-
-        try:
-            return fn(*args, **kwargs)
-        except (BncliError, DataError) as e:
-            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-            raise typer.Exit(getattr(e, "exit_code", 1)) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: a partial download is kept; run the command again to resume")
-            raise typer.Exit(130) from None
-    return wrapper
 
 
 def _size(n: int) -> str:
@@ -77,16 +55,14 @@ class _Bar:
         self.progress = self.task = None
 
 
-@app.command()
-@_errors
+@command(data_app)
 def fetch(name: str = NAME, root: Optional[Path] = ROOT,
           fmt: str = typer.Option("bin", "--format", help="CIFAR-10 only: bin (no pickle) or python."),
           mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL holding the files [default: the "
                                                                      "official one; or $BNCLI_DATA_MIRROR/<name>/]."),
           force: bool = typer.Option(False, "--force", help="Download again even when the files are present.")):
     """Download a dataset's official files, verify their published checksums and extract them."""
-    from ..ui import console
-    from .fetch import fetch as do_fetch
+    from ..data.fetch import fetch as do_fetch
 
     sources.check_name(name)
     if name in sources.BUNDLED:
@@ -106,14 +82,12 @@ def fetch(name: str = NAME, root: Optional[Path] = ROOT,
         console.print(f"{name}: ready in {escape(str(report.folder))} ({sources.CREDITS[name]})", soft_wrap=True)
 
 
-@app.command("list")
-@_errors
+@command(data_app, name="list")
 def list_(root: Optional[Path] = ROOT,
           check: bool = typer.Option(True, "--check/--no-check", help="Verify checksums (reads every file).")):
     """What is available locally: where, format, size and checksum status."""
-    from ..ui import console
-    from .datasets import MNIST5K_SHA256
-    from .fetch import status
+    from ..data.datasets import MNIST5K_SHA256
+    from ..data.fetch import status
 
     table = Table(title="datasets", title_justify="left")
     for c in ("dataset", "location", "format", "files", "size", "checksums"):
@@ -136,24 +110,22 @@ def list_(root: Optional[Path] = ROOT,
             for row in status(name, r / name, check=check):
                 found = True
                 state = "" if row["complete"] or row["format"] == "partial download" else " (incomplete)"
-                table.add_row(name, f"{row['location']} ({origin})", row["format"] + state, str(row["files"]),
-                              _size(row["bytes"]), row["checksums"])
+                table.add_row(name, escape(f"{row['location']} ({origin})"), escape(row["format"] + state),
+                              str(row["files"]), _size(row["bytes"]), escape(row["checksums"]))
         if not found:
             table.add_row(name, "[dim]not found[/]", "", "", "", f"[dim]bncli data fetch {name}[/]")
     console.print(table)
     console.print("searched: " + "; ".join(f"{r} ({o})" for r, o in places)
-                  + ("; plus data.path when a config sets it" if root is None else ""), highlight=False,
+                  + ("; plus data.path when a config sets it" if root is None else ""), highlight=False, markup=False,
                   soft_wrap=True)
 
 
-@app.command()
-@_errors
+@command(data_app)
 def info(name: str = NAME, root: Optional[Path] = ROOT,
          path: Optional[Path] = typer.Option(None, "--path", help="A folder holding the files (as data.path).")):
     """Shapes, class balance and pixel statistics of a dataset (as read, before any preprocessing)."""
-    from ..ui import console
-    from . import cifar
-    from .datasets import load_mnist5k
+    from ..data import cifar
+    from ..data.datasets import load_mnist5k
 
     sources.check_name(name)
     if name == "mnist-5k":

@@ -1,59 +1,20 @@
-"""Rich rendering shared by the commands: the live progress of many runs, and the result tables."""
+"""The consoles and the result tables of the commands (rich). User-supplied text in a table is escaped, never
+read as markup."""
 
 from __future__ import annotations
 
-import math
 import sys
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import stats
+from .. import stats
 
 # Piped output (CI logs, files) gets 120 columns instead of rich's 80, so the tables are not folded.
 _WIDTH = None if sys.stdout.isatty() else 120
-console = Console(width=_WIDTH)
+console = Console(width=_WIDTH, soft_wrap=True)  # a path or a message is never cut into lines
 err_console = Console(stderr=True, width=_WIDTH, soft_wrap=True)  # paths stay on one line
-
-
-class RunProgress:
-    """An overall bar (runs done / total, ETA, diverged and failed so far) and one bar per run in flight.
-    ``labels[i]`` names task i; ``on_progress``/``on_done`` plug into ``executor.execute``."""
-
-    def __init__(self, labels: list[str], title="runs"):
-        self.labels = labels
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=console)
-        self.overall = self.progress.add_task(f"[bold]{title}", total=len(labels), info="")
-        self.bars: dict[int, int] = {}
-        self.diverged = self.failed = 0
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def on_progress(self, i, step, total, loss, acc):
-        if i not in self.bars:
-            self.bars[i] = self.progress.add_task(f"  {self.labels[i]}", total=total, info="")
-        loss_s = "" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}  "
-        self.progress.update(self.bars[i], completed=step, info=f"{loss_s}test acc {acc:.3f}")
-
-    def on_done(self, i, res):
-        if i in self.bars:
-            self.progress.remove_task(self.bars.pop(i))
-        if isinstance(res, BaseException):
-            self.failed += 1
-            self.progress.console.print(f"[red]failed[/] {escape(self.labels[i])}: {escape(str(res))}")
-        elif res.get("status") == "diverged":
-            self.diverged += 1
-        counts = ", ".join(f"{n} {w}" for n, w in ((self.diverged, "diverged"), (self.failed, "failed")) if n)
-        self.progress.update(self.overall, advance=1, info=counts)
 
 
 def _summary(d: dict) -> stats.Summary:
@@ -62,7 +23,7 @@ def _summary(d: dict) -> stats.Summary:
 
 def experiment_tables(cfg, result):
     t = cfg.train
-    table = Table(title=f"{cfg.name}: mean ± sd over seeds (test split, eval mode)", title_justify="left",
+    table = Table(title=f"{escape(cfg.name)}: mean ± sd over seeds (test split, eval mode)", title_justify="left",
                   caption=f"means leave out diverged runs (counted in runs). Steps to {t.target_accuracy:g} on the "
                           f"{t.target_split} split: Kaplan-Meier median [95% interval], runs that never reached it "
                           "(or diverged first) censored at the budget; reached/runs", caption_justify="left")
@@ -102,12 +63,12 @@ def experiment_tables(cfg, result):
 
 
 def _fmt_value(v):
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return escape(f"{v:.3g}" if isinstance(v, float) else str(v))
 
 
 def plan_table(runs, keys, limit=60):
     table = Table(title=f"{len(runs)} runs ({sum(r.done for r in runs)} already done)", title_justify="left")
-    for c in ("#", *keys, "arm", "seed", "hash", "status"):
+    for c in ("#", *(escape(k) for k in keys), "arm", "seed", "hash", "status"):
         table.add_column(c, justify="right" if c in ("#", "seed") else "left")
     for i, r in enumerate(runs[:limit]):
         table.add_row(str(i), *(_fmt_value(r.point[k]) for k in keys), r.arm, str(r.seed), r.hash,
@@ -123,13 +84,13 @@ def usable_table(result):
     u0 = result.usable[0]
     rk = u0["range_key"]
     pts = [k[len("decades_"):-2] for k in u0 if k.startswith("decades_") and k.endswith("pt")]
-    table = Table(title=f"usable range of {rk}, per seed: the contiguous values around the seed's best where the run "
+    table = Table(title=f"usable range of {escape(rk)}, per seed: the contiguous values around the seed's best where the run "
                         f"did not diverge and its tail test accuracy is >= {u0['floor']:g}",
                   title_justify="left",
                   caption="range: median lower and upper end over the seeds that learn; widths: mean ± sd over them "
                           "(decades); within N pt: around the seed's own best (descriptive)", caption_justify="left")
     others = [k for k in result.keys if k != rk]
-    for c in ("arm", *others, "seeds that learn", "usable range", "width", *(f"within {p} pt" for p in pts),
+    for c in ("arm", *(escape(k) for k in others), "seeds that learn", "usable range", "width", *(f"within {p} pt" for p in pts),
               "diverged runs"):
         table.add_column(c, justify="left" if c in ("arm", *others) else "right")
     for u in result.usable:

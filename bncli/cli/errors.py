@@ -1,0 +1,94 @@
+"""The one place where failures become a message and an exit code.
+
+    UsageError (bad command line or config: file, line, key)      one line, exit 2
+    BncliError, DataError (runtime: damaged file, failed run)     one line, exit 1
+    OSError (full disk, read-only or missing folder, ...)         one line naming the file, exit 1
+    Ctrl-C                                                        one line, exit 130 (finished work is kept)
+    anything else (a bug)                                         one line and where the traceback was saved, exit 1;
+                                                                  with --debug (or BNCLI_DEBUG=1) the traceback itself
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import typer
+
+from ..errors import BncliError, UsageError
+
+DEBUG = {"on": bool(os.environ.get("BNCLI_DEBUG"))}
+
+_HINTS = {errno.ENOSPC: "free some space and run the command again (finished runs are kept)",
+          errno.EDQUOT: "free some space and run the command again (finished runs are kept)",
+          errno.EROFS: "the file system is read-only; pass --out to write elsewhere",
+          errno.EACCES: "no permission; pass --out to write elsewhere",
+          errno.EPERM: "no permission; pass --out to write elsewhere"}
+
+
+def say_error(message: str, code: int):
+    from .ui import err_console
+
+    err_console.print("[bold red]error:[/] ", end="", highlight=False)
+    err_console.print(message, markup=False, highlight=False)  # user text (paths, values) printed literally
+    raise typer.Exit(code)
+
+
+def os_message(e: OSError) -> str:
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    text = e.strerror or str(e)
+    hint = _HINTS.get(e.errno)
+    return (f"{where}: " if where else "") + text + (f" ({hint})" if hint else "")
+
+
+def crash_report(exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected exception to a file; its path, or None if nothing could be written."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    for folder in (Path(state) / "bncli", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"bncli-crash-{stamp}-{os.getpid()}.txt"
+            path.write_text(f"bncli {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def handled(fn):
+    """Wrap a command: every failure becomes one line on stderr and its exit code (see the module docstring)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            from .ui import err_console
+
+            err_console.print("[yellow]interrupted[/]: finished work is kept; run the command again to resume",
+                              highlight=False)
+            raise typer.Exit(130) from None
+        except UsageError as e:
+            say_error(str(e), 2)
+        except BncliError as e:
+            say_error(str(e), getattr(e, "exit_code", 1))
+        except OSError as e:
+            say_error(os_message(e), 1)
+        except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a file
+            if DEBUG["on"]:
+                traceback.print_exc()
+                raise typer.Exit(1) from None
+            path = crash_report(e)
+            where = f"the traceback is in {path}" if path else "no traceback file could be written"
+            say_error(f"unexpected {type(e).__name__}: {e} (a bug in bncli: {where}; run with --debug to print "
+                      "it)", 1)
+    return wrapper

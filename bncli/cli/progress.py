@@ -1,0 +1,134 @@
+"""Progress of many runs. On a terminal: an overall bar (done/total, ETA, diverged and failed so far) and one bar
+per run in flight, labelled with its swept values, arm and seed. Piped (CI logs, files): a plain line at a steady
+rhythm (done/total, diverged, failed, running, elapsed, ETA), and one when the last run finishes.
+
+Both plug into ``runs.dispatch``: ``on_progress(spec, step, total, loss, acc)``, ``on_done(spec, result)``. A late
+progress message for a run that has already finished is ignored (it would otherwise bring back its bar)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .ui import console
+
+PLAIN_EVERY_S = 10.0
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class _Counts:
+    def __init__(self, total: int, label):
+        self.total, self.label = total, label
+        self.done = self.diverged = self.failed = 0
+        self.finished: set[str] = set()
+        self.t0 = time.monotonic()
+
+    def finish(self, spec, res) -> str | None:
+        """Count a finished run; the line to print now (a failure), if any."""
+        self.finished.add(spec.hash)
+        self.done += 1
+        if isinstance(res, BaseException):
+            self.failed += 1
+            return f"failed {self.label(spec)}: {res}"
+        if isinstance(res, dict) and res.get("status") == "diverged":
+            self.diverged += 1
+        return None
+
+    def tally(self) -> str:
+        return ", ".join(f"{n} {w}" for n, w in ((self.diverged, "diverged"), (self.failed, "failed")) if n)
+
+
+class RunProgress:
+    """Use as a context manager around ``dispatch``; picks bars or plain lines from the console."""
+
+    def __init__(self, total: int, title="runs", label=lambda spec: spec.label(), plain=None,
+                 every_s=PLAIN_EVERY_S, out=None):
+        self.out = out or console
+        self.counts = _Counts(total, label)
+        self.title = title
+        self.plain = (not self.out.is_terminal) if plain is None else plain
+        self.every_s = every_s
+        self.running: dict[str, int] = {}  # hash -> rich task id (bars) or last step (plain)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- context ---------------------------------------------------------------------------------------------
+    def __enter__(self):
+        if self.counts.total == 0:
+            return self
+        if self.plain:
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        else:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=self.out)
+            self.progress.__enter__()
+            self.overall = self.progress.add_task(f"[bold]{escape(self.title)}", total=self.counts.total, info="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.counts.total == 0:
+            return False
+        if self.plain:
+            self._stop.set()
+            self._thread.join(timeout=1)
+            return False
+        return self.progress.__exit__(*exc)
+
+    # -- callbacks -------------------------------------------------------------------------------------------
+    def on_progress(self, spec, step, total, loss, acc):
+        with self._lock:
+            if spec.hash in self.counts.finished or self.counts.total == 0:
+                return
+            if self.plain:
+                self.running[spec.hash] = step
+                return
+            if spec.hash not in self.running:
+                self.running[spec.hash] = self.progress.add_task(f"  {escape(self.counts.label(spec))}",
+                                                                 total=total, info="")
+            loss_s = "" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}  "
+            acc_s = "" if acc is None or not math.isfinite(acc) else f"test acc {acc:.3f}"
+            self.progress.update(self.running[spec.hash], completed=step, info=loss_s + acc_s)
+
+    def on_done(self, spec, res):
+        with self._lock:
+            if self.counts.total == 0:
+                return
+            task = self.running.pop(spec.hash, None)
+            line = self.counts.finish(spec, res)
+            if self.plain:
+                if line:
+                    self.out.print(line, markup=False, highlight=False)
+                if self.counts.done == self.counts.total:
+                    self._line()
+                return
+            if task is not None:
+                self.progress.remove_task(task)
+            if line:
+                self.progress.console.print(f"[red]failed[/] {escape(line[len('failed '):])}", highlight=False)
+            self.progress.update(self.overall, advance=1, info=self.counts.tally())
+
+    # -- plain lines -----------------------------------------------------------------------------------------
+    def _tick(self):
+        while not self._stop.wait(self.every_s):
+            with self._lock:
+                if self.counts.done < self.counts.total:
+                    self._line()
+
+    def _line(self):
+        c = self.counts
+        elapsed = time.monotonic() - c.t0
+        eta = "ETA " + (_duration(elapsed / c.done * (c.total - c.done)) if c.done else "unknown")
+        tally = c.tally()
+        self.out.print(f"[{_duration(elapsed)}] {self.title}: {c.done}/{c.total} done"
+                       + (f" ({tally})" if tally else "") + f", {len(self.running)} running, "
+                       + (eta if c.done < c.total else "finished"), markup=False, highlight=False)

@@ -1,0 +1,80 @@
+"""`bncli report` (every claim measured and judged; resumable) and `bncli plot` (figures redrawn from stored
+numbers)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..executor import check_executor
+from .app import EXECUTOR, WORKERS, command, workers_for
+from .progress import RunProgress
+from .ui import console
+
+
+@command()
+def plot(results_dir: Path = typer.Argument(..., help="A results directory (train, sweep, lrfind or report).",
+                                            show_default=False),
+         fmt: str = typer.Option("png", "--format", help="png, svg or pdf."),
+         out: Optional[Path] = typer.Option(None, "--out", help="Where to write the figures [default: RESULTS_DIR].",
+                                            show_default=False)):
+    """Redraw the figures of a results directory from its stored numbers (no dataset, no training)."""
+    from ..plot import plot_dir
+
+    for path in plot_dir(results_dir, fmt, out):
+        console.print(f"wrote {path}", markup=False, highlight=False)
+
+
+def _report_label(spec) -> str:
+    return f"{spec.config.name[:22]} {spec.label()}"
+
+
+@command()
+def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget on the bundled data (<= 15 min "
+                                                                   "on two cores), or the full budget on real data."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: results/report-quick "
+                                                                  "or results/report-full].", show_default=False),
+           workers: int = WORKERS, executor: str = EXECUTOR,
+           experiments: Path = typer.Option(Path("experiments"), "--experiments", help="Folder of c01_*.yaml ..."),
+           only: Optional[List[str]] = typer.Option(None, "--only", help="Claim ids to include, e.g. --only C1.",
+                                                    show_default=False),
+           readme: Optional[Path] = typer.Option(None, "--readme", help="Also rewrite this README's summary block.",
+                                                 show_default=False)):
+    """Measure every claim of CLAIMS.md: run what is missing, then write REPORT.md, report.html and figures."""
+    from ..report import plan_report, run_report
+
+    check_executor(executor)
+    mode = "quick" if quick else "full"
+    t0 = time.perf_counter()
+    out_dir, studies = plan_report(mode, out, experiments, only)
+    specs = {r.hash: r for s in studies.values() for r in s.runs}
+    todo = [r for r in specs.values() if not r.done]
+    workers = workers_for(workers, len(todo))
+    console.print(f"[bold]report ({mode})[/]: {len(studies)} studies, {len(specs)} distinct runs, "
+                  f"{len(specs) - len(todo)} reused, {len(todo)} to train on {workers} workers -> "
+                  f"{escape(str(out_dir))}", highlight=False)
+    with RunProgress(len(todo), title="report runs", label=_report_label) as ui:
+        claims = run_report(mode, out_dir, experiments, workers=workers, executor=executor, studies=studies,
+                            on_progress=ui.on_progress, on_done=ui.on_done)
+    table = Table(title="claims", title_justify="left")
+    for col in ("claim", "verdict", "primary effect (estimate, 95% interval)"):
+        table.add_column(col)
+    colors = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
+    for c in claims:
+        prim = "; ".join(f"{escape(c.effects[i].estimate_text())} {escape(c.effects[i].interval_text())}"
+                         for i in c.primary)
+        fragile = " [bold](fragile)[/]" if c.stability.get("fragile") else ""
+        table.add_row(f"{c.id} {escape(c.title)}", f"[{colors[c.verdict]}]{c.verdict}[/]{fragile}", prim)
+    console.print(table)
+    if readme:
+        from ..report.render import update_readme
+
+        update_readme(readme, out_dir, claims, mode)
+        console.print(f"updated the summary in {readme}", markup=False, highlight=False)
+    console.print(f"wrote {out_dir}/REPORT.md, report.html, report.json and figures/ in "
+                  f"{time.perf_counter() - t0:.0f} s", markup=False, highlight=False)

@@ -1,0 +1,133 @@
+"""`bncli train`, `sweep` and `lrfind`: parse, call the library function, render. Every one resumes: a run that
+finished (with this code) is kept and never trained again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+
+from ..config import load_config
+from ..errors import UsageError
+from ..executor import check_executor
+from .app import CONFIG, EXECUTOR, OUT, OVERRIDES, WORKERS, command, default_out, workers_for
+from .progress import RunProgress
+from .ui import console, err_console
+
+
+def _where(executor: str, workers: int) -> str:
+    if executor != "local":
+        return f"on the Dask cluster at {executor}"
+    return f"on {workers} local worker process{'es' if workers > 1 else ''} (one BLAS thread each)"
+
+
+def _failures(failures: list[dict]):
+    for f in failures:
+        point = " ".join(f"{k}={v}" for k, v in f["point"].items())
+        err_console.print(f"[red]failed[/] {escape(point)} {f['arm']} seed {f['seed']}: {escape(f['error'])}",
+                          highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@command()
+def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
+          workers: int = WORKERS, executor: str = EXECUTOR):
+    """Train the arms (BN placements) of an experiment over its seeds; write results and a figure."""
+    from ..experiment import plan_experiment, run_experiment
+    from .ui import experiment_tables
+
+    check_executor(executor)
+    cfg, src = load_config(config, overrides or [])
+    out_dir = default_out(out, cfg.name)
+    specs = plan_experiment(cfg, src, out_dir)
+    todo = sum(not s.done for s in specs)
+    workers = workers_for(workers, todo)
+    console.print(f"[bold]{escape(cfg.name)}[/]: {len(cfg.model.bn)} arms x {len(cfg.train.seeds)} seeds = "
+                  f"{len(specs)} runs; {len(specs) - todo} already done, {todo} to train {_where(executor, workers)}"
+                  f" -> {escape(str(out_dir))}", highlight=False)
+    t0 = time.perf_counter()
+    with RunProgress(todo, label=lambda s: f"{s.arm:<6} seed {s.seed}") as ui:
+        result = run_experiment(cfg, src, out_dir, workers=workers, executor=executor, specs=specs,
+                                on_progress=ui.on_progress, on_done=ui.on_done)
+    for table in experiment_tables(cfg, result):
+        console.print(table)
+    console.print(f"wrote {result.out_dir}/ (summary.csv, experiment.json, runs/)"
+                  + (f" and {result.figure}" if result.figure else "") + f" in {time.perf_counter() - t0:.1f} s",
+                  markup=False, highlight=False)
+    _failures(result.failures)
+
+
+@command()
+def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument(
+              None, show_default=False,
+              help="key=value overrides; key=v1,v2,... or key=logrange(min,max,per_decade) or "
+                   "key=linrange(min,max,num) add swept keys (quote them in the shell)."),
+          out: Optional[Path] = OUT, workers: int = WORKERS, executor: str = EXECUTOR,
+          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their count; run nothing.")):
+    """Hyperparameter-range study: the sweep grid x arms x seeds, in parallel, resumable."""
+    from ..sweep import plan_sweep, run_sweep
+    from .ui import plan_table, usable_table
+
+    check_executor(executor)
+    cfg, src = load_config(config, overrides or [], sweep_overrides=True)
+    out_dir = default_out(out, cfg.name)
+    runs = plan_sweep(cfg, src, out_dir)
+    keys = list(cfg.sweep.parameters)
+    todo = [r for r in runs if not r.done]
+    workers = workers_for(workers, len(todo))
+    n_points = len(runs) // max(1, len(cfg.model.bn) * len(cfg.train.seeds))
+    console.print(f"[bold]{escape(cfg.name)}[/]: {len(runs)} runs = {n_points} points x {len(cfg.model.bn)} arms x "
+                  f"{len(cfg.train.seeds)} seeds; {len(runs) - len(todo)} already done, {len(todo)} to run -> "
+                  f"{escape(str(out_dir))}", highlight=False)
+    if dry_run:
+        console.print(plan_table(runs, keys))
+        return
+    console.print(_where(executor, workers), markup=False)
+    t0 = time.perf_counter()
+    with RunProgress(len(todo), label=lambda s: s.label(keys)) as ui:
+        result = run_sweep(cfg, src, out_dir, workers=workers, executor=executor, runs=runs,
+                           on_progress=ui.on_progress, on_done=ui.on_done)
+    table = usable_table(result)
+    if table is not None:
+        console.print(table)
+    n_div = sum(bool(r.get("diverged")) for r in result.rows)
+    console.print(f"{len(result.rows)} runs ({result.skipped} reused, {n_div} diverged, {len(result.failed)} failed); "
+                  f"wrote {out_dir}/ (summary.csv, range.csv, ranges.csv, sweep.json) in "
+                  f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+    _failures(result.failed)
+
+
+@command()
+def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
+           start: float = typer.Option(1e-7, "--start", min=0, help="First learning rate."),
+           end: float = typer.Option(10.0, "--end", min=0, help="Last learning rate."),
+           iters: int = typer.Option(100, "--iters", min=2, help="Iterations of the geometric ramp."),
+           beta: float = typer.Option(0.98, "--beta", min=0, max=0.9999, help="Loss smoothing."),
+           stop_factor: float = typer.Option(4.0, "--stop-factor", min=1, help="Stop above this x best loss.")):
+    """Learning-rate range test (Smith 2015): one short run per arm with a geometric learning-rate ramp."""
+    from rich.table import Table
+
+    from ..lrfind import run_lrfind
+
+    if not 0 < start < end:
+        raise UsageError(f"--start {start:g} / --end {end:g}: expected 0 < start < end")
+    cfg, src = load_config(config, overrides or [])
+    out_dir = default_out(out, f"{cfg.name}-lrfind")
+    result = run_lrfind(cfg, src, out_dir, start=start, end=end, iters=iters, beta=beta, stop_factor=stop_factor)
+    table = Table(title=f"{escape(cfg.name)}: learning-rate range test (seed {cfg.train.seeds[0]}, {iters} "
+                        f"iterations {start:g} -> {end:g})", title_justify="left")
+    for c in ("arm", "iterations", "stopped at lr", "min loss at lr", "loss drop", "steepest", "minimum/10"):
+        table.add_column(c, justify="left" if c == "arm" else "right")
+    for arm, s in result.suggestions.items():
+        table.add_row(arm, str(s["iterations"]), f"{s['stop_lr']:.3g}", f"{s['min_lr']:.3g}",
+                      f"{s['descent']:.0%}", f"{s['steep_lr']:.3g}", f"{s['min_lr'] / 10:.3g}")
+    console.print(table)
+    flat = [arm for arm, s in result.suggestions.items() if not s["descent"] >= 0.05]
+    if flat:
+        console.print(f"[yellow]no clear descent[/] (smoothed loss fell < 5%) for {', '.join(flat)}: "
+                      "their suggestions are not meaningful; try more iterations or another range")
+    console.print(f"wrote {out_dir}/ (lr_find.csv, lr_find.json, lr_find.png)", markup=False, highlight=False)
