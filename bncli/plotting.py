@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,10 +21,16 @@ ARM_COLORS = {"none": "#444444", "before": "#1f77b4", "after": "#d95f02"}
 ARM_LABELS = {"none": "no BN", "before": "BN before activation", "after": "BN after activation"}
 
 
+# No date and no random ids in the files: the same numbers give the same bytes in every format.
+_NO_DATE = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}
+
+
 def save(fig: Figure, path, fmt=None):
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt or str(path).rsplit(".", 1)[-1], dpi=130, bbox_inches="tight")
+    fmt = fmt or str(path).rsplit(".", 1)[-1]
+    with matplotlib.rc_context({"svg.hashsalt": "bncli"}):
+        fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight", metadata=_NO_DATE.get(fmt))
     atomic.write_bytes(path, buf.getvalue())
 
 

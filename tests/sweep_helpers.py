@@ -6,8 +6,10 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -87,3 +89,37 @@ def bncli_cmd(*args) -> list[str]:
 def run_proc(args, cwd, timeout=180):
     return subprocess.run(bncli_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=proc_env())
+
+
+# -- interrupting real processes ----------------------------------------------------------------------------
+def wait_for_first_run(proc, out: Path, timeout=120):
+    """Until a first run directory exists under out/runs (the process must still be running)."""
+    t0 = time.monotonic()
+    while not run_dirs(out):
+        assert proc.poll() is None, f"sweep ended before any run finished: {proc.returncode}"
+        assert time.monotonic() - t0 < timeout, "no run directory appeared"
+        time.sleep(0.01)
+
+
+def group_gone(pgid, timeout=30) -> bool:
+    """Until every process of the group has been reaped (killed workers are zombies for a moment)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def snapshot_runs(out: Path) -> dict:
+    return {d.name: ((d / "meta.json").read_text(), d.stat().st_ino) for d in run_dirs(out)}
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()

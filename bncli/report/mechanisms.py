@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,12 +13,14 @@ import numpy as np
 from .. import atomic, stats
 from ..core import bn_train_forward, softmax_cross_entropy
 from ..executor import one_blas_thread
-from ..runs import dataset_for, dumps, read_metrics
-from ..train import build_model, evaluate, seed_streams, train_run
-from . import figures
 from ..plotting import ARM_LABELS
-from .claims import Claim, by_seed, paired_diffs, select, study_seeds
+from ..runs import dataset_for, dumps, read_metrics
+from ..train import build_model, seed_streams
+from . import figures
+from .claim import Claim, by_seed, paired_diffs, select, study_seeds
+from .cost import measure_cost
 from .verdict import Effect, check_effect, paired_effect
+
 
 @lru_cache(maxsize=4096)
 def _last_row(path: str) -> dict:
@@ -32,11 +33,47 @@ def _ci(values):
     return (s.mean, s.ci_low, s.ci_high)
 
 
-def c04(ctx) -> Claim:
-    """c04_regularization: generalization once the training split is fitted."""
-    s = ctx.studies["c04_regularization"]
-    rows, t = s.rows, s.cfg
-    sizes = sorted({r["train.batch_size"] for r in rows})
+# -- C4 -----------------------------------------------------------------------------------------------------------
+def _final_values(rows) -> dict:
+    """{(arm, batch size, seed): final test loss and accuracy, training accuracy, loss gap} of the finished runs
+    (eval mode on both splits, the last row of metrics.csv)."""
+    end = {}
+    for r in rows:
+        p = Path(r["run_dir"]) / "metrics.csv"
+        if r.get("status") != "ok" or not p.exists():
+            continue
+        last = _last_row(str(p))
+        end[(r["arm"], r["train.batch_size"], r["seed"])] = {
+            "test_loss": last["test_loss"], "test_acc": last["test_acc"], "train_acc": last["train_eval_acc"],
+            "loss_gap": last["test_loss"] - last["train_eval_loss"]}
+    return end
+
+
+def _at_batch(end, arm, b, k) -> dict:
+    """{seed: value ``k``} of ``arm`` at batch size ``b``."""
+    return {sd: v[k] for (a, bb, sd), v in end.items() if a == arm and bb == b}
+
+
+def _mean_over_batches(end, arm, k, n_sizes) -> dict:
+    """{seed: mean of ``k`` over the batch sizes} of ``arm`` (only seeds with every batch size)."""
+    per = {}
+    for (a, b, sd), v in end.items():
+        if a == arm:
+            per.setdefault(sd, []).append(v[k])
+    return {sd: sum(v) / len(v) for sd, v in per.items() if len(v) == n_sizes}
+
+
+def _fit_note(end) -> str:
+    arms = ("none", "before")
+    fitted = {arm: sum(v["train_acc"] >= 1.0 for (a, _, _), v in end.items() if a == arm) for arm in arms}
+    total = {arm: sum(a == arm for (a, _, _) in end) for arm in arms}
+    worst = {arm: min((v["train_acc"] for (a, _, _), v in end.items() if a == arm), default=math.nan) for arm in arms}
+    return "Fit: " + "; ".join(f"{ARM_LABELS[a]}: {fitted[a]} of {total[a]} runs at 100% training accuracy "
+                               f"(lowest {worst[a]:.2%})" for a in arms if total[a]) + "."
+
+
+def _c04_claim(s, sizes) -> Claim:
+    t = s.cfg
     oc = t.optimizer
     c = Claim("C4", "BN has a (slight) regularization effect",
               "The noise of minibatch statistics regularizes: BN networks generalize better at the same fit.",
@@ -50,73 +87,59 @@ def c04(ctx) -> Claim:
     c.rule = ("Primary: final test loss, no BN - BN, averaged over the batch sizes within each seed, paired "
               "t-interval over seeds above 0 (BN generalizes better at the same fit). Test accuracy, the gaps and "
               "each batch size are secondary.")
-    end = {}
-    for r in rows:
-        p = Path(r["run_dir"]) / "metrics.csv"
-        if r.get("status") != "ok" or not p.exists():
-            continue
-        last = _last_row(str(p))
-        end[(r["arm"], r["train.batch_size"], r["seed"])] = {
-            "test_loss": last["test_loss"], "test_acc": last["test_acc"], "train_acc": last["train_eval_acc"],
-            "loss_gap": last["test_loss"] - last["train_eval_loss"]}
-
-    def get(arm, b, k):
-        return {sd: v[k] for (a, bb, sd), v in end.items() if a == arm and bb == b}
-
-    def seed_mean(arm, k):  # per seed, the mean over batch sizes (only seeds with every batch size)
-        per = {}
-        for (a, b, sd), v in end.items():
-            if a == arm:
-                per.setdefault(sd, []).append(v[k])
-        return {sd: sum(v) / len(v) for sd, v in per.items() if len(v) == len(sizes)}
-
-    c.effects.append(paired_effect("final test loss, no BN - BN (mean over batch sizes per seed)",
-                                   paired_diffs(seed_mean("before", "test_loss"), seed_mean("none", "test_loss")),
-                                   direction=+1, unit="nats"))
-    c.effects.append(paired_effect("final test accuracy, BN - no BN (mean over batch sizes per seed)",
-                                   paired_diffs(seed_mean("none", "test_acc"), seed_mean("before", "test_acc")),
-                                   direction=+1, unit="accuracy"))
-    c.primary = [0]
-    for b in sizes:
-        c.effects.append(paired_effect(f"batch {b}: final test loss, no BN - BN",
-                                       paired_diffs(get("before", b, "test_loss"), get("none", b, "test_loss")),
-                                       direction=+1, unit="nats"))
-        c.effects.append(paired_effect(f"batch {b}: final test accuracy, BN - no BN",
-                                       paired_diffs(get("none", b, "test_acc"), get("before", b, "test_acc")),
-                                       direction=+1, unit="accuracy"))
-        c.effects.append(paired_effect(f"batch {b}: loss gap (test - train), no BN - BN",
-                                       paired_diffs(get("before", b, "loss_gap"), get("none", b, "loss_gap")),
-                                       direction=+1, unit="nats"))
-    fitted = {arm: sum(v["train_acc"] >= 1.0 for (a, _, _), v in end.items() if a == arm) for arm in ("none", "before")}
-    total = {arm: sum(a == arm for (a, _, _) in end) for arm in ("none", "before")}
-    worst = {arm: min((v["train_acc"] for (a, _, _), v in end.items() if a == arm), default=math.nan)
-             for arm in ("none", "before")}
-    c.notes.append("Fit: " + "; ".join(f"{ARM_LABELS[a]}: {fitted[a]} of {total[a]} runs at 100% training accuracy "
-                                       f"(lowest {worst[a]:.2%})" for a in ("none", "before") if total[a]) + ".")
-    if ctx.draw:
-        panels = []
-        for key, title in (("test_loss", "final test loss (nats)"), ("test_acc", "final test accuracy"),
-                           ("loss_gap", "loss gap: test - train (nats)")):
-            series = {arm: [_ci(get(arm, b, key).values()) for b in sizes] for arm in ("none", "before")}
-            panels.append((title, [f"batch {b}" for b in sizes], series))
-        path = ctx.fig("c04_regularization")
-        figures.bars(path, "C4: generalization once the training split is fitted, with and without BN", panels,
-                     "value at the end of training")
-        c.figures.append(str(path))
     return c
 
 
+def c04(ctx) -> Claim:
+    """C4 (c04_regularization): generalization once the training split is fitted."""
+    s = ctx.studies["c04_regularization"]
+    sizes = sorted({r["train.batch_size"] for r in s.rows})
+    c = _c04_claim(s, sizes)
+    end = _final_values(s.rows)
+
+    def avg(arm, k):
+        return _mean_over_batches(end, arm, k, len(sizes))
+
+    c.effects.append(paired_effect("final test loss, no BN - BN (mean over batch sizes per seed)",
+                                   paired_diffs(avg("before", "test_loss"), avg("none", "test_loss")),
+                                   direction=+1, unit="nats"))
+    c.effects.append(paired_effect("final test accuracy, BN - no BN (mean over batch sizes per seed)",
+                                   paired_diffs(avg("none", "test_acc"), avg("before", "test_acc")),
+                                   direction=+1, unit="accuracy"))
+    c.primary = [0]
+    for b in sizes:
+        for k, text, unit, (first, second) in (
+                ("test_loss", "final test loss, no BN - BN", "nats", ("before", "none")),
+                ("test_acc", "final test accuracy, BN - no BN", "accuracy", ("none", "before")),
+                ("loss_gap", "loss gap (test - train), no BN - BN", "nats", ("before", "none"))):
+            c.effects.append(paired_effect(f"batch {b}: {text}", paired_diffs(_at_batch(end, first, b, k),
+                                                                              _at_batch(end, second, b, k)),
+                                           direction=+1, unit=unit))
+    c.notes.append(_fit_note(end))
+    if ctx.draw:
+        panels = [(title, [f"batch {b}" for b in sizes],
+                   {arm: [_ci(_at_batch(end, arm, b, key).values()) for b in sizes] for arm in ("none", "before")})
+                  for key, title in (("test_loss", "final test loss (nats)"), ("test_acc", "final test accuracy"),
+                                     ("loss_gap", "loss gap: test - train (nats)"))]
+        ctx.figure(c, "c04_regularization", figures.bars,
+                   title="C4: generalization once the training split is fitted, with and without BN", panels=panels,
+                   ylabel="value at the end of training")
+    return c
+
+
+# -- C5 -----------------------------------------------------------------------------------------------------------
 VARIANTS = [("running_acc", "running averages"), ("population_acc", "population (Alg. 2)"),
             ("test_batch_acc", "test-batch stats"), ("single_eval_acc", "single example, eval"),
             ("single_batchstats_acc", "single example, batch stats")]
 
 
-def c05(ctx) -> Claim:
-    """c05_test_time: test-time statistics."""
-    s = ctx.studies["c05_test_time"]
-    rows, t = s.rows, s.cfg
-    decays = sorted({r["model.bn_decay"] for r in rows})
-    ref = 0.9 if 0.9 in decays else decays[0]
+def _variant(r, k):
+    """A run's test-time measurement ``k`` (summary ``eval_variants``), NaN if absent."""
+    return (r.get("eval_variants") or {}).get(k, math.nan)
+
+
+def _c05_claim(s, decays, ref) -> Claim:
+    t = s.cfg
     c = Claim("C5", "At test time BN uses running (exponentially weighted) averages",
               "Inference uses fixed statistics estimated during training by exponential averages; batch statistics "
               "are unusable for a single test example.", "000, 001, 003, 004",
@@ -127,7 +150,13 @@ def c05(ctx) -> Claim:
     c.rule = (f"Primary (decay {ref}, BN before): single-example accuracy with running averages minus with "
               "single-example batch statistics, interval above 0; and single-example eval equal to batched eval "
               "(every prediction, a deterministic check).")
-    ev = lambda r, k: (r.get("eval_variants") or {}).get(k, math.nan)  # noqa: E731
+    return c
+
+
+def _single_example_effects(c, rows, ref):
+    """Running averages against single-example batch statistics (per arm), single-example eval against batched
+    eval, and the collapse of single-example batch statistics to one class; the primary effects among them."""
+    ev = _variant
     for arm in ("before", "after"):
         rs = select(rows, arm=arm, **{"model.bn_decay": ref})
         d = [ev(r, "single_eval_acc") - ev(r, "single_batchstats_acc") for r in rs]
@@ -145,48 +174,53 @@ def c05(ctx) -> Claim:
     c.effects.append(Effect("single-example batch statistics: share of the most common prediction (1 = every "
                             "prediction the same class)", len(collapse), *(_ci(collapse)[:1]), math.nan,
                             min(collapse, default=math.nan), max(collapse, default=math.nan), method="min-max over runs"))
-    for arm in ("before", "after"):
-        rs = select(rows, arm=arm, **{"model.bn_decay": ref})
-        c.effects.append(paired_effect(f"BN {arm}: population - running averages",
-                                       [ev(r, "population_acc") - ev(r, "running_acc") for r in rs], unit="accuracy"))
-        c.effects.append(paired_effect(f"BN {arm}: test-batch statistics - running averages",
-                                       [ev(r, "test_batch_acc") - ev(r, "running_acc") for r in rs], unit="accuracy"))
-    for dcy in decays:
-        rs = select(rows, arm="before", **{"model.bn_decay": dcy})
-        c.effects.append(paired_effect(f"decay {dcy}, BN before: running averages - population statistics",
-                                       [ev(r, "running_acc") - ev(r, "population_acc") for r in rs], unit="accuracy"))
+
+
+def _c05_figures(ctx, c, rows, decays, ref):
     series = {}
     for arm in ("before", "after"):
         rs = select(rows, arm=arm, **{"model.bn_decay": ref})
-        series[arm] = [_ci([ev(r, k) for r in rs]) for k, _ in VARIANTS]
+        series[arm] = [_ci([_variant(r, k) for r in rs]) for k, _ in VARIANTS]
     lines = {}
     for k, name in (("running_acc", "running averages"), ("population_acc", "population statistics")):
-        vals = [_ci([ev(r, k) for r in select(rows, arm="before", **{"model.bn_decay": d})]) for d in decays]
+        vals = [_ci([_variant(r, k) for r in select(rows, arm="before", **{"model.bn_decay": d})]) for d in decays]
         lines[name] = ([1 - d for d in decays], *map(list, zip(*vals)))
+    ctx.figure(c, "c05_test_time", figures.bars, title=f"C5: test accuracy by test-time statistics (decay {ref})",
+               panels=[("test-time statistics", [n for _, n in VARIANTS], series)], ylabel="test accuracy")
+    ctx.figure(c, "c05_decay", figures.lines, title="C5: sensitivity to the running-average decay (BN before)",
+               panels=[("", lines)], xlabel="1 - decay (PyTorch momentum), log", ylabel="test accuracy", logx=True)
+
+
+def c05(ctx) -> Claim:
+    """C5 (c05_test_time): test-time statistics."""
+    s = ctx.studies["c05_test_time"]
+    rows = s.rows
+    decays = sorted({r["model.bn_decay"] for r in rows})
+    ref = 0.9 if 0.9 in decays else decays[0]
+    c = _c05_claim(s, decays, ref)
+    _single_example_effects(c, rows, ref)
+    for arm in ("before", "after"):
+        rs = select(rows, arm=arm, **{"model.bn_decay": ref})
+        c.effects.append(paired_effect(f"BN {arm}: population - running averages",
+                                       [_variant(r, "population_acc") - _variant(r, "running_acc") for r in rs],
+                                       unit="accuracy"))
+        c.effects.append(paired_effect(f"BN {arm}: test-batch statistics - running averages",
+                                       [_variant(r, "test_batch_acc") - _variant(r, "running_acc") for r in rs],
+                                       unit="accuracy"))
+    for dcy in decays:
+        rs = select(rows, arm="before", **{"model.bn_decay": dcy})
+        c.effects.append(paired_effect(f"decay {dcy}, BN before: running averages - population statistics",
+                                       [_variant(r, "running_acc") - _variant(r, "population_acc") for r in rs],
+                                       unit="accuracy"))
     if ctx.draw:
-        path = ctx.fig("c05_test_time")
-        figures.bars(path, f"C5: test accuracy by test-time statistics (decay {ref})",
-                     [("test-time statistics", [n for _, n in VARIANTS], series)], "test accuracy")
-        path2 = ctx.fig("c05_decay")
-        figures.lines(path2, "C5: sensitivity to the running-average decay (BN before)", [("", lines)],
-                      "1 - decay (PyTorch momentum), log", "test accuracy", logx=True)
-        c.figures += [str(path), str(path2)]
+        _c05_figures(ctx, c, rows, decays, ref)
     return c
 
 
-def c07(ctx) -> Claim:
-    """c07_bias: the bias in front of BN."""
-    s = ctx.studies["c07_bias"]
-    rows, t = s.rows, s.cfg
-    c = Claim("C7", "The layer bias is redundant under BN",
-              "With BN directly after a dense layer, that layer's bias has no effect (BN's mean subtraction cancels "
-              "it; beta takes its role).", "000, 001, 002",
-              f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU, BN before, with and without the bias, SGD lr "
-              f"{t.optimizer.lr:g}, {t.train.epochs} epochs, {len(study_seeds(s))} seeds; plus the bias gradient and "
-              "the output's change under a shifted bias, in float64 on real data.", "c07_bias")
-    c.rule = ("Primary: bias gradient zero and output unchanged (deterministic, to float64 rounding: < 1e-10 "
-              "relative), and the paired difference of final accuracy (with - without bias) inside +-0.005 "
-              "(pre-registered equivalence margin).")
+# -- C7 -----------------------------------------------------------------------------------------------------------
+def _bias_checks(t) -> tuple[float, float]:
+    """In float64 on 60 real training images, the BN-before network of ``t`` with the dense bias kept: (max |dL/d
+    bias| / max |dL/dW|, max relative change of the logits when every such bias is shifted by 3)."""
     cfg = t.run_config("before", 0).model_copy(deep=True)
     cfg.model.bias_with_bn = True
     cfg.train.dtype = "float64"
@@ -204,27 +238,42 @@ def c07(ctx) -> Claim:
                 p += 3.0
         shifted = model.forward(X, "batch")
         out_change = float(np.abs(shifted - logits).max() / np.abs(logits).max())
-    c.effects.append(check_effect("max |dL/d bias| / max |dL/dW|", gb / gw, gb / gw < 1e-10))
+    return gb / gw, out_change
+
+
+def c07(ctx) -> Claim:
+    """C7 (c07_bias): the bias in front of BN."""
+    s = ctx.studies["c07_bias"]
+    rows, t = s.rows, s.cfg
+    c = Claim("C7", "The layer bias is redundant under BN",
+              "With BN directly after a dense layer, that layer's bias has no effect (BN's mean subtraction cancels "
+              "it; beta takes its role).", "000, 001, 002",
+              f"{len(t.model.hidden)} x {t.model.hidden[0]} ReLU, BN before, with and without the bias, SGD lr "
+              f"{t.optimizer.lr:g}, {t.train.epochs} epochs, {len(study_seeds(s))} seeds; plus the bias gradient and "
+              "the output's change under a shifted bias, in float64 on real data.", "c07_bias")
+    c.rule = ("Primary: bias gradient zero and output unchanged (deterministic, to float64 rounding: < 1e-10 "
+              "relative), and the paired difference of final accuracy (with - without bias) inside +-0.005 "
+              "(pre-registered equivalence margin).")
+    grad_ratio, out_change = _bias_checks(t)
+    c.effects.append(check_effect("max |dL/d bias| / max |dL/dW|", grad_ratio, grad_ratio < 1e-10))
     c.effects.append(check_effect("max relative change of the logits when every such bias is shifted by 3",
                                   out_change, out_change < 1e-10))
     d = paired_diffs(by_seed(select(rows, **{"model.bias_with_bn": False}), "final_test_acc"),
                      by_seed(select(rows, **{"model.bias_with_bn": True}), "final_test_acc"))
     c.effects.append(paired_effect("final test accuracy, with bias - without", d, unit="accuracy", margin=0.005))
     c.primary = [0, 1, 2]
-    series = {}
-    for flag, name in ((False, "without bias (bncli's default)"), (True, "with the redundant bias")):
-        series[name] = [_ci(by_seed(select(rows, **{"model.bias_with_bn": flag}), k).values())
-                        for k in ("final_test_acc", "best_test_acc")]
     if ctx.draw:
-        path = ctx.fig("c07_bias")
-        figures.bars(path, "C7: BN before the activation, with and without the dense bias",
-                     [("", ["final test accuracy", "best test accuracy"], series)], "accuracy")
-        c.figures.append(str(path))
+        series = {name: [_ci(by_seed(select(rows, **{"model.bias_with_bn": flag}), k).values())
+                         for k in ("final_test_acc", "best_test_acc")]
+                  for flag, name in ((False, "without bias (bncli's default)"), (True, "with the redundant bias"))}
+        ctx.figure(c, "c07_bias", figures.bars, title="C7: BN before the activation, with and without the dense bias",
+                   panels=[("", ["final test accuracy", "best test accuracy"], series)], ylabel="accuracy")
     return c
 
 
+# -- C8 -----------------------------------------------------------------------------------------------------------
 def c08(ctx) -> Claim:
-    """c08_gamma_beta: gamma and beta undo the normalization."""
+    """C8 (c08_gamma_beta): gamma and beta undo the normalization."""
     s = ctx.studies["c08_gamma_beta"]
     t = s.cfg
     c = Claim("C8", "gamma and beta can undo the normalization",
@@ -252,8 +301,27 @@ def c08(ctx) -> Claim:
     return c
 
 
+# -- C9 -----------------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _percentiles(path: str):
+    with open(path, newline="") as f:
+        return np.array([[float(v) for v in row] for row in list(csv.reader(f))[1:]])
+
+
+def _drift(path: str):
+    """(drift, (steps, p15, p50, p85) of unit 0) of one run's percentiles.csv: the drift of a unit is the total
+    movement of its median over training divided by its final 15-85 spread, averaged over the units."""
+    data = _percentiles(path)
+    steps = np.unique(data[:, 0])
+    units = int(data[:, 1].max()) + 1
+    arr = data[:, 2:].reshape(len(steps), units, 3)
+    spread = arr[-1, :, 2] - arr[-1, :, 0]
+    move = np.abs(np.diff(arr[:, :, 1], axis=0)).sum(0)
+    return float(np.mean(move / np.maximum(spread, 1e-12))), (steps, arr[:, 0, 0], arr[:, 0, 1], arr[:, 0, 2])
+
+
 def c09(ctx) -> Claim:
-    """c09_covariate_shift: percentiles of the last hidden layer's inputs over training."""
+    """C9 (c09_covariate_shift): percentiles of the last hidden layer's inputs over training."""
     s = ctx.studies["c09_covariate_shift"]
     rows, t = s.rows, s.cfg
     c = Claim("C9", "BN stabilizes the distribution of layer inputs (internal covariate shift)",
@@ -271,15 +339,10 @@ def c09(ctx) -> Claim:
         p = Path(r["run_dir"]) / "percentiles.csv"
         if not p.exists():
             continue
-        data = _percentiles(str(p))
-        steps = np.unique(data[:, 0])
-        units = int(data[:, 1].max()) + 1
-        arr = data[:, 2:].reshape(len(steps), units, 3)
-        spread = arr[-1, :, 2] - arr[-1, :, 0]
-        move = np.abs(np.diff(arr[:, :, 1], axis=0)).sum(0)
-        drift.setdefault(r["arm"], {})[r["seed"]] = float(np.mean(move / np.maximum(spread, 1e-12)))
+        value, curve = _drift(str(p))
+        drift.setdefault(r["arm"], {})[r["seed"]] = value
         if r["seed"] == min(rr["seed"] for rr in rows):
-            curves[r["arm"]] = (steps, arr[:, 0, 0], arr[:, 0, 1], arr[:, 0, 2])
+            curves[r["arm"]] = curve
     d = paired_diffs(drift.get("before", {}), drift.get("none", {}))
     c.effects.append(paired_effect("drift of the last hidden layer's sigmoid inputs, no BN - BN", d, direction=+1,
                                    unit="spreads"))
@@ -288,103 +351,31 @@ def c09(ctx) -> Claim:
         c.effects.append(Effect(f"drift, {arm}", sm.n, sm.mean, sm.sd, sm.ci_low, sm.ci_high, "spreads",
                                 method="t-interval over seeds"))
     c.primary = [0]
-    if curves and ctx.draw:
-        path = ctx.fig("c09_percentiles")
-        figures.percentiles(path, "C9: Ioffe & Szegedy Fig. 1(b, c), the inputs to one sigmoid of the last hidden layer",
-                            curves, unit=0)
-        c.figures.append(str(path))
+    if curves:
+        ctx.figure(c, "c09_percentiles", figures.percentiles,
+                   title="C9: Ioffe & Szegedy Fig. 1(b, c), the inputs to one sigmoid of the last hidden layer",
+                   curves=curves, unit=0)
     return c
 
 
-@lru_cache(maxsize=256)
-def _percentiles(path: str):
-    with open(path, newline="") as f:
-        return np.array([[float(v) for v in row] for row in list(csv.reader(f))[1:]])
-
-
-def _measure_cost(cfg, reps=40):
-    """Timings with one BLAS thread: training step with and without BN, BN's own forward + backward, inference on
-    the test set with BN as a layer, folded, and without BN. Interleaved repetitions."""
-    out = {}
-    with one_blas_thread():
-        models = {}
-        for arm in ("none", "before"):
-            rc = cfg.run_config(arm, cfg.train.seeds[0])
-            data = dataset_for(rc)
-            models[arm] = train_run(rc, data, keep_model=True).model
-        X, y = data.X_train[:cfg.train.batch_size], data.y_train[:cfg.train.batch_size]
-        Xt = data.X_test
-        from ..core import Optimizer
-
-        opts = {a: Optimizer(m.params, m.grads, "sgd", flat=m.flat) for a, m in models.items()}
-        folded = models["before"].folded_layers()
-
-        def step(a):
-            m = models[a]
-            _, d, _ = softmax_cross_entropy(m.forward(X, "train"), y)
-            m.backward(d)
-            opts[a].step(0.0)
-
-        def bn_only():
-            for _, layer in models["before"].bn_layers():
-                z = np.asarray(layer.cache[0] if layer.cache else X[:, :100])
-                yb = layer.forward(z, "batch")
-                layer.backward(yb)
-
-        def fold_forward():
-            h = Xt
-            for W, b, act in folded:
-                h = h @ W + b
-                if act == "sigmoid":
-                    h = 0.5 * (1 + np.tanh(0.5 * h))
-                elif act == "relu":
-                    h = np.maximum(h, 0)
-                elif act == "tanh":
-                    h = np.tanh(h)
-            return h
-
-        ref = models["before"].logits(Xt, "eval")  # before the timed training steps move the running averages
-        out["fold_max_rel_diff"] = float(np.abs(fold_forward() - ref).max() / np.abs(ref).max())
-        jobs = {"step_none": lambda: step("none"), "step_bn": lambda: step("before"), "bn_fwd_bwd": bn_only,
-                "infer_bn": lambda: models["before"].logits(Xt, "eval"), "infer_folded": fold_forward,
-                "infer_none": lambda: models["none"].logits(Xt, "eval")}
-        times = {k: [] for k in jobs}
-        for _ in range(5):
-            for f in jobs.values():
-                f()
-        for _ in range(reps):
-            for k, f in jobs.items():
-                t0 = time.perf_counter()
-                for _ in range(5):
-                    f()
-                times[k].append((time.perf_counter() - t0) / 5)
-        out["times_s"] = times
-        # Note 003 divides by log(var + eps) at test time: the accuracy that formula would give.
-        m = models["before"]
-        saved = m.get_buffers()
-        acc_ok = evaluate(m, Xt, data.y_test)[1]
-        for n, layer in m.bn_layers():
-            var = layer.buffers["running_var"]
-            # scale so that sqrt(var' + eps) = log(var + eps): the note's denominator through the correct code path
-            var[...] = np.log(saved[f"{n}.running_var"] + layer.eps) ** 2 - layer.eps
-        with np.errstate(all="ignore"):
-            out["note003_log_acc"] = evaluate(m, Xt, data.y_test)[1]
-        m.set_buffers(saved)
-        out["correct_acc"] = acc_ok
-    return out
+# -- C12 ----------------------------------------------------------------------------------------------------------
+def _cost_measurement(ctx, cfg) -> dict:
+    """The C12 timings (``cost.measure_cost``), measured once per report folder and kept in
+    studies/c12_cost/measure.json."""
+    cache = ctx.out_dir / "studies" / "c12_cost" / "measure.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    m = measure_cost(cfg)
+    atomic.write_text(cache, dumps(m))
+    return m
 
 
 def c12(ctx) -> Claim:
-    """c12_cost: computation and inference cost."""
+    """C12 (c12_cost): computation and inference cost."""
     s = ctx.studies["c12_cost"]
     cfg = s.cfg
-    cache = ctx.out_dir / "studies" / "c12_cost" / "measure.json"
-    if cache.exists():
-        m = json.loads(cache.read_text())
-    else:
-        m = _measure_cost(cfg)
-        atomic.write_text(cache, dumps(m))
-    ctx.studies["c12_cost"].measure = m
+    m = _cost_measurement(ctx, cfg)
+    s.measure = m  # the errata quote its note-003 accuracies
     T = {k: np.array(v) for k, v in m["times_s"].items()}
     c = Claim("C12", "BN costs computation and slows inference",
               "BN adds computation and memory; at inference it is an extra layer unless folded into the dense layer.",
@@ -404,19 +395,18 @@ def c12(ctx) -> Claim:
     c.effects.append(check_effect("folded outputs: max |difference| / max |logit|", m["fold_max_rel_diff"],
                                   m["fold_max_rel_diff"] < 1e-5))
     c.primary = [0, 1, 2]
-    share = T["bn_fwd_bwd"] / T["step_bn"]
-    sm = stats.describe(share)
+    sm = stats.describe(T["bn_fwd_bwd"] / T["step_bn"])
     c.effects.append(Effect("BN forward + backward share of the BN training step", sm.n, sm.mean, sm.sd, sm.ci_low,
                             sm.ci_high, "fraction", method="t-interval over repetitions"))
     c.effects.append(paired_effect("inference: log(time folded / time no BN)", lr("infer_folded", "infer_none"),
                                    unit="log ratio", method=rep))
     med = {k: float(np.median(v)) * 1e3 for k, v in T.items()}
     c.notes.append("Median times (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()) + ".")
-    panels = [("training step (batch)", ["step"], {"none": [_ci(T["step_none"] * 1e3)], "before": [_ci(T["step_bn"] * 1e3)]}),
-              ("inference on 1,000 test images", ["no BN", "BN layer", "BN folded"],
-               {"time": [_ci(T["infer_none"] * 1e3), _ci(T["infer_bn"] * 1e3), _ci(T["infer_folded"] * 1e3)]})]
     if ctx.draw:
-        path = ctx.fig("c12_cost")
-        figures.bars(path, "C12: what BN costs (one BLAS thread)", panels, "milliseconds", over="repetitions")
-        c.figures.append(str(path))
+        ms = {k: v * 1e3 for k, v in T.items()}
+        panels = [("training step (batch)", ["step"], {"none": [_ci(ms["step_none"])], "before": [_ci(ms["step_bn"])]}),
+                  ("inference on 1,000 test images", ["no BN", "BN layer", "BN folded"],
+                   {"time": [_ci(ms["infer_none"]), _ci(ms["infer_bn"]), _ci(ms["infer_folded"])]})]
+        ctx.figure(c, "c12_cost", figures.bars, title="C12: what BN costs (one BLAS thread)", panels=panels,
+                   ylabel="milliseconds", over="repetitions")
     return c

@@ -11,7 +11,7 @@ from ..plotting import ARM_LABELS, learning_curves, range_figure
 from ..runs import read_metrics
 from ..sweep import range_table, seed_ranges, usable_ranges
 from ..train import TAIL_EVALS
-from .claims import Claim, by_seed, diff_by_seed, events, mean, n_diverged, paired_diffs, select, study_seeds
+from .claim import Claim, by_seed, diff_by_seed, events, mean, n_diverged, paired_diffs, select, study_seeds
 from .verdict import Effect, censored_effect, paired_effect, sign_check
 
 
@@ -58,60 +58,107 @@ def _diverged_at(rows, arm, **where):
     return n_diverged(rs), len(rs)
 
 
+def _c01_effects(c, rows, act, budget):
+    """C1's effects for one activation: steps to the target at the best learning rate of no BN and with each arm at
+    its own best, Kaplan-Meier medians per arm, final accuracy."""
+    w = {"model.activation": act}
+    lr0 = _best_value(rows, "none", "optimizer.lr", **w)
+    at = {"optimizer.lr": lr0, **w}
+    for arm in ("before", "after"):
+        c.effects.append(_steps_effect(rows, f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})",
+                                       select(rows, arm="none", **at), select(rows, arm=arm, **at),
+                                       ("no BN", f"BN {arm}")))
+        if act == "sigmoid" and arm == "before":
+            c.primary.append(len(c.effects) - 1)
+    lr_bn = _best_value(rows, "before", "optimizer.lr", **w)
+    c.effects.append(_steps_effect(rows, f"{act}, each at its best lr (no BN {lr0:g}, BN {lr_bn:g}): steps(no BN) "
+                                   "- steps(BN before)", select(rows, arm="none", **at),
+                                   select(rows, arm="before", **w, **{"optimizer.lr": lr_bn}),
+                                   ("no BN", "BN before")))
+    for arm in ("none", "before", "after"):
+        k, n = _diverged_at(rows, arm, **at)
+        c.effects.append(_km_effect(f"{act}, lr {lr0:g}: steps to target, {ARM_LABELS[arm]}"
+                                    + (f" ({k}/{n} diverged)" if k else ""), select(rows, arm=arm, **at), budget))
+    acc = paired_diffs(by_seed(select(rows, arm="none", **at), "final_test_acc"),
+                       by_seed(select(rows, arm="before", **at), "final_test_acc"))
+    c.effects.append(paired_effect(f"{act}, lr {lr0:g}: final test accuracy, BN before - no BN (runs that did not "
+                                   "diverge)", acc, direction=+1, unit="accuracy"))
+
+
 def c01(ctx) -> Claim:
-    """c01_faster_training: steps to the target accuracy, paired by seed."""
+    """C1 (c01_faster_training): steps to the target accuracy, paired by seed."""
     s = ctx.studies["c01_faster_training"]
     rows, t = s.rows, s.cfg.train
-    budget = budget_of(rows)
-    n_seeds = len(study_seeds(s))
     c = Claim("C1", "BN trains faster",
               "Networks with BN reach a given accuracy in fewer training steps (Ioffe & Szegedy 2015 §4.1, Fig. 1a).",
               "all five notes (000-004)",
               f"3 x 100 units, N(0, 0.05²) init, plain SGD, batch {t.batch_size}, {t.steps} steps, "
-              f"{n_seeds} seeds, sigmoid and ReLU; learning rates {s.cfg.sweep.parameters['optimizer.lr'].values}."
-              f" Steps to {t.target_accuracy:g} test accuracy: a run that never gets there within the budget, or "
-              "diverges first, is censored at the budget (time-to-event data). (a) BN and no BN at the best learning "
-              "rate of no BN; (b) each arm at its own best (a diverged run counts as accuracy 0 when choosing it).",
+              f"{len(study_seeds(s))} seeds, sigmoid and ReLU; learning rates "
+              f"{s.cfg.sweep.parameters['optimizer.lr'].values}. Steps to {t.target_accuracy:g} test accuracy: a run "
+              "that never gets there within the budget, or diverges first, is censored at the budget (time-to-event "
+              "data). (a) BN and no BN at the best learning rate of no BN; (b) each arm at its own best (a diverged "
+              "run counts as accuracy 0 when choosing it).",
               "c01_faster_training")
     c.rule = ("Primary: sigmoid, same learning rate, steps(no BN) - steps(BN before), paired by seed over every "
               "seed; the median difference with its distribution-free sign-test interval (censored runs enter as "
               "bounds); supported if the interval lies above 0.")
+    budget = budget_of(rows)
     for act in ("sigmoid", "relu"):
-        w = {"model.activation": act}
-        lr0 = _best_value(rows, "none", "optimizer.lr", **w)
-        at = {"optimizer.lr": lr0, **w}
-        for arm in ("before", "after"):
-            c.effects.append(_steps_effect(rows, f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})",
-                                           select(rows, arm="none", **at), select(rows, arm=arm, **at),
-                                           ("no BN", f"BN {arm}")))
-            if act == "sigmoid" and arm == "before":
-                c.primary.append(len(c.effects) - 1)
-        lr_bn = _best_value(rows, "before", "optimizer.lr", **w)
-        c.effects.append(_steps_effect(rows, f"{act}, each at its best lr (no BN {lr0:g}, BN {lr_bn:g}): steps(no BN) "
-                                       "- steps(BN before)", select(rows, arm="none", **at),
-                                       select(rows, arm="before", **w, **{"optimizer.lr": lr_bn}),
-                                       ("no BN", "BN before")))
-        for arm in ("none", "before", "after"):
-            k, n = _diverged_at(rows, arm, **at)
-            c.effects.append(_km_effect(f"{act}, lr {lr0:g}: steps to target, {ARM_LABELS[arm]}"
-                                        + (f" ({k}/{n} diverged)" if k else ""), select(rows, arm=arm, **at), budget))
-        acc = paired_diffs(by_seed(select(rows, arm="none", **at), "final_test_acc"),
-                           by_seed(select(rows, arm="before", **at), "final_test_acc"))
-        c.effects.append(paired_effect(f"{act}, lr {lr0:g}: final test accuracy, BN before - no BN (runs that did not "
-                                       "diverge)", acc, direction=+1, unit="accuracy"))
+        _c01_effects(c, rows, act, budget)
     if ctx.draw:
         lr0 = _best_value(rows, "none", "optimizer.lr", **{"model.activation": "sigmoid"})
-        path = ctx.fig("c01_learning_curves")
         curves, div = _curves(rows, ["none", "before", "after"], **{"model.activation": "sigmoid",
                                                                      "optimizer.lr": lr0})
-        learning_curves(curves, path, title=f"C1: sigmoid 3 x 100, SGD lr {lr0:g} (best for no BN)",
-                        target=t.target_accuracy, diverged=div)
-        c.figures.append(str(path))
+        ctx.figure(c, "c01_learning_curves", learning_curves, curves_by_arm=curves,
+                   title=f"C1: sigmoid 3 x 100, SGD lr {lr0:g} (best for no BN)", target=t.target_accuracy,
+                   diverged=div)
     return c
 
 
+def _placement_notes(act, lr0, best, div) -> list[str]:
+    """A placement that diverges in most runs at no BN's best learning rate while the other trains: a finding."""
+    notes = []
+    for arm, other in (("before", "after"), ("after", "before")):
+        (k, n), (k2, n2) = div[arm], div[other]
+        if n and k * 2 >= n and k2 * 2 < n2:
+            notes.append(f"Finding ({act}): at lr {lr0:g}, the best learning rate of no BN, BN {arm} the "
+                         f"activation diverged in {k} of {n} runs while BN {other} it trained ({k2} of {n2} "
+                         f"diverged). This is a difference in the largest stable learning rate, not in speed: "
+                         f"at its own best learning rate ({best[arm]:g}) BN {arm} is compared above.")
+    return notes
+
+
+def _c06_effects(c, rows, act):
+    """C6's effects for one activation: each placement against no BN and against the other, each at its own best
+    learning rate, then at no BN's best (with the diverged runs)."""
+    w = {"model.activation": act}
+    best = {arm: _best_value(rows, arm, "optimizer.lr", **w) for arm in ("none", "before", "after")}
+    own = {arm: select(rows, arm=arm, **w, **{"optimizer.lr": best[arm]}) for arm in best}
+    for arm in ("before", "after"):
+        c.effects.append(_steps_effect(rows, f"{act}, each at its own best lr (no BN {best['none']:g}, BN {arm} "
+                                       f"{best[arm]:g}): steps(no BN) - steps(BN {arm})", own["none"], own[arm],
+                                       ("no BN", f"BN {arm}")))
+        if act == "sigmoid":
+            c.primary.append(len(c.effects) - 1)
+    c.effects.append(_steps_effect(rows, f"{act}, each at its own best lr: steps(BN after) - steps(BN before)",
+                                   own["after"], own["before"], ("BN after", "BN before"), direction=0))
+    acc = paired_diffs(by_seed(own["before"], "final_test_acc"), by_seed(own["after"], "final_test_acc"))
+    c.effects.append(paired_effect(f"{act}, each at its own best lr: final accuracy, BN after - BN before", acc,
+                                   unit="accuracy"))
+    lr0 = best["none"]
+    at = {"optimizer.lr": lr0, **w}
+    div = {arm: _diverged_at(rows, arm, **at) for arm in ("none", "before", "after")}
+    for arm in ("before", "after"):
+        k, n = div[arm]
+        c.effects.append(_steps_effect(rows, f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})"
+                                       + (f"; BN {arm} diverged in {k}/{n}" if k else ""),
+                                       select(rows, arm="none", **at), select(rows, arm=arm, **at),
+                                       ("no BN", f"BN {arm}"), direction=0))
+    c.notes += _placement_notes(act, lr0, best, div)
+
+
 def c06(ctx) -> Claim:
-    """c06_placement: BN before vs after the activation, on the C1 runs."""
+    """C6 (c06_placement): BN before vs after the activation, on the C1 runs."""
     s = ctx.studies["c06_placement"]
     rows = s.rows
     c = Claim("C6", "BN works before or after the activation",
@@ -124,45 +171,15 @@ def c06(ctx) -> Claim:
               "placements. Before vs after is reported two-sided; 'no significant difference' is a result. A "
               "placement that diverges where the other trains is stated as a finding, not as a number of steps.")
     for act in ("sigmoid", "relu"):
-        w = {"model.activation": act}
-        best = {arm: _best_value(rows, arm, "optimizer.lr", **w) for arm in ("none", "before", "after")}
-        own = {arm: select(rows, arm=arm, **w, **{"optimizer.lr": best[arm]}) for arm in best}
-        for arm in ("before", "after"):
-            c.effects.append(_steps_effect(rows, f"{act}, each at its own best lr (no BN {best['none']:g}, BN {arm} "
-                                           f"{best[arm]:g}): steps(no BN) - steps(BN {arm})", own["none"], own[arm],
-                                           ("no BN", f"BN {arm}")))
-            if act == "sigmoid":
-                c.primary.append(len(c.effects) - 1)
-        c.effects.append(_steps_effect(rows, f"{act}, each at its own best lr: steps(BN after) - steps(BN before)",
-                                       own["after"], own["before"], ("BN after", "BN before"), direction=0))
-        acc = paired_diffs(by_seed(own["before"], "final_test_acc"), by_seed(own["after"], "final_test_acc"))
-        c.effects.append(paired_effect(f"{act}, each at its own best lr: final accuracy, BN after - BN before", acc,
-                                       unit="accuracy"))
-        lr0 = best["none"]
-        at = {"optimizer.lr": lr0, **w}
-        div = {arm: _diverged_at(rows, arm, **at) for arm in ("none", "before", "after")}
-        for arm in ("before", "after"):
-            k, n = div[arm]
-            c.effects.append(_steps_effect(rows, f"{act}, lr {lr0:g} (best for no BN): steps(no BN) - steps(BN {arm})"
-                                           + (f"; BN {arm} diverged in {k}/{n}" if k else ""),
-                                           select(rows, arm="none", **at), select(rows, arm=arm, **at),
-                                           ("no BN", f"BN {arm}"), direction=0))
-        for arm, other in (("before", "after"), ("after", "before")):
-            (k, n), (k2, n2) = div[arm], div[other]
-            if n and k * 2 >= n and k2 * 2 < n2:
-                c.notes.append(f"Finding ({act}): at lr {lr0:g}, the best learning rate of no BN, BN {arm} the "
-                               f"activation diverged in {k} of {n} runs while BN {other} it trained ({k2} of {n2} "
-                               f"diverged). This is a difference in the largest stable learning rate, not in speed: "
-                               f"at its own best learning rate ({best[arm]:g}) BN {arm} is compared above.")
+        _c06_effects(c, rows, act)
     if ctx.draw:
         w = {"model.activation": "sigmoid"}
         best = {arm: _best_value(rows, arm, "optimizer.lr", **w) for arm in ("none", "before", "after")}
         curves, div = _curves(rows, ["none", "before", "after"], lrs=best, **w)
-        path = ctx.fig("c06_placement")
-        learning_curves(curves, path, title="C6: sigmoid 3 x 100, each arm at its own best learning rate (" +
-                        ", ".join(f"{ARM_LABELS[a]} {v:g}" for a, v in best.items()) + ")",
-                        target=s.cfg.train.target_accuracy, diverged=div)
-        c.figures.append(str(path))
+        ctx.figure(c, "c06_placement", learning_curves, curves_by_arm=curves,
+                   title="C6: sigmoid 3 x 100, each arm at its own best learning rate ("
+                         + ", ".join(f"{ARM_LABELS[a]} {v:g}" for a, v in best.items()) + ")",
+                   target=s.cfg.train.target_accuracy, diverged=div)
     return c
 
 
@@ -252,14 +269,13 @@ def _range_claim(ctx, study, cid, title, statement, sources, key, primary, group
 def _draw_range(ctx, c, cfg, rows, key, name, title):
     """The sweep's range figure (accuracy and loss against ``key``, usable ranges) for claim ``c``."""
     if ctx.draw:
-        path = ctx.fig(name)
         keys = list(cfg.sweep.parameters)
-        range_figure(range_table(cfg, keys, rows), usable_ranges(cfg, keys, rows), keys, key, path, title=title)
-        c.figures.append(str(path))
+        ctx.figure(c, name, range_figure, range_rows=range_table(cfg, keys, rows),
+                   usable=usable_ranges(cfg, keys, rows), keys=keys, range_key=key, title=title)
 
 
 def c02(ctx) -> Claim:
-    """c02_lr_range: usable learning-rate range per optimizer."""
+    """C2 (c02_lr_range): usable learning-rate range per optimizer."""
     s = ctx.studies["c02_lr_range"]
     t = s.cfg
     c = _range_claim(ctx, "c02_lr_range", "C2", "BN widens the usable learning-rate range",
@@ -278,7 +294,7 @@ def c02(ctx) -> Claim:
 
 
 def c03(ctx) -> Claim:
-    """c03_init_scale: usable range of the initial weight scale."""
+    """C3 (c03_init_scale): usable range of the initial weight scale."""
     s = ctx.studies["c03_init_scale"]
     t = s.cfg
     c = _range_claim(ctx, "c03_init_scale", "C3", "BN reduces the dependence on initialization",
@@ -294,7 +310,7 @@ def c03(ctx) -> Claim:
 
 
 def c10(ctx) -> Claim:
-    """c10_depth: accuracy against depth."""
+    """C10 (c10_depth): accuracy against depth."""
     s = ctx.studies["c10_depth"]
     rows, t = s.rows, s.cfg
     depths = sorted({r["model.depth"] for r in rows})
@@ -318,7 +334,7 @@ def c10(ctx) -> Claim:
 
 
 def c11(ctx) -> Claim:
-    """c11_batch_size: BN's dependence on the batch size."""
+    """C11 (c11_batch_size): BN's dependence on the batch size."""
     s = ctx.studies["c11_batch_size"]
     rows, t = s.rows, s.cfg
     sizes = sorted({r["train.batch_size"] for r in rows})

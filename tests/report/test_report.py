@@ -10,15 +10,17 @@ import json
 import math
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from bncli.cli import app
 from bncli.errors import UsageError
-from bncli.report import IN_PROCESS, STUDIES, load_study, run_report
+from bncli.report import IN_PROCESS, STUDIES, load_study, plan_report, plot_report, run_report
 from bncli.report.verdict import combine, Effect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -242,7 +244,7 @@ def test_figures_are_pngs_and_embedded_in_the_html(report):
         assert f.is_file(), f
         data = f.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000, f
-    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(f.name for f in figures)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted([f.name for f in figures] + ["figures.json"])
     for c in info["claims"]:
         if c["id"] != "C8":  # C8 is a computation without runs
             assert c["figures"], c["id"]
@@ -334,24 +336,15 @@ def test_only_restricts_the_claims(only_c07, exp):
     assert [c.id for c in claims] == ["C7"]
     assert [c["id"] for c in info["claims"]] == ["C7"] and info["studies"] == ["c07_bias"]
     assert info["n_trained"] == n_runs(exp[1]["c07_bias"])
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["c07_bias.png"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["c07_bias.png", "figures.json"]
     assert not (out / "studies" / "c01_faster_training").exists()
     md = (out / "REPORT.md").read_text()
     assert "## C7: " in md and not re.search(r"^## C(?!7:)\d+: ", md, re.M)
 
 
-class _Planned(Exception):
-    pass
-
-
 def _selected(exp_dir, out, only):
-    """The studies run_report would run for ``only`` (stopped before training anything)."""
-    def stop(studies, todo):
-        raise _Planned(list(studies))
-
-    with pytest.raises(_Planned) as e:
-        run_report("quick", out_dir=out, experiments=exp_dir, only=only, on_plan=stop)
-    return e.value.args[0]
+    """The studies run_report would run for ``only`` (planned by `plan_report`, nothing trained)."""
+    return list(plan_report("quick", out_dir=out, experiments=exp_dir, only=only)[1])
 
 
 def test_only_accepts_the_study_prefixes(exp, tmp_path):
@@ -390,11 +383,11 @@ def test_plot_redraws_the_report_figures(report, tmp_path):
     d = tmp_path / "copy"
     shutil.copytree(src, d)
     names = sorted(Path(f).name for c in info["claims"] for f in c["figures"])
-    for p in (d / "figures").iterdir():
+    for p in (d / "figures").glob("*.png"):
         p.unlink()
     r = CliRunner().invoke(app, ["plot", str(d)])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in (d / "figures").iterdir()) == names
+    assert sorted(p.name for p in (d / "figures").iterdir()) == sorted(names + ["figures.json"])
     for n in names:
         data = (d / "figures" / n).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000, n
@@ -444,6 +437,102 @@ def is_png_file(p: Path) -> bool:
     return p.is_file() and p.read_bytes()[:8] == PNG_MAGIC
 
 
+# -- figure specs: `bncli plot` redraws a report from its stored numbers alone ------------------------------------------
+def test_every_figure_has_its_spec_in_strict_json(report):
+    from bncli.report.figspec import DRAWERS
+
+    out, _, info = report
+
+    def no_constant(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    doc = json.loads((out / "figures" / "figures.json").read_text(), parse_constant=no_constant)
+    claim_of = {Path(f).stem: c["id"] for c in info["claims"] for f in c["figures"]}
+    assert [s["name"] for s in doc["figures"]] == list(claim_of)  # one spec per figure, in the report's order
+    for s in doc["figures"]:
+        assert s["draw"] in DRAWERS and s["claim"] == claim_of[s["name"]] and "path" not in s["args"], s["name"]
+
+
+@contextmanager
+def _moved_away(*paths):
+    """Each path renamed to a sibling while the block runs, then put back."""
+    moved = []
+    try:
+        for p in paths:
+            away = p.with_name(p.name + ".away")
+            p.rename(away)
+            moved.append((p, away))
+        yield
+    finally:
+        for p, away in moved:
+            away.rename(p)
+
+
+def test_plot_redraws_the_report_from_its_figure_specs_alone(report, exp, tmp_path, monkeypatch):
+    """The published report (no runs/), with the experiments folder and the run folders gone, and training, timing,
+    data loading and analysis forbidden: every figure is redrawn, each PNG byte for byte the report's own (both are
+    drawn from the same spec by the same code)."""
+    src, _, info = report
+    d = tmp_path / "published"
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns("runs"))
+
+    def forbidden(*a, **k):
+        raise AssertionError("bncli plot on a report must not analyse, train, time or load data")
+
+    for target in ("bncli.report.registry.analyse", "bncli.report.cost.measure_cost", "bncli.report.cost.train_run",
+                   "bncli.report.mechanisms.dataset_for", "bncli.report.cost.dataset_for"):
+        monkeypatch.setattr(target, forbidden)
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    monkeypatch.chdir(empty)  # no ./experiments to fall back on either
+    with _moved_away(exp[0], src / "runs"):
+        r = CliRunner().invoke(app, ["plot", str(d), "--out", str(tmp_path / "re")])
+    assert r.exit_code == 0, r.output
+    names = sorted(Path(f).name for c in info["claims"] for f in c["figures"])
+    assert len(names) >= 10
+    assert sorted(p.name for p in (tmp_path / "re" / "figures").iterdir()) == names
+    for n in names:
+        assert (tmp_path / "re" / "figures" / n).read_bytes() == (d / "figures" / n).read_bytes(), n
+
+
+def test_plot_on_a_report_without_figure_specs_asks_for_bncli_report(only_c07, tmp_path):
+    d = tmp_path / "older"
+    shutil.copytree(only_c07[0], d)
+    (d / "figures" / "figures.json").unlink()
+    with pytest.raises(UsageError, match=r"figures\.json.*run `bncli report` again"):
+        plot_report(d, d, "png")
+    r = CliRunner().invoke(app, ["plot", str(d)])
+    assert r.exit_code == 2, r.output
+    assert "bncli report" in r.stderr and "Traceback" not in r.output
+
+
+# -- the C12 measurement ------------------------------------------------------------------------------------------------
+def test_c12_times_the_projects_train_step_at_lr_0_and_keeps_the_model(exp, monkeypatch):
+    from bncli.config import load_config
+    from bncli.report import cost
+
+    cfg, _ = load_config(exp[0] / "c12_cost.yaml")
+    models, opts, data = cost.trained_models(cfg)
+    X, y = data.X_train[:cfg.train.batch_size], data.y_train[:cfg.train.batch_size]
+    weights = {a: {k: v.copy() for k, v in m.params.items()} for a, m in models.items()}
+    lrs = []
+    real = cost.train_step
+    monkeypatch.setattr(cost, "train_step", lambda m, o, xb, yb, lr: lrs.append(lr) or real(m, o, xb, yb, lr))
+    jobs = cost.timing_jobs(models, opts, models["before"].folded_layers(), X, y, data.X_test)
+    assert list(jobs) == ["step_none", "step_bn", "bn_fwd_bwd", "infer_bn", "infer_folded", "infer_none"]
+    times = cost.interleaved_times(jobs, reps=2)
+    assert all(len(v) == 2 and min(v) > 0 for v in times.values())
+    assert lrs and set(lrs) == {0.0}  # every timed training step is train_step, at learning rate 0
+    for a, m in models.items():
+        for k, v in m.params.items():
+            np.testing.assert_array_equal(v, weights[a][k], err_msg=f"{a} {k}")
+    buffers = models["before"].get_buffers()
+    acc = cost.note003_accuracy(models["before"], data.X_test, data.y_test)
+    assert list(acc) == ["note003_log_acc", "correct_acc"] and all(0 <= v <= 1 for v in acc.values())
+    for k, v in models["before"].get_buffers().items():
+        np.testing.assert_array_equal(v, buffers[k], err_msg=k)  # the running statistics are restored
+
+
 def test_every_claim_carries_its_leave_one_seed_out_stability(report):
     out, claims, info = report
     text = (out / "REPORT.md").read_text()
@@ -464,7 +553,8 @@ def test_stability_marks_a_verdict_that_one_seed_carries_as_fragile():
     """Hand-made: one outlying seed decides the verdict, so the claim is fragile."""
     from types import SimpleNamespace
 
-    from bncli.report.claims import Claim, leave_one_seed_out
+    from bncli.report.claim import Claim
+    from bncli.report.registry import leave_one_seed_out
     from bncli.report.verdict import paired_effect
 
     rows = [{"seed": s, "d": d} for s, d in ((0, 1.0), (1, 1.1), (2, 50.0), (3, 1.05))]

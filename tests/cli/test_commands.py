@@ -17,7 +17,7 @@ from bncli.cli import app
 from bncli.config import load_config, resolved_budget
 from tiny import run_dir, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 SCRIPT = Path(sys.executable).parent / "bncli"
 

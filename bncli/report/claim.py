@@ -1,6 +1,6 @@
-"""The claims of CLAIMS.md: statement, source notes, protocol, and the analysis that turns runs into effects,
-figures and a verdict. The analyses themselves live in ``ranges.py`` (speed and hyperparameter ranges) and
-``mechanisms.py`` (regularization, test-time statistics, bias, gamma/beta, covariate shift, cost)."""
+"""What every claim analysis shares: the `Claim` it returns, the `Context` it is given, and small helpers over
+run rows. Imported by the analyses (``ranges.py``, ``mechanisms.py``); it imports none of them (the list of claims
+is ``registry.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import figspec
 from .verdict import Effect, combine
 
 
@@ -36,59 +37,30 @@ NOTES = {"000": "000 (Ng-style notes with NumPy code)", "001": "001 (notebook)",
          "003": "003 (review with TF/Theano)", "004": "004 (Obsidian note)"}
 
 
-def _registry():
-    from . import mechanisms, ranges
+@dataclass
+class Context:
+    studies: dict
+    out_dir: Path
+    fig_dir: Path
+    fmt: str
+    mode: str
+    draw: bool = True  # False while recomputing verdicts for the stability check
+    exclude_seed: int | None = None
+    specs: list = field(default_factory=list)  # the figure specs drawn so far (``figspec``), in drawing order
 
-    return [("c01_faster_training", ranges.c01), ("c02_lr_range", ranges.c02), ("c03_init_scale", ranges.c03),
-            ("c04_regularization", mechanisms.c04), ("c05_test_time", mechanisms.c05),
-            ("c06_placement", ranges.c06), ("c07_bias", mechanisms.c07), ("c08_gamma_beta", mechanisms.c08),
-            ("c09_covariate_shift", mechanisms.c09), ("c10_depth", ranges.c10), ("c11_batch_size", ranges.c11),
-            ("c12_cost", mechanisms.c12)]
-
-
-def analyse(studies: dict, out_dir: Path, mode: str, fig_dir: Path | None = None, fmt="png",
-            stability=True) -> list[Claim]:
-    """Every claim whose study is present, its verdict, and (``stability``) the verdict recomputed leaving out each
-    seed in turn: a claim whose verdict changes when one seed is left out is marked fragile."""
-    fig_dir = Path(fig_dir or Path(out_dir) / "figures")
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    claims = []
-    for name, fn in _registry():
-        if name not in studies:
-            continue
-        ctx = Context(studies, Path(out_dir), fig_dir, fmt, mode)
-        c = fn(ctx).decide()
-        c.notes[:0] = diverged_notes(studies[name].rows)
-        if stability:
-            c.stability = leave_one_seed_out(fn, studies, name, out_dir, fig_dir, fmt, mode, c.verdict)
-        claims.append(c)
-    return claims
+    def figure(self, claim: Claim, name: str, drawer, **args):
+        """Figure ``name`` of ``claim``: recorded as a spec (``drawer``, one of ``figspec.DRAWERS``, and its
+        arguments but the path) and drawn from that spec into ``fig_dir``, exactly as `bncli plot` redraws it."""
+        if not self.draw:
+            return
+        spec = figspec.make(name, drawer, args, claim=claim.id)
+        path = figspec.draw(spec, self.fig_dir, self.fmt)
+        self.specs.append(spec)
+        claim.figures.append(str(path))
 
 
 def study_seeds(study) -> list:
     return sorted({r["seed"] for r in study.rows}) if study.rows else list(study.cfg.train.seeds)
-
-
-def leave_one_seed_out(fn, studies, name, out_dir, fig_dir, fmt, mode, verdict) -> dict:
-    """The claim's verdict recomputed without each seed in turn (no figures drawn)."""
-    from copy import copy
-
-    if name in NO_SEEDS:
-        return {"applicable": False, "why": NO_SEEDS[name]}
-    out = {}
-    for seed in study_seeds(studies[name]):
-        trimmed = dict(studies)
-        s = copy(studies[name])
-        s.rows = [r for r in s.rows if r["seed"] != seed]
-        trimmed[name] = s
-        ctx = Context(trimmed, Path(out_dir), fig_dir, fmt, mode, draw=False, exclude_seed=seed)
-        out[seed] = fn(ctx).decide().verdict
-    changed = {sd: v for sd, v in out.items() if v != verdict}
-    return {"applicable": True, "verdicts": out, "fragile": bool(changed), "changed": changed}
-
-
-# Claims whose statistics are not over seeds: leaving a seed out does not apply.
-NO_SEEDS = {"c12_cost": "timings over interleaved repetitions, not seeds"}
 
 
 def diverged_notes(rows) -> list[str]:
@@ -112,20 +84,6 @@ def diverged_notes(rows) -> list[str]:
             parts.append(f"{ARM_LABELS.get(key[0], key[0])}{', ' + where if where else ''}: {k}/{len(rs)}")
     return [f"Diverged: {len(bad)} of {len(finished)} runs in this study diverged ({DIVERGED_RULE}); they are "
             f"counted, never averaged: " + "; ".join(parts) + "."]
-
-
-@dataclass
-class Context:
-    studies: dict
-    out_dir: Path
-    fig_dir: Path
-    fmt: str
-    mode: str
-    draw: bool = True  # False while recomputing verdicts for the stability check
-    exclude_seed: int | None = None
-
-    def fig(self, name: str) -> Path:
-        return self.fig_dir / f"{name}.{self.fmt}"
 
 
 # -- small helpers over run rows ------------------------------------------------------------------------------------

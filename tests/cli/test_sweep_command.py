@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from bncli.cli import app
 
-from sweep_helpers import (REPO, bncli_cmd, check_complete, hidden_leftovers, proc_env, read_csv, run_dirs,
-                           run_proc, write_config)
+from sweep_helpers import (REPO, bncli_cmd, check_complete, group_gone, hidden_leftovers, kill_group, proc_env,
+                           read_csv, run_dirs, run_proc, snapshot_runs, wait_for_first_run, write_config)
 
 LR6 = "  parameters:\n    optimizer.lr:\n      values: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]\n"  # 24 runs
 
@@ -172,30 +172,6 @@ def test_subprocess_sweep_and_python_m_bncli(tmp_path):
 
 
 # -- interruptions (real processes) ------------------------------------------------------------------------------------
-def wait_for_first_run(proc, out: Path, timeout=120):
-    t0 = time.monotonic()
-    while not run_dirs(out):
-        assert proc.poll() is None, f"sweep ended before any run finished: {proc.returncode}"
-        assert time.monotonic() - t0 < timeout, "no run directory appeared"
-        time.sleep(0.01)
-
-
-def group_gone(pgid, timeout=30) -> bool:
-    """Until every process of the group has been reaped (killed workers are zombies for a moment)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def snapshot_runs(out: Path) -> dict:
-    return {d.name: ((d / "meta.json").read_text(), d.stat().st_ino) for d in run_dirs(out)}
-
-
 def check_finished_sweep(out: Path, n: int):
     dirs = run_dirs(out)
     assert len(dirs) == n
@@ -218,14 +194,6 @@ def start_sweep(cfg, out, cwd, *extra):
     return subprocess.Popen(bncli_cmd("sweep", cfg, INTERRUPTED_STEPS, "--out", out, "--workers", "2", *extra),
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=proc_env(),
                             start_new_session=True)
-
-
-def kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.communicate()
 
 
 def test_kill_9_mid_sweep_then_resume(tmp_path):

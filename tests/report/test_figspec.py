@@ -1,0 +1,159 @@
+"""Figure specs (bncli.report.figspec): the JSON form of a figure's arguments and its one rule for NaN and +-inf,
+the allow-list of drawing functions, drawing = replaying a spec; and the report package's one-way imports with
+its explicit claim registry."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bncli import plotting
+from bncli.errors import UsageError
+from bncli.report import STUDIES, figures, figspec
+
+REPORT_PKG = Path(figspec.__file__).parent
+
+
+def same(a, b) -> bool:
+    """Equal, NaN equal to NaN, types included (lists stay lists, ints stay ints)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def through_file(x):
+    return figspec.decode(json.loads(json.dumps(figspec.encode(x), allow_nan=False)))
+
+
+def test_arguments_round_trip_with_nan_and_infinities():
+    x = {"curves": {"none": [(["step", "loss"], [[0.0, math.nan], [10.0, math.inf], [20.0, -math.inf]])]},
+         "arr": np.array([[1.5, np.nan], [np.inf, -np.inf]], dtype=np.float32), "n": np.int64(3),
+         "flag": np.bool_(True), "mean": np.float64(0.25), "none": None, "label": "nan", "k": 7}
+    y = through_file(x)
+    assert same(y, {"curves": {"none": [[["step", "loss"], [[0.0, math.nan], [10.0, math.inf], [20.0, -math.inf]]]]},
+                    "arr": [[1.5, math.nan], [math.inf, -math.inf]], "n": 3, "flag": True, "mean": 0.25, "none": None,
+                    "label": "nan", "k": 7})
+    text = json.dumps(figspec.encode(x), allow_nan=False)  # strict JSON: no NaN / Infinity tokens
+    assert '{"$float": "nan"}' in text and '{"$float": "-inf"}' in text and "NaN" not in text
+
+
+def test_float_values_survive_exactly():
+    xs = [0.1, 1 / 3, 2.0 ** -1074, 1.7976931348623157e308, float(np.float32(0.1)), -0.0]
+    assert same(through_file(xs), xs) and math.copysign(1, through_file(xs)[-1]) == -1
+
+
+@pytest.mark.parametrize("bad", [{1: "int key"}, {"$float": "x"}, {Path("p"): 1}, {"s": {1, 2}}, {"p": Path("x")},
+                                 {"f": lambda: 0}])
+def test_what_json_cannot_hold_faithfully_is_refused(bad):
+    with pytest.raises(TypeError):
+        figspec.encode(bad)
+
+
+def test_only_allow_listed_functions_and_safe_names():
+    assert all(name == f"{fn.__module__}.{fn.__qualname__}" for name, fn in figspec.DRAWERS.items())
+    assert set(figspec.DRAWERS.values()) == {figures.bars, figures.lines, figures.percentiles,
+                                            plotting.learning_curves, plotting.range_figure}
+    with pytest.raises(ValueError, match="not an allowed"):
+        figspec.make("x", print, {})
+    for name in ("../x", "a/b", ".hidden", ""):
+        with pytest.raises(ValueError, match="figure name"):
+            figspec.make(name, figures.bars, {})
+    with pytest.raises(ValueError, match="path"):
+        figspec.make("x", figures.bars, {"path": "elsewhere.png"})
+    with pytest.raises(UsageError, match="unknown drawing function"):
+        figspec.draw({"name": "x", "draw": "os.system", "args": {}}, ".", "png")
+    with pytest.raises(UsageError, match="bad name"):
+        figspec.draw({"name": "../x", "draw": "bncli.report.figures.bars", "args": {}}, ".", "png")
+
+
+def _bars_spec():
+    panels = [("panel", ["a", "b"], {"none": [(0.5, 0.4, 0.6), (math.nan, math.nan, math.nan)],
+                                     "before": [(np.float64(0.7), 0.6, 0.8), (0.2, 0.1, 0.3)]})]
+    return figspec.make("tiny", figures.bars, {"title": "T", "panels": panels, "ylabel": "y"}, claim="CX")
+
+
+def test_a_spec_written_read_and_replayed_draws_the_same_png(tmp_path):
+    spec = _bars_spec()
+    first = figspec.draw(spec, tmp_path / "a", "png")
+    (tmp_path / "rep" / "figures").mkdir(parents=True)
+    figspec.write(tmp_path / "rep" / "figures" / figspec.FILE, [spec])
+    assert figspec.read(tmp_path / "rep") == [spec]
+    again = figspec.replay(tmp_path / "rep", tmp_path / "b", "png")
+    assert [p.name for p in again] == ["tiny.png"]
+    assert again[0].read_bytes() == first.read_bytes()
+    svg = figspec.replay(tmp_path / "rep", tmp_path / "c", "svg")[0].read_bytes()
+    assert b"<svg" in svg[:400]
+
+
+def test_an_empty_spec_file_is_valid_json(tmp_path):
+    figspec.write(tmp_path / "figures" / figspec.FILE, [])
+    assert figspec.read(tmp_path) == [] and figspec.replay(tmp_path, tmp_path / "out", "png") == []
+
+
+def test_unreadable_or_foreign_spec_files_are_usage_errors(tmp_path):
+    (tmp_path / "figures").mkdir()
+    with pytest.raises(UsageError, match="run `bncli report` again"):
+        figspec.read(tmp_path)
+    (tmp_path / "figures" / figspec.FILE).write_text("{not json")
+    with pytest.raises(UsageError, match="unreadable"):
+        figspec.read(tmp_path)
+    (tmp_path / "figures" / figspec.FILE).write_text('{"format": "something else", "figures": []}')
+    with pytest.raises(UsageError, match="not a version"):
+        figspec.read(tmp_path)
+
+
+# -- the package's structure --------------------------------------------------------------------------------------------
+def _report_imports() -> dict[str, set[str]]:
+    """{module: modules of bncli.report it imports (at any level, also inside functions)}."""
+    mods = {p.stem for p in REPORT_PKG.glob("*.py")}
+    graph = {}
+    for p in REPORT_PKG.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1 and node.module:  # from .x import ...
+                    deps.add(node.module.split(".")[0])
+                elif node.level == 1:  # from . import x, y
+                    deps.update(a.name for a in node.names)
+                elif node.level == 0 and (node.module or "").startswith("bncli.report."):
+                    deps.add(node.module.split(".")[2])
+        graph[p.stem] = deps & mods - {p.stem}
+    return graph
+
+
+def test_the_report_modules_import_one_way():
+    graph = _report_imports()
+    assert "ranges" in graph["registry"] and "mechanisms" in graph["registry"]
+    assert {"registry", "claims"}.isdisjoint(graph["ranges"] | graph["mechanisms"] | graph["claim"])
+    seen, done = set(), set()
+
+    def visit(m, path):
+        assert m not in seen or m in done, f"import cycle: {' -> '.join(path + [m])}"
+        if m in done:
+            return
+        seen.add(m)
+        for d in sorted(graph[m]):
+            visit(d, path + [m])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [])
+
+
+def test_the_registry_lists_every_study_once_in_report_order():
+    from bncli.report.registry import REGISTRY
+
+    assert [s for s, _, _ in REGISTRY] == STUDIES
+    assert [cid for _, cid, _ in REGISTRY] == [f"C{i}" for i in range(1, 13)]
+    assert all(callable(fn) for _, _, fn in REGISTRY)
