@@ -53,7 +53,7 @@ cfg, _ = load_config(sys.argv[1], [f"train.steps={int(sys.argv[2])}"])
 run = cfg.run_config("before", 0)
 res = train_run(run, dataset_for(run), keep_model=True)
 h = hashlib.sha256()
-h.update(np.ascontiguousarray(res.model.flat_params).tobytes())
+h.update(np.ascontiguousarray(res.model.flat.params).tobytes())
 for name, value in sorted(res.model.get_buffers().items()):
     h.update(name.encode() + np.ascontiguousarray(value).tobytes())
 h.update(metrics_csv(res.columns, res.rows).encode())

@@ -92,11 +92,6 @@ class MLP:
                 offset = end
         return flat
 
-    @property
-    def flat_params(self):
-        """``flat.params`` (read by benchmarks/bench_kernel.py)."""
-        return self.flat.params
-
     # -- training and inference ------------------------------------------------------------------------------
     def forward(self, x, mode="train"):
         """mode: "train" (batch stats, running averages updated), "eval" (running/population stats),
