@@ -363,8 +363,8 @@ def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=Fal
             src.overrides[("sweep", "parameters", key)] = item
         else:
             src.overrides[apply_override(data, item)] = item
-    train = data.get("train") if isinstance(data.get("train"), dict) else {}
-    both = [src.overrides[k] for k in _OTHER_BUDGET if k in src.overrides and train.get(k[1]) is not None]
+    both = [src.overrides[k] for k in _OTHER_BUDGET
+            if k in src.overrides and src.overrides[k].partition("=")[2].strip() not in ("null", "~", "")]
     if len(both) == 2:
         raise UsageError(f"overrides {both[0]!r} and {both[1]!r}: give either train.epochs or train.steps, not both")
     return validate(data, src), src

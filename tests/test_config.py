@@ -546,3 +546,46 @@ def test_override_of_a_list_points_at_the_command_line_not_the_file(tmp_path):
     with pytest.raises(UsageError) as e:
         load_config(p, ["model.bn=[none,sideways]"])
     assert str(e.value).startswith("command line 'model.bn=[none,sideways]': model.bn.1:"), str(e.value)
+
+
+# -- a budget override replaces the file's budget ----------------------------------------------------------------------
+EPOCHS = """
+name: b
+train:
+  epochs: 15
+  batch_size: 30
+"""
+
+
+@pytest.mark.parametrize("override, steps, epochs", [
+    ("train.steps=30", 30, None), ("train.epochs=2", None, 2)])
+def test_a_budget_override_replaces_the_files_budget(tmp_path, override, steps, epochs):
+    for text in (EPOCHS, EPOCHS.replace("epochs: 15", "steps: 500")):
+        cfg, _ = load_config(write(tmp_path, text), [override])
+        assert (cfg.train.steps, cfg.train.epochs) == (steps, epochs), (text, override)
+        assert resolved_budget(cfg.train, 300)[0] == (steps if steps else epochs * 10)
+
+
+def test_a_file_that_sets_both_budgets_is_still_refused_with_its_line(tmp_path):
+    p = write(tmp_path, EPOCHS.replace("  batch_size: 30", "  steps: 100"))
+    msg = usage_error(p)
+    assert f"{p}:" in msg and "not both" in msg and "train" in msg
+    cfg, _ = load_config(p, ["train.steps=20"])
+    assert (cfg.train.steps, cfg.train.epochs) == (20, None)
+
+
+def test_two_budget_overrides_are_refused_naming_both(tmp_path):
+    p = write(tmp_path, EPOCHS)
+    msg = usage_error(p, ["train.steps=20", "train.epochs=3"])
+    assert "'train.steps=20'" in msg and "'train.epochs=3'" in msg and "not both" in msg
+    cfg, _ = load_config(p, ["train.epochs=null", "train.steps=20"])  # clearing one explicitly is fine
+    assert (cfg.train.steps, cfg.train.epochs) == (20, None)
+
+
+def test_a_swept_budget_replaces_the_files_budget_at_every_point(tmp_path):
+    from bncli.runs import plan, sweep_points
+
+    p = write(tmp_path, EPOCHS + "sweep:\n  parameters:\n    train.steps: {values: [10, 20]}\n")
+    cfg, src = load_config(p)
+    specs = plan(cfg, src, tmp_path / "runs", sweep_points(cfg, src))
+    assert sorted({(s.config.train.steps, s.config.train.epochs) for s in specs}) == [(10, None), (20, None)]
