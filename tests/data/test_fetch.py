@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bncli.config import DataConfig
-from bncli.data import DataCorruptError, fetch as F, load_dataset, sources
+from bncli.data import DataCorruptError, archive as A, download as D, fetch as F, load_dataset, sources
 from bncli.errors import BncliError, UsageError
 
 from .helpers import cifar_tar_bytes, md5, mnist_gz_bytes, tar_bytes, tiny_cifar, tiny_idx
@@ -95,7 +95,7 @@ def test_interrupted_download_keeps_part_and_next_fetch_resumes(mnist_server, tm
     server, files = mnist_server
     name = "train-images-idx3-ubyte.gz"
     server.cut_after[f"mnist/{name}"] = 700
-    with pytest.raises(F.FetchError, match="run the command again to resume") as e:
+    with pytest.raises(D.FetchError, match="run the command again to resume") as e:
         F.fetch("mnist", root=tmp_path, mirror=server.url + "mnist/")
     assert server.url in str(e.value)
     part = tmp_path / "mnist" / f"{name}.part"
@@ -119,7 +119,7 @@ def test_complete_part_and_416(mnist_server, tmp_path):
 def test_wrong_checksum_is_refused_and_not_kept(mnist_server, monkeypatch, tmp_path):
     server, files = mnist_server
     monkeypatch.setitem(sources.MD5["mnist"], "train-labels-idx1-ubyte.gz", "0" * 32)
-    with pytest.raises(F.ChecksumError, match="checksum mismatch") as e:
+    with pytest.raises(D.ChecksumError, match="checksum mismatch") as e:
         F.fetch("mnist", root=tmp_path, mirror=server.url + "mnist/")
     assert "train-labels-idx1-ubyte.gz" in str(e.value) and e.value.exit_code == 1
     folder = tmp_path / "mnist"
@@ -141,10 +141,10 @@ def test_present_file_with_bad_checksum_is_downloaded_again(mnist_server, tmp_pa
 
 def test_http_error_and_unreachable_server(serve, tmp_path):
     server = serve({})
-    with pytest.raises(F.FetchError, match="HTTP 404") as e:
+    with pytest.raises(D.FetchError, match="HTTP 404") as e:
         F.fetch("mnist", root=tmp_path, mirror=server.url)
     assert server.url + "train-images-idx3-ubyte.gz" in str(e.value)
-    with pytest.raises(F.FetchError, match="download of http://127.0.0.1:9/"):
+    with pytest.raises(D.FetchError, match="download of http://127.0.0.1:9/"):
         F.fetch("mnist", root=tmp_path, mirror="http://127.0.0.1:9/", timeout=5)
 
 
@@ -224,7 +224,7 @@ def test_hostile_archive_is_refused(tmp_path, kind):
     dest = tmp_path / "box" / "cifar10"
     before = set(tmp_path.rglob("*"))
     with pytest.raises(DataCorruptError, match=match) as e:
-        F.extract_tar(archive, dest)
+        A.extract_tar(archive, dest)
     assert str(archive) in str(e.value)
     after = set(tmp_path.rglob("*"))
     assert after - before <= {tmp_path / "box", dest}  # only the (empty) target folder was created
@@ -237,7 +237,7 @@ def test_hostile_archive_through_fetch_exit_code_1(serve, monkeypatch, tmp_path)
     archive = tar_bytes([("cifar-10-batches-bin/../../../outside.txt", b"pwned")])
     monkeypatch.setitem(sources.MD5["cifar10"], "cifar-10-binary.tar.gz", md5(archive))
     server = serve({"cifar-10-binary.tar.gz": archive})
-    with pytest.raises(F.UnsafeArchiveError) as e:
+    with pytest.raises(A.UnsafeArchiveError) as e:
         F.fetch("cifar10", root=tmp_path / "root", mirror=server.url)
     assert e.value.exit_code == 1 and "cifar-10-binary.tar.gz" in str(e.value)
     assert not (tmp_path / "outside.txt").exists()
@@ -254,7 +254,7 @@ def test_symlinked_target_folder_is_replaced_not_followed(tmp_path):
     os.symlink(outside, dest / "cifar-10-batches-bin")
     archive = tmp_path / "a.tar.gz"
     archive.write_bytes(cifar_tar_bytes("bin"))
-    F.extract_tar(archive, dest)
+    A.extract_tar(archive, dest)
     assert not list(outside.iterdir())
     assert not (dest / "cifar-10-batches-bin").is_symlink()
     assert (dest / "cifar-10-batches-bin" / "test_batch.bin").is_file()
@@ -264,7 +264,7 @@ def test_not_a_tar_archive(tmp_path):
     archive = tmp_path / "x.tar.gz"
     archive.write_bytes(b"not an archive")
     with pytest.raises(DataCorruptError, match="not a readable tar archive"):
-        F.extract_tar(archive, tmp_path / "d")
+        A.extract_tar(archive, tmp_path / "d")
 
 
 def test_concurrent_fetch_is_refused(tmp_path):
