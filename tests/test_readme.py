@@ -143,14 +143,21 @@ def test_bn_paper_matches_readme_description():
     assert "none" in cfg.model.bn and "before" in cfg.model.bn
 
 
-def test_readme_override_example_loads(readme):
-    line = next(line for line in readme.splitlines() if line.startswith("bncli train") and "=" in line)
-    args = line.split()[2:]
-    path = ROOT / args[0]
-    overrides = [a for a in args[1:] if "=" in a and not a.startswith("--")]
-    assert overrides
-    cfg, _ = load_config(path, overrides)
+def test_readme_override_examples_load(readme):
+    """The README's `bncli train ... key=value` lines, split as bash splits them, load to what they say."""
+    import shlex
+
+    lines = [line for line in readme.splitlines() if line.startswith("bncli train") and "=" in line]
+    configs = []
+    for line in lines:
+        args = shlex.split(line, comments=True)[2:]
+        overrides = [a for a in args[1:] if "=" in a and not a.startswith("--")]
+        assert overrides, line
+        configs.append(load_config(ROOT / args[0], overrides)[0])
+    cfg = configs[0]
     assert cfg.optimizer.lr == 0.05 and cfg.train.seeds == [0, 1, 2] and cfg.model.bn == ["none", "before"]
+    budget = next(c for c in configs if c.train.steps is not None)  # train.steps=N replaces the file's epochs
+    assert (budget.train.steps, budget.train.epochs) == (300, None)
 
 
 def test_readme_config_tour_keys_exist(readme):
