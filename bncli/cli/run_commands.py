@@ -102,7 +102,9 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
 
 
 @command()
-def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
+def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES,
+           out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: results/<name>-lrfind].",
+                                              show_default=False),
            start: float = typer.Option(1e-7, "--start", min=0, help="First learning rate."),
            end: float = typer.Option(10.0, "--end", min=0, help="Last learning rate."),
            iters: int = typer.Option(100, "--iters", min=2, help="Iterations of the geometric ramp."),

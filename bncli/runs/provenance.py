@@ -102,3 +102,9 @@ def code_hash() -> str:
     for path in sorted(p for pattern in _NUMERIC_SOURCES for p in root.glob(pattern)):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def platform_now() -> dict:
+    """``platform_info()`` with the BLAS part read afresh: its thread count can change within a process
+    (threadpool_limits), so a run records the count it was computed with."""
+    return {**platform_info(), "blas": _guard(_blas_libraries)}

@@ -30,7 +30,7 @@ from .. import atomic
 from ..config import ExperimentConfig, to_yaml
 from ..executor import blas_threads
 from ..train import RunResult
-from .provenance import _blas_libraries, _guard, code_hash, platform_info, versions
+from .provenance import code_hash, platform_now, versions
 
 
 # -- the one CSV writer and the one JSON writer ---------------------------------------------------------------------
@@ -124,8 +124,7 @@ def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float,
         "eval_time_s": result.summary["eval_time_s"],
         "blas_threads": blas_threads(),
         "versions": versions(),
-        # the BLAS thread count can change within a process (threadpool_limits), so that part is read afresh
-        "platform": {**platform_info(), "blas": _guard(_blas_libraries)},
+        "platform": platform_now(),
         "argv": sys.argv,
     }
     atomic.write_dir(run_dir, {

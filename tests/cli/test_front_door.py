@@ -43,7 +43,7 @@ def one_error_line(output: str) -> str:
     (["train"], ["Output directory [default: results/<name>]", "[KEY=VALUE]", "train.steps=N replaces"]),
     (["sweep"], ["Output directory [default: results/<name>]", "key=logrange(min,max,per_decade)",
                  "bncli[dask]"]),
-    (["lrfind"], ["Output directory [default: results/<name>]"]),
+    (["lrfind"], ["Output directory [default: results/<name>-lrfind]"]),
     (["report"], ["bncli[dask]", "[default: results/report-quick or results/report-full]"]),
     (["plot"], ["[default: RESULTS_DIR]"]),
     (["data", "fetch"], ["[default: $BNCLI_DATA, else $XDG_CACHE_HOME/bncli or ~/.cache/bncli]"]),
