@@ -48,6 +48,8 @@ def dispatch(specs, out_dir, *, workers=1, executor=None, on_progress=None, on_d
         elif s.hash not in seen:
             seen.add(s.hash)
             todo.append(s)
+    if not todo:
+        return []  # nothing to train: no worker pool, no cluster connection
     for runs_dir in sorted({s.run_dir.parent for s in todo}):
         atomic.clean_stale(runs_dir)  # leftovers of runs killed while writing
     tasks = [{"config": s.config.to_dict(), "run_dir": str(s.run_dir)} for s in todo]

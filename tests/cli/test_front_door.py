@@ -192,3 +192,11 @@ def test_bar_labels_name_the_swept_values_arm_and_seed():
     s = spec(3, {"optimizer.lr": 0.1, "optimizer.name": "adam"})
     assert s.label() == "lr=0.1 name=adam before s3"
     assert s.label(["optimizer.name"]) == "name=adam before s3"
+
+
+def test_a_finished_experiment_needs_no_cluster_to_be_summarized_again(runner, tmp_path):
+    cfg = write_config(tmp_path)
+    assert invoke(runner, "train", cfg, "--out", tmp_path / "o", "-j", "1").exit_code == 0
+    r = invoke(runner, "train", cfg, "--out", tmp_path / "o", "--executor", "dask://127.0.0.1:9")
+    assert r.exit_code == 0, r.output  # every run is done: the (unreachable) cluster is never contacted
+    assert "4 already done, 0 to train" in " ".join(r.output.split())
