@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from . import yamlio
 from .core.model import PLACEMENTS
@@ -21,17 +25,48 @@ from .errors import UsageError
 Placement = Literal["none", "before", "after"]
 
 
+def _got(v) -> str:
+    return yamlio.clip(repr(v))
+
+
+def _wants_number(annotation) -> bool:
+    return annotation in (int, float) or any(_wants_number(a) for a in get_args(annotation))
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are never a meant value (lr, noise, eps, ...): refused in every float field, with the key named.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v, info):
+        # Python counts True as 1, so without this `lr: true` would be read as 1.0 and `seeds: [true]` as [1].
+        is_bool = isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v))
+        if is_bool and _wants_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number, not true/false (got {_got(v)})")
+        return v
+
+
+# Synthetic data is drawn in float64 all at once: (n_train + n_test + centres) x n_features values.
+MAX_SYNTHETIC_VALUES = 20_000_000  # 160 MB in float64, e.g. 900,000 samples of 20 features; MNIST has 55 million
 
 
 class SyntheticConfig(Strict):
-    n_train: int = Field(2000, ge=2)
-    n_test: int = Field(500, ge=1)
-    n_features: int = Field(20, ge=1)
-    n_classes: int = Field(4, ge=2)
-    clusters_per_class: int = Field(2, ge=1)
+    n_train: int = Field(2000, ge=2, le=10_000_000)
+    n_test: int = Field(500, ge=1, le=10_000_000)
+    n_features: int = Field(20, ge=1, le=100_000)
+    n_classes: int = Field(4, ge=2, le=1000)
+    clusters_per_class: int = Field(2, ge=1, le=1000)
     noise: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounded(self):
+        rows = self.n_train + self.n_test + self.n_classes * self.clusters_per_class
+        if rows * self.n_features > MAX_SYNTHETIC_VALUES:
+            raise ValueError(f"(n_train + n_test + n_classes x clusters_per_class) x n_features = "
+                             f"{rows * self.n_features:,} values, more than {MAX_SYNTHETIC_VALUES:,} "
+                             f"({MAX_SYNTHETIC_VALUES * 8 // 10**6} MB in float64); use fewer samples or features")
+        return self
 
 
 class DataConfig(Strict):
@@ -45,10 +80,16 @@ class DataConfig(Strict):
     synthetic: SyntheticConfig = SyntheticConfig()
 
 
+# Bounds on the network so a typo cannot allocate terabytes: 20x the widest and 10x the deepest shipped model.
+MAX_WIDTH = 10_000
+MAX_LAYERS = 200
+MAX_HIDDEN_WEIGHTS = 100_000_000  # between hidden layers: 400 MB of float32 weights, before gradients and moments
+
+
 class ModelConfig(Strict):
     hidden: list[int] | None = None  # widths of the hidden layers; or depth x width
-    depth: int | None = Field(None, ge=0)
-    width: int | None = Field(None, ge=1)
+    depth: int | None = Field(None, ge=0, le=MAX_LAYERS)  # bounded before [width] * depth is built
+    width: int | None = Field(None, ge=1, le=MAX_WIDTH)
     activation: Literal["relu", "sigmoid", "tanh", "identity"] = "relu"
     bn: list[Placement] = ["none", "before"]  # one arm per placement
     init: Literal["he", "glorot", "normal"] = "he"
@@ -65,15 +106,18 @@ class ModelConfig(Strict):
         if isinstance(v, list):
             if not v:
                 raise ValueError(f"expected at least one BN placement out of {list(PLACEMENTS)}")
-            if len(set(v)) != len(v):
-                raise ValueError(f"placements must not repeat (got {v})")
+            # Only names can repeat; any other item (a list, a mapping) is refused by the type check next.
+            if all(isinstance(p, str) for p in v) and len(set(v)) != len(v):
+                raise ValueError(f"placements must not repeat (got {_got(v)})")
         return v
 
     @field_validator("hidden")
     @classmethod
     def _positive_widths(cls, v):
         if v is not None and any(w < 1 for w in v):
-            raise ValueError(f"hidden widths must be >= 1 (got {v})")
+            raise ValueError(f"hidden widths must be >= 1 (got {_got(v)})")
+        if v is not None and (len(v) > MAX_LAYERS or any(w > MAX_WIDTH for w in v)):
+            raise ValueError(f"at most {MAX_LAYERS} hidden layers of at most {MAX_WIDTH:,} units (got {_got(v)})")
         return v
 
     @model_validator(mode="after")
@@ -83,6 +127,10 @@ class ModelConfig(Strict):
         if self.hidden is None:
             self.hidden = [self.width or 100] * (2 if self.depth is None else self.depth)
             self.depth = self.width = None
+        weights = sum(a * b for a, b in zip(self.hidden, self.hidden[1:]))
+        if weights > MAX_HIDDEN_WEIGHTS:
+            raise ValueError(f"{weights:,} weights between hidden layers, more than {MAX_HIDDEN_WEIGHTS:,}; use "
+                             "narrower or fewer layers")
         return self
 
 
@@ -105,8 +153,11 @@ class OptimizerConfig(Strict):
     lr_reference_batch: int | None = Field(None, ge=1)
 
 
+MAX_SEEDS = 10_000  # seeds per config: each is a run per arm (and per sweep point)
+
+
 class TrainConfig(Strict):
-    batch_size: int = Field(60, ge=1)
+    batch_size: int = 60  # >= 2, see _two_per_batch
     epochs: int | None = Field(None, ge=1)  # budget: epochs or steps (default 10 epochs)
     steps: int | None = Field(None, ge=1)
     seeds: list[int] = [0, 1, 2, 3, 4]  # a count n means seeds 0..n-1
@@ -121,6 +172,15 @@ class TrainConfig(Strict):
     measure: list[Literal["percentiles", "eval_variants"]] = []
     percentile_images: int = Field(1000, ge=2)
 
+    @field_validator("batch_size")
+    @classmethod
+    def _two_per_batch(cls, v):
+        # BN has no variance in a batch of one, and the training loop skips such batches: with batch_size 1 it
+        # would skip every batch and never end, with or without a BN arm.
+        if v < 2:
+            raise ValueError(f"must be >= 2 (got {v}): BN and the training loop need at least 2 samples per batch")
+        return v
+
     @field_validator("seeds", mode="before")
     @classmethod
     def _count_or_list(cls, v):
@@ -129,14 +189,18 @@ class TrainConfig(Strict):
         if isinstance(v, int):
             if v < 1:
                 raise ValueError(f"expected at least 1 seed (got {v})")
+            if v > MAX_SEEDS:
+                raise ValueError(f"at most {MAX_SEEDS:,} seeds (got {v:,})")
             return list(range(v))
         if isinstance(v, list):
             if not v:
                 raise ValueError("expected at least 1 seed")
+            if len(v) > MAX_SEEDS:
+                raise ValueError(f"at most {MAX_SEEDS:,} seeds (got a list of {len(v):,})")
             if len(set(map(str, v))) != len(v):
-                raise ValueError(f"seeds must not repeat (got {v})")
-            if any(isinstance(s, int) and s < 0 for s in v):
-                raise ValueError(f"seeds must be >= 0 (got {v})")
+                raise ValueError(f"seeds must not repeat (got {_got(v)})")
+            if any(isinstance(s, int) and not 0 <= s < 2**63 for s in v):
+                raise ValueError(f"seeds must be >= 0 and < 2**63 (got {_got(v)})")
         return v
 
     @model_validator(mode="after")
@@ -156,8 +220,9 @@ class SweepParam(Strict):
     min: float | None = None
     max: float | None = None
     scale: Literal["log", "linear"] = "log"
-    per_decade: int | None = Field(None, ge=1)
-    num: int | None = Field(None, ge=1)
+    # Counts beyond sweep.max_runs are refused before any point is made; this bound keeps the count in floats.
+    per_decade: int | None = Field(None, ge=1, le=10**9)
+    num: int | None = Field(None, ge=1, le=10**9)
     distribution: Literal["log_uniform_values", "uniform", "int_uniform"] | None = None
 
     @model_validator(mode="after")
@@ -168,11 +233,17 @@ class SweepParam(Strict):
                 raise ValueError("give either values or a range (min, max, ...), not both")
             if not self.values:
                 raise ValueError("values must not be empty")
+            if not _all_finite(self.values):
+                raise ValueError(f"values must be finite numbers, not inf or nan (got {_got(self.values)})")
             return self
         if self.min is None or self.max is None:
             raise ValueError("expected values: [...] or a range with both min and max")
         if self.min > self.max:
             raise ValueError(f"min ({self.min:g}) is larger than max ({self.max:g})")
+        if not math.isfinite(self.max - self.min):  # numpy's uniform and linspace overflow on such a range
+            raise ValueError(f"the range from min ({self.min:g}) to max ({self.max:g}) is too wide to compute")
+        if self.distribution == "int_uniform" and max(-self.min, self.max) > 2**53:
+            raise ValueError("int_uniform needs min and max within +-2**53 (integers exact in a float)")
         log = self.distribution == "log_uniform_values" or (self.distribution is None and self.scale == "log")
         if log and self.min <= 0:
             raise ValueError(f"a log scale needs min > 0 (got {self.min:g})")
@@ -182,6 +253,28 @@ class SweepParam(Strict):
         if self.per_decade is not None and self.scale != "log":
             raise ValueError("per_decade needs scale: log")
         return self
+
+    def size(self) -> int:
+        """Number of grid points, computed without making them (runs.grid makes exactly this many)."""
+        if self.values is not None:
+            return len(self.values)
+        if self.per_decade:
+            decades = math.log10(self.max) - math.log10(self.min)
+            return math.floor(decades * self.per_decade + 1e-9) + 1
+        return self.num or 1
+
+
+def _all_finite(v) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return all(_all_finite(x) for x in v) if isinstance(v, list) else True
+
+
+# Runs a sweep may plan unless its config raises sweep.max_runs. Planning takes about 80 us and 3.6 KB a run: 8 s
+# and 360 MB at the default, which is 40x the 2,240 runs of the whole shipped report.
+MAX_RUNS = 100_000
+MAX_RUNS_LIMIT = 1_000_000  # the most sweep.max_runs may allow (80 s and 3.6 GB of plan)
+_KEY = re.compile(r"[A-Za-z_]\w{0,63}(\.[A-Za-z_]\w{0,63}){0,7}", re.ASCII)  # config keys: 1-3 short parts
 
 
 class SweepConfig(Strict):
@@ -196,12 +289,16 @@ class SweepConfig(Strict):
     # accuracy (mean of its last evaluations) is >= floor. An arm that learns nowhere has no usable range.
     floor: float = Field(0.5, gt=0, le=1)
     target_points: list[float] = [0.02, 0.05]  # descriptive widths: within these accuracy points of the seed's best
+    # A safety cap, not part of the study: left out of the dump when at its default (see _dump), never in a hash.
+    max_runs: int = Field(MAX_RUNS, ge=1, le=MAX_RUNS_LIMIT)
 
     @model_validator(mode="after")
     def _check(self):
         if not self.parameters:
             raise ValueError("a sweep needs at least one entry under sweep.parameters")
         for key in self.parameters:
+            if not _KEY.fullmatch(key):
+                raise ValueError(f"swept key {_got(key)} is not a dotted config key such as optimizer.lr")
             if key in ("model.bn", "train.seeds", "name", "description") or key.startswith("sweep"):
                 raise ValueError(f"{key} cannot be swept (arms and seeds are crossed with the sweep already)")
         if self.method == "random":
@@ -211,8 +308,23 @@ class SweepConfig(Strict):
             raise ValueError("distribution is for method: random; a grid takes values or min/max with "
                              "per_decade or num")
         if self.range_key is not None and self.range_key not in self.parameters:
-            raise ValueError(f"range_key {self.range_key!r} is not a swept parameter")
+            raise ValueError(f"range_key {_got(self.range_key)} is not a swept parameter")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # The default cap is left out so that the config.yaml of a sweep stays as it was before the cap existed.
+        d = handler(self)
+        if self.max_runs == MAX_RUNS:
+            d.pop("max_runs", None)
+        return d
+
+    def size(self) -> int:
+        """Number of points (before arms and seeds), computed without making them: Python ints, so exact even for
+        a grid of 10**12 points."""
+        if self.method == "random":
+            return self.count
+        return math.prod(p.size() for p in self.parameters.values())
 
 
 class ExperimentConfig(Strict):
@@ -255,33 +367,46 @@ class Source:
         # An override replaces the whole subtree under its key, so it wins over any file line below it.
         for n in range(len(path), 0, -1):
             if path[:n] in self.overrides:
-                return f"command line '{self.overrides[path[:n]]}'"
+                return f"command line '{yamlio.clip(self.overrides[path[:n]])}'"
         for n in range(len(path), 0, -1):
             if path[:n] in self.lines:
                 return f"{self.file}:{self.lines[path[:n]]}"
         return self.file
 
     def error(self, path, message) -> UsageError:
-        key = ".".join(str(p) for p in path)
+        key = yamlio.clip(".".join(str(p) for p in path))
         return UsageError(f"{self.where(path)}: {key}: {message}" if key else f"{self.where(path)}: {message}")
 
 
 LIST_KEYS = {("model", "bn"), ("train", "seeds")}  # crossed with every sweep already: never swept
 
 
-def apply_override(data: dict, item: str) -> tuple:
+MAX_KEY_PARTS = 8  # the deepest config key has 3 parts (data.synthetic.n_train)
+
+
+def override_key(item: str) -> tuple:
+    """The key path of a ``key=value`` override, checked: non-empty parts, not deeper than any config key."""
     if "=" not in item:
-        raise UsageError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.05")
-    key, _, value = item.partition("=")
+        raise UsageError(f"override {_got(item)}: expected key=value, e.g. optimizer.lr=0.05")
+    key = item.partition("=")[0]
     path = tuple(key.strip().split("."))
     if not all(path):
-        raise UsageError(f"override {item!r}: empty key part in {key!r}")
+        raise UsageError(f"override {_got(item)}: empty key part in {_got(key)}")
+    if len(path) > MAX_KEY_PARTS:
+        raise UsageError(f"override {_got(item)}: a key of {len(path):,} parts; config keys have at most "
+                         f"{MAX_KEY_PARTS}")
+    return path
+
+
+def apply_override(data: dict, item: str) -> tuple:
+    path = override_key(item)
+    value = item.partition("=")[2]
     try:
         parsed = yamlio.parse_scalar(value)
         if path in LIST_KEYS and isinstance(parsed, str) and "," in parsed:
             parsed = yamlio.parse_scalar(f"[{value}]")  # model.bn=none,before is a list of arms
     except yamlio.YamlError as e:
-        raise UsageError(f"override {item!r}: {e.message}") from None
+        raise UsageError(f"override {_got(item)}: {e.message}") from None
     set_key(data, path, parsed)
     return path
 
@@ -307,21 +432,35 @@ def set_key(data: dict, path: tuple, value):
 _RANGE = re.compile(r"^\s*(logrange|linrange)\((.*)\)\s*$")
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _range_args(item: str, form: str, args: str) -> tuple:
+    """The three numbers of ``logrange(...)`` / ``linrange(...)``. Whether they are finite, in order and not too
+    many points is the sweep parameter's check, which names this override."""
+    try:
+        values = yamlio.parse_scalar(f"[{args}]")
+    except yamlio.YamlError:
+        values = None
+    if not (isinstance(values, list) and len(values) == 3 and all(map(_is_number, values))):
+        what = "points per decade" if form == "logrange" else "number of points"
+        raise UsageError(f"override {_got(item)}: expected {form}(min, max, {what}) with three numbers")
+    a, b, n = values
+    # float(n) would overflow on a huge int and int(n) on inf: an integral float becomes an int, the rest is left
+    # for the validation to refuse.
+    return float(a), float(b), int(n) if isinstance(n, float) and n.is_integer() else n
+
+
 def sweep_override(item: str):
     """``key=v1,v2,...`` (values read as YAML), ``key=logrange(min,max,per_decade)`` or
     ``key=linrange(min,max,num)`` -> (key, sweep parameter dict); None for a plain override."""
     key, _, value = item.partition("=")
     m = _RANGE.match(value)
     if m:
-        try:
-            a, b, n = yamlio.parse_scalar(f"[{m.group(2)}]")
-            spec = {"min": float(a), "max": float(b)}
-            spec.update({"scale": "log", "per_decade": int(n)} if m.group(1) == "logrange"
-                        else {"scale": "linear", "num": int(n)})
-        except (ValueError, TypeError, yamlio.YamlError):
-            raise UsageError(f"override {item!r}: expected {m.group(1)}(min, max, "
-                             f"{'points per decade' if m.group(1) == 'logrange' else 'number of points'})") from None
-        return key.strip(), spec
+        a, b, n = _range_args(item, m.group(1), m.group(2))
+        grid = {"scale": "log", "per_decade": n} if m.group(1) == "logrange" else {"scale": "linear", "num": n}
+        return key.strip(), {"min": a, "max": b, **grid}
     try:
         values = yamlio.parse_scalar(f"[{value}]")
     except yamlio.YamlError:
@@ -331,18 +470,42 @@ def sweep_override(item: str):
     return None
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: the shipped experiments are 1-2 KB; a bigger config is a mistake
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file, read bounded: a device (/dev/zero), a FIFO or a huge file is refused up front."""
+    shown = yamlio.clip(str(path), 200)  # a 5,000-character name is not echoed whole
+    try:
+        # O_NONBLOCK: opening a FIFO nobody writes to would otherwise wait forever (harmless on regular files).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UsageError(f"{shown}: config file not found") from None
+    except OSError as e:  # a symlink loop, a path through a file, a name too long, no permission, ...
+        raise UsageError(f"{shown}: cannot read config file ({e.strerror or e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise UsageError(f"{shown}: cannot read config file: it is {kind}")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{shown}: config file larger than {MAX_CONFIG_BYTES // 2**20} MiB; a config is a short "
+                         "YAML file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{shown}: cannot read config file: not UTF-8 text (byte {e.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # the newlines Path.read_text gave
+
+
 def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=False) -> tuple[ExperimentConfig, Source]:
     """Read, override and validate. With ``sweep_overrides``, ``key=a,b,c`` and ``key=logrange(...)`` add swept
     parameters (as in Hydra's multirun) instead of setting a value."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read config file ({e.__class__.__name__}: {e})") from None
-    try:
-        data, lines = yamlio.load_with_lines(text)
+        data, lines = yamlio.load_with_lines(read_config_text(path))
     except yamlio.YamlError as e:
         raise UsageError(f"{path}:{e.line}: {e.message}" if e.line else f"{path}: {e.message}") from None
     if not isinstance(data, dict):
@@ -350,38 +513,62 @@ def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=Fal
     data.setdefault("name", path.stem)
     src = Source(str(path), lines, {}, data)
     for item in overrides:
-        key = tuple(item.partition("=")[0].strip().split("."))
-        swept = sweep_override(item) if sweep_overrides and "=" in item and key not in LIST_KEYS else None
+        swept = sweep_override(item) if sweep_overrides and override_key(item) not in LIST_KEYS else None
         if swept:
-            key, spec = swept
-            if not isinstance(data.get("sweep"), dict):
-                data["sweep"] = {}
-            sweep = data["sweep"]
-            if not isinstance(sweep.get("parameters"), dict):
-                sweep["parameters"] = {}
-            sweep["parameters"][key] = spec
-            src.overrides[("sweep", "parameters", key)] = item
+            _add_swept(data, *swept)
+            src.overrides[("sweep", "parameters", swept[0])] = item
         else:
             src.overrides[apply_override(data, item)] = item
     both = [src.overrides[k] for k in _OTHER_BUDGET
             if k in src.overrides and src.overrides[k].partition("=")[2].strip() not in ("null", "~", "")]
     if len(both) == 2:
-        raise UsageError(f"overrides {both[0]!r} and {both[1]!r}: give either train.epochs or train.steps, not both")
+        raise UsageError(f"overrides {_got(both[0])} and {_got(both[1])}: give either train.epochs or train.steps, "
+                         "not both")
     return validate(data, src), src
+
+
+def _add_swept(data: dict, key: str, spec: dict):
+    if not isinstance(data.get("sweep"), dict):
+        data["sweep"] = {}
+    sweep = data["sweep"]
+    if not isinstance(sweep.get("parameters"), dict):
+        sweep["parameters"] = {}
+    sweep["parameters"][key] = spec
+
+
+MAX_MESSAGES = 10  # validation errors listed; a list of 100,000 bad values is not listed whole
 
 
 def validate(data: dict, src: Source) -> ExperimentConfig:
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        messages = [_describe(err, src) for err in e.errors(include_url=False)]
-        raise UsageError("\n".join(dict.fromkeys(messages))) from None
+        messages = list(dict.fromkeys(_describe(err, src) for err in e.errors(include_url=False)))
+        more = [f"... and {len(messages) - MAX_MESSAGES:,} more"] if len(messages) > MAX_MESSAGES else []
+        raise UsageError("\n".join(messages[:MAX_MESSAGES] + more)) from None
     # Checks across sections, here rather than in a validator so the message can point at the key's line.
-    if cfg.train.batch_size < 2 and any(p != "none" for p in cfg.model.bn):
-        raise src.error(("train", "batch_size"), "must be >= 2 with a BN arm: a batch of one sample has no variance")
     if cfg.train.target_split == "val" and cfg.data.val_fraction == 0:
         raise src.error(("train", "target_split"), "'val' needs data.val_fraction > 0")
+    if cfg.sweep is not None:
+        _check_runs(cfg, src)
     return cfg
+
+
+def _check_runs(cfg: ExperimentConfig, src: Source):
+    """Refuse a sweep of more than sweep.max_runs runs, counted before a single point is made (a 1000 x 1000 grid
+    or count: 1e9 would otherwise hang even a dry run). The message points at the largest factor."""
+    sweep = cfg.sweep
+    points, arms, seeds = sweep.size(), len(cfg.model.bn), len(cfg.train.seeds)
+    runs = points * arms * seeds
+    if runs <= sweep.max_runs:
+        return
+    if sweep.method == "random":
+        where = ("sweep", "count")
+    else:
+        where = ("sweep", "parameters", max(sweep.parameters, key=lambda k: sweep.parameters[k].size()))
+    raise src.error(where, f"the sweep is {points:,} points x {arms} arms x {seeds:,} seeds = {runs:,} runs, more "
+                           f"than sweep.max_runs ({sweep.max_runs:,}); use fewer points, or raise sweep.max_runs "
+                           f"(at most {MAX_RUNS_LIMIT:,}) in the sweep section or with sweep.max_runs=N")
 
 
 def _describe(err: dict, src: Source) -> str:
@@ -394,18 +581,25 @@ def _describe(err: dict, src: Source) -> str:
     if kind == "missing":
         msg = "required key is missing"
     elif "input" in err and kind not in ("value_error", "assertion_error") and not isinstance(err["input"], dict):
-        msg += f" (got {err['input']!r})"
+        msg += f" (got {_got(err['input'])})"
     return src.error(loc, msg).args[0]
 
 
 def _fields_at(loc) -> list[str]:
-    model = ExperimentConfig
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
+    """The keys of the section at ``loc``, following optional sections (sweep) and mappings of sections
+    (sweep.parameters.<key>)."""
+    model, parts = ExperimentConfig, list(loc)
+    while parts:
+        field = model.model_fields.get(parts.pop(0))
         ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        if get_origin(ann) is dict and parts:
+            ann = get_args(ann)[1]
+            parts.pop(0)  # the mapping's own key, e.g. the swept key under sweep.parameters
+        section = next((a for a in (ann, *get_args(ann))
+                        if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if section is None:
             break
-        model = ann
+        model = section
     return list(model.model_fields)
 
 

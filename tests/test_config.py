@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from typing import get_args
 
 import pytest
 
@@ -280,7 +281,7 @@ def test_non_positive_hidden_width(tmp_path):
     ("model", "bn_decay", "1.0", "less than 1"),
     ("model", "bn_decay", "-0.5", "greater than or equal to 0"),
     ("data", "val_fraction", "0.9", "less than 0.9"),
-    ("train", "batch_size", "0", "greater than or equal to 1"),
+    ("train", "batch_size", "0", ">= 2"),
     ("train", "epochs", "0", "greater than or equal to 1"),
 ])
 def test_out_of_range(tmp_path, section, key, value, expect):
@@ -433,10 +434,11 @@ def test_batch_size_one_with_bn_is_refused(tmp_path):
     assert msg.startswith(str(p)) and "batch_size" in msg
 
 
-def test_batch_size_one_without_bn_is_fine(tmp_path):
+def test_batch_size_one_without_bn_is_refused_too(tmp_path):
+    # The training loop skips a batch of one sample, so batch_size 1 would skip every batch and never end.
     p = write(tmp_path, "model:\n  bn: [none]\ntrain:\n  batch_size: 1\n")
-    cfg, _ = load_config(p)
-    assert cfg.train.batch_size == 1 and cfg.model.bn == ["none"]
+    assert usage_error(p) == (f"{p}:4: train.batch_size: must be >= 2 (got 1): BN and the training loop need at "
+                              "least 2 samples per batch")
 
 
 def test_batch_size_one_with_bn_points_at_the_batch_size_line(tmp_path):
@@ -523,7 +525,6 @@ def test_hash_is_stable_across_processes():
     (4000, 60, 67),
     (59, 60, 0 + 1),
     (1, 60, 0),
-    (2, 1, 2),
 ])
 def test_resolved_budget_steps_per_epoch(n, b, per_epoch):
     total, pe = resolved_budget(TrainConfig(batch_size=b, epochs=3), n)
@@ -589,3 +590,286 @@ def test_a_swept_budget_replaces_the_files_budget_at_every_point(tmp_path):
     cfg, src = load_config(p)
     specs = plan(cfg, src, tmp_path / "runs", sweep_points(cfg, src))
     assert sorted({(s.config.train.steps, s.config.train.epochs) for s in specs}) == [(10, None), (20, None)]
+
+
+# -- hostile input: one line naming the file:line (or override) and the key, never a traceback or a hang ----------
+SECTIONS = {"data": DataConfig, "data.synthetic": C.SyntheticConfig, "model": ModelConfig,
+            "optimizer": OptimizerConfig, "train": TrainConfig, "sweep": C.SweepConfig}
+SWEEP_OK = "sweep:\n  parameters:\n    optimizer.lr: {values: [0.1]}\n"
+
+
+def nested_yaml(dotted: str, value: str) -> str:
+    """``a.b.c`` and a value -> block YAML, one key per line (the last key on the last line)."""
+    parts = dotted.split(".")
+    return "".join("  " * i + f"{p}:\n" for i, p in enumerate(parts[:-1])) + "  " * (len(parts) - 1) + \
+        f"{parts[-1]}: {value}\n"
+
+
+def fields_of(kind):
+    """Every config key whose type takes ``kind`` (int or float), as (dotted key, is a list)."""
+    for prefix, model in SECTIONS.items():
+        for name, field in model.model_fields.items():
+            args = get_args(field.annotation)
+            inner = [a for a in args if a is not type(None)]
+            if field.annotation is kind or kind in inner or any(kind in get_args(a) for a in inner):
+                yield f"{prefix}.{name}", "list" in str(field.annotation)
+
+
+def config_with(tmp_path, key, value):
+    text = nested_yaml(key, value)
+    if key.startswith("sweep."):
+        text = SWEEP_OK + text.split("\n", 1)[1]  # the key's line under the sweep section above
+    return write(tmp_path, "name: x\n" + text)
+
+
+NUMBER_KEYS = sorted(set(fields_of(int)) | set(fields_of(float)))
+
+
+def test_the_general_rules_cover_every_numeric_key():
+    keys = {k for k, _ in NUMBER_KEYS}
+    assert {"optimizer.lr", "data.synthetic.noise", "model.init_std", "model.bn_eps", "optimizer.eps",
+            "train.target_accuracy", "train.seeds", "model.hidden", "sweep.max_runs", "sweep.target_points"} <= keys
+    assert len(keys) > 35
+
+
+@pytest.mark.parametrize("key, is_list", NUMBER_KEYS)
+def test_booleans_are_never_numbers(tmp_path, key, is_list):
+    p = config_with(tmp_path, key, "[1, true]" if is_list else "true")
+    what = assert_located(usage_error(p), p, key.rsplit(".", 1)[1] + ":", key)
+    assert "number" in what and "True" in what
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e999"])
+@pytest.mark.parametrize("key, is_list", sorted(fields_of(float)))
+def test_non_finite_floats_are_refused_everywhere(tmp_path, key, is_list, value):
+    p = config_with(tmp_path, key, f"[{value}]" if is_list else value)
+    what = assert_located(usage_error(p), p, key.rsplit(".", 1)[1] + ":", key + (".0" if is_list else ""))
+    assert "finite number" in what
+
+
+def test_lr_true_message_exactly(tmp_path):
+    p = write(tmp_path, "optimizer:\n  lr: true\n")
+    assert usage_error(p) == f"{p}:2: optimizer.lr: expected a number, not true/false (got True)"
+    assert usage_error(p, ["optimizer.lr=false"]) == (
+        "command line 'optimizer.lr=false': optimizer.lr: expected a number, not true/false (got False)")
+
+
+def test_booleans_are_still_fine_where_a_boolean_is_meant(tmp_path):
+    cfg, _ = load_config(write(tmp_path, "data: {standardize: true}\ntrain: {eval_train: true}\n"
+                                         "sweep: {parameters: {data.standardize: {values: [true, false]}}}\n"))
+    assert cfg.data.standardize is True and cfg.sweep.parameters["data.standardize"].values == [True, False]
+
+
+def test_non_finite_noise_names_the_key(tmp_path):
+    p = write(tmp_path, "data:\n  name: synthetic\n  synthetic: {noise: .inf}\n")
+    assert usage_error(p) == f"{p}:3: data.synthetic.noise: Input should be a finite number (got inf)"
+
+
+def test_a_list_in_the_arms_is_a_type_error_not_a_crash(tmp_path):
+    p = write(tmp_path, "name: x\nmodel:\n  bn: [none, [before]]\n")
+    assert usage_error(p) == (f"{p}:3: model.bn.1: Input should be 'none', 'before' or 'after' (got ['before'])")
+    msg = usage_error(p, ["model.bn=[none,{before: 1}]"])
+    assert msg.startswith("command line 'model.bn=[none,{before: 1}]': model.bn.1: Input should be")
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("1000000000", "at most 10,000 seeds (got 1,000,000,000)"),
+    ("10001", "at most 10,000 seeds (got 10,001)"),
+    ("[" + ", ".join(map(str, range(10_001))) + "]", "at most 10,000 seeds (got a list of 10,001)"),
+    ("[0, 9223372036854775808]", "seeds must be >= 0 and < 2**63"),
+])
+def test_seed_counts_are_capped_before_a_list_is_built(tmp_path, value, expect):
+    p = write(tmp_path, f"name: x\ntrain:\n  seeds: {value}\n")
+    what = assert_located(usage_error(p), p, "seeds", "train.seeds")
+    assert expect in what and len(what) < 200
+
+
+def test_ten_thousand_seeds_are_allowed(tmp_path):
+    assert len(load_config(write(tmp_path, "train: {seeds: 10000}\n"))[0].train.seeds) == 10_000
+
+
+def test_seed_count_override_message_exactly(base):
+    assert usage_error(base, ["train.seeds=1000000000"]) == (
+        "command line 'train.seeds=1000000000': train.seeds: at most 10,000 seeds (got 1,000,000,000)")
+
+
+# config paths that are not a readable regular file
+def test_dev_zero_is_refused_without_reading_it():
+    assert usage_error("/dev/zero") == "/dev/zero: cannot read config file: it is not a regular file (a device, " \
+                                       "FIFO or socket)"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    p = tmp_path / "pipe.yaml"
+    os.mkfifo(p)
+    assert usage_error(p) == f"{p}: cannot read config file: it is not a regular file (a device, FIFO or socket)"
+
+
+def test_a_symlink_loop_is_refused(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    os.symlink(b, a)
+    os.symlink(a, b)
+    assert usage_error(a) == f"{a}: cannot read config file (Too many levels of symbolic links)"
+
+
+def test_a_path_through_a_file_is_refused(tmp_path):
+    f = write(tmp_path, "name: x\n", "file.yaml")
+    assert usage_error(f / "x.yaml") == f"{f / 'x.yaml'}: cannot read config file (Not a directory)"
+
+
+def test_a_5000_character_name_is_refused_and_not_echoed_whole(tmp_path):
+    p = tmp_path / ("n" * 5000 + ".yaml")
+    msg = usage_error(p)
+    assert msg.endswith("nnn.yaml: cannot read config file (File name too long)") and "..." in msg
+    assert len(msg) < 300
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_file_is_refused(tmp_path):
+    p = write(tmp_path, "name: x\n")
+    p.chmod(0)
+    assert usage_error(p) == f"{p}: cannot read config file (Permission denied)"
+
+
+def test_a_file_over_1_mib_is_refused_up_front(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("# " + "z" * (1 << 20) + "\nname: x\n")
+    assert usage_error(p) == f"{p}: config file larger than 1 MiB; a config is a short YAML file"
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(b"name: caf\xe9\n")
+    assert usage_error(p) == f"{p}: cannot read config file: not UTF-8 text (byte 9)"
+
+
+def test_windows_and_old_mac_newlines_keep_their_lines(tmp_path):
+    p = tmp_path / "crlf.yaml"
+    p.write_bytes(b"name: x\r\noptimizer:\r\n  lr: -1\r\n")
+    assert usage_error(p).startswith(f"{p}:3: optimizer.lr: ")
+    p.write_bytes(b"name: x\roptimizer:\r  lr: -1\r")
+    assert usage_error(p).startswith(f"{p}:3: optimizer.lr: ")
+
+
+# unknown keys are answered with the keys of their own section
+def test_unknown_key_under_sweep_lists_the_sweep_keys(tmp_path):
+    p = write(tmp_path, "name: x\nsweep:\n  parameters: {optimizer.lr: {values: [0.1, 0.2]}}\n  bogus: 1\n")
+    assert usage_error(p) == (f"{p}:4: sweep.bogus: unknown key; expected one of: method, parameters, count, seed, "
+                              "range_key, floor, target_points, max_runs")
+
+
+def test_unknown_key_under_a_swept_parameter_lists_the_parameter_keys(tmp_path):
+    p = write(tmp_path, "name: x\nsweep:\n  parameters:\n    optimizer.lr:\n      values: [0.1]\n      bogus: 1\n")
+    assert usage_error(p) == (f"{p}:6: sweep.parameters.optimizer.lr.bogus: unknown key; expected one of: values, "
+                              "min, max, scale, per_decade, num, distribution")
+
+
+# echoed values are clipped
+def test_a_200_kb_value_is_not_echoed_whole(tmp_path):
+    p = write(tmp_path, "name: x\nmodel:\n  activation: " + "q" * 200_000 + "\n")
+    msg = usage_error(p)
+    assert msg.startswith(f"{p}:3: model.activation: Input should be 'relu', 'sigmoid', 'tanh' or 'identity' "
+                          "(got 'qqq")
+    assert "q..." in msg and len(msg) < 250
+
+
+def test_a_1_mb_override_is_not_echoed_whole(base):
+    msg = usage_error(base, ["name=" + "x" * 1_000_000])
+    assert msg.startswith("command line 'name=xxx") and "..." in msg and "name: String should have at most 100" in msg
+    assert len(msg) < 400
+
+
+def test_a_200_kb_unknown_key_is_not_echoed_whole(tmp_path):
+    p = write(tmp_path, "name: x\nmodel:\n  " + "k" * 200_000 + ": 1\n")
+    assert len(usage_error(p)) < 400  # PyYAML refuses such a long key as a syntax error
+
+
+def test_many_errors_are_listed_up_to_ten(tmp_path):
+    p = write(tmp_path, "model:\n  hidden: [" + ", ".join(["a"] * 500) + "]\n")
+    lines = usage_error(p).splitlines()
+    assert len(lines) == 11 and lines[-1] == "... and 490 more"
+    assert all(ln.startswith(f"{p}:2: model.hidden.") for ln in lines[:10])
+
+
+# overrides
+@pytest.mark.parametrize("item, expect", [
+    (".".join(["k"] * 10_000) + "=1", "a key of 10,000 parts; config keys have at most 8"),
+    ("a..b=1", "empty key part in 'a..b'"),
+    ("=1", "empty key part in ''"),
+    (".=1", "empty key part in '.'"),
+])
+def test_override_keys_are_checked_before_anything_is_built(base, item, expect):
+    msg = usage_error(base, [item])
+    assert msg.startswith("override '") and msg.endswith(expect) and len(msg) < 300
+
+
+def test_override_value_nested_5000_deep_is_refused(base):
+    msg = usage_error(base, ["model.hidden=" + "[" * 5000 + "1" + "]" * 5000])
+    assert msg.startswith("override 'model.hidden=[[[") and "YAML nested more than 100 levels deep" in msg
+
+
+# synthetic data and model sizes are bounded: a typo must not allocate terabytes
+def test_synthetic_n_train_is_capped(tmp_path):
+    p = write(tmp_path, "data:\n  name: synthetic\n  synthetic: {n_train: 100000000000}\n")
+    assert usage_error(p) == (f"{p}:3: data.synthetic.n_train: Input should be less than or equal to 10000000 "
+                              "(got 100000000000)")
+    p = write(tmp_path, "data:\n  name: synthetic\n  synthetic: {n_train: 1e11}\n")
+    assert "data.synthetic.n_train: Input should be less than or equal to 10000000" in usage_error(p)
+
+
+def test_synthetic_set_size_is_capped(tmp_path):
+    p = write(tmp_path, "data:\n  name: synthetic\n  synthetic: {n_train: 1000000, n_features: 1000}\n")
+    assert usage_error(p) == (f"{p}:3: data.synthetic: (n_train + n_test + n_classes x clusters_per_class) x "
+                              "n_features = 1,000,508,000 values, more than 20,000,000 (160 MB in float64); use fewer "
+                              "samples or features")
+
+
+@pytest.mark.parametrize("key, value, expect", [
+    ("n_features", "1000000", "less than or equal to 100000"),
+    ("n_classes", "100000", "less than or equal to 1000"),
+    ("clusters_per_class", "100000", "less than or equal to 1000"),
+    ("n_test", "100000000", "less than or equal to 10000000"),
+])
+def test_synthetic_dimensions_are_capped(tmp_path, key, value, expect):
+    p = write(tmp_path, f"data:\n  synthetic:\n    {key}: {value}\n")
+    assert expect in assert_located(usage_error(p), p, key, f"data.synthetic.{key}")
+
+
+@pytest.mark.parametrize("spec, key, expect", [
+    ("depth: 1000000000", "model.depth", "less than or equal to 200 (got 1000000000)"),
+    ("width: 1000000", "model.width", "less than or equal to 10000"),
+    ("hidden: [100000]", "model.hidden", "at most 200 hidden layers of at most 10,000 units (got [100000])"),
+    ("hidden: [" + ", ".join(["1"] * 201) + "]", "model.hidden", "at most 200 hidden layers"),
+    ("{depth: 200, width: 10000}", "model", "19,900,000,000 weights between hidden layers, more than 100,000,000"),
+])
+def test_network_size_is_capped(tmp_path, spec, key, expect):
+    p = write(tmp_path, f"name: x\nmodel:\n  {spec}\n" if key != "model" else f"name: x\nmodel: {spec}\n")
+    assert expect in usage_error(p)
+    assert usage_error(p).split(": ")[1] == key
+
+
+def test_the_shipped_sizes_are_far_below_the_caps(tmp_path):
+    cfg, _ = load_config(write(tmp_path, "model: {hidden: [10000, 10000]}\ndata: {synthetic: {n_train: 900000}}\n"))
+    assert cfg.model.hidden == [10_000, 10_000] and cfg.data.synthetic.n_train == 900_000
+
+
+# sweep.max_runs: a safety cap, outside the dumped config and every hash
+def test_max_runs_is_left_out_of_the_dump_at_its_default(tmp_path):
+    cfg, _ = load_config(write(tmp_path, SWEEP_OK))
+    assert cfg.sweep.max_runs == 100_000 and "max_runs" not in cfg.to_dict()["sweep"]
+    raised, _ = load_config(write(tmp_path, SWEEP_OK + "  max_runs: 200000\n", "raised.yaml"))
+    assert raised.to_dict()["sweep"]["max_runs"] == 200_000  # a raised cap is recorded in config.yaml
+    assert raised.hash() == cfg.hash()
+    assert [raised.run_config(a, s).hash() for a in raised.model.bn for s in raised.train.seeds] == \
+           [cfg.run_config(a, s).hash() for a in cfg.model.bn for s in cfg.train.seeds]
+    back, _ = load_config(write(tmp_path, to_yaml(raised), "back.yaml"))
+    assert back.sweep.max_runs == 200_000
+
+
+@pytest.mark.parametrize("value, expect", [("0", "greater than or equal to 1"),
+                                           ("10000000", "less than or equal to 1000000"),
+                                           ("true", "expected a number")])
+def test_max_runs_is_validated(tmp_path, value, expect):
+    p = write(tmp_path, SWEEP_OK + f"  max_runs: {value}\n")
+    assert expect in assert_located(usage_error(p), p, "max_runs", "sweep.max_runs")

@@ -293,3 +293,68 @@ def test_data_error_is_a_bncli_error(mnist):
     with pytest.raises(BncliError, match="val_fraction") as e:
         mnist.split("val")
     assert type(e.value) is DataError
+
+
+# -- NaN / inf in the features: refused with the dataset named -------------------------------------------------------
+@pytest.mark.parametrize("noise", [float("inf"), float("nan"), -1.0, 0.0, True, "1"])
+def test_make_synthetic_refuses_a_noise_that_is_not_finite_and_positive(noise):
+    from bncli.errors import UsageError
+
+    with pytest.raises(UsageError, match="data.synthetic.noise: expected a finite number > 0"):
+        D.make_synthetic(np.random.default_rng(0), 20, 5, 3, 2, 1, noise)
+
+
+@pytest.mark.parametrize("args, key", [((1, 5, 3, 2, 1), "n_train"), ((20, 0, 3, 2, 1), "n_test"),
+                                       ((20, 5, 2.5, 2, 1), "n_features"), ((20, 5, 3, True, 1), "n_classes")])
+def test_make_synthetic_refuses_bad_sizes(args, key):
+    from bncli.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"data.synthetic.{key}: expected an integer"):
+        D.make_synthetic(np.random.default_rng(0), *args, 1.0)
+
+
+def test_make_synthetic_refuses_values_that_overflow():
+    from bncli.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"data.synthetic.noise: 1e\+308 makes the training values overflow"):
+        D.make_synthetic(np.random.default_rng(0), 20, 5, 3, 2, 1, 1e308)
+
+
+def test_synthetic_values_that_overflow_float32_are_refused():
+    from bncli.errors import UsageError
+
+    cfg = DataConfig(name="synthetic", synthetic=SyntheticConfig(n_train=20, n_test=5, noise=1e300))
+    with pytest.raises(UsageError, match=r"data.synthetic.noise: 1e\+300 gives non-finite values \(NaN or inf\) "
+                                         "in the train split as float32"):
+        load_dataset(cfg)
+    assert np.isfinite(load_dataset(cfg, dtype="float64").X_train).all()  # float64 holds them
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_of_a_file_dataset_are_refused(monkeypatch, tmp_path, bad):
+    import bncli.data as data_pkg
+    from bncli.data import DataCorruptError, sources
+
+    X = np.zeros((10, 4))
+    X_test = np.zeros((3, 4))
+    X_test[1, 2] = bad
+
+    class Loc:
+        folder, format = tmp_path / "mnist", "idx"
+
+    monkeypatch.setattr(sources, "load_raw", lambda name, path=None: ((X, np.zeros(10, int), X_test,
+                                                                       np.zeros(3, int)), Loc))
+    with pytest.raises(DataCorruptError, match=f"dataset 'mnist' \\({tmp_path / 'mnist'}\\): the test split holds "
+                                               "non-finite values"):
+        load_dataset(DataConfig(name="mnist"))
+    monkeypatch.setattr(data_pkg, "load_mnist5k", lambda: (X_test, np.zeros(3, int), X, np.zeros(10, int)))
+    with pytest.raises(DataCorruptError, match="dataset 'mnist-5k' \\(bundled mnist5k.npz\\): the train split"):
+        load_dataset(DataConfig())
+
+
+def test_finite_checks_without_a_temporary():
+    assert D.finite(np.zeros((3, 3), np.float32)) and D.finite(np.arange(5)) and D.finite(np.zeros((0, 3)))
+    for bad in (np.nan, np.inf, -np.inf):
+        X = np.ones((4, 4), np.float32)
+        X[2, 3] = bad
+        assert not D.finite(X)

@@ -689,3 +689,166 @@ def test_code_hash_covers_the_numeric_sources():
     assert {"core/batchnorm.py", "core/layers.py", "core/model.py", "core/optim.py", "train.py",
             "config.py", "data/datasets.py"} <= files
     assert len(bncli.runs.code_hash()) == 16
+
+
+# -- hostile sweeps: counted before a point is made, finite ranges, one line naming the key -------------------------
+@pytest.mark.parametrize("kw", [
+    dict(values=[1, 2, 3]),
+    dict(min=1e-4, max=10, per_decade=3),
+    dict(min=1e-3, max=1, per_decade=1),
+    dict(min=0.3, max=0.3, per_decade=5),
+    dict(min=2e-5, max=7, per_decade=7),
+    dict(min=1e-3, max=1, num=4),
+    dict(min=1, max=5, scale="linear", num=5),
+])
+def test_size_is_the_number_of_grid_values(kw):
+    p = SweepParam(**kw)
+    assert p.size() == len(grid_values(p))
+
+
+def big_grid(n=1000, keys=("optimizer.lr", "optimizer.momentum", "model.init_std", "model.bn_decay")):
+    return SweepConfig(parameters={k: {"min": 0.1, "max": 0.5, "scale": "linear", "num": n} for k in keys})
+
+
+def test_a_grid_of_10_to_the_12_points_is_counted_without_making_it():
+    spec = big_grid()
+    assert spec.size() == 10**12  # exact: Python ints, and no point made (a list of them would not fit in memory)
+    with pytest.raises(UsageError) as e:
+        points(spec)
+    assert str(e.value) == "sweep: 1,000,000,000,000 points, more than sweep.max_runs (100,000)"
+
+
+def test_a_billion_random_draws_are_counted_without_drawing_them():
+    spec = SweepConfig(method="random", count=10**9, parameters={
+        "optimizer.lr": {"min": 1e-3, "max": 1, "distribution": "log_uniform_values"}})
+    assert spec.size() == 10**9
+    with pytest.raises(UsageError, match="1,000,000,000 points, more than sweep.max_runs"):
+        points(spec)
+
+
+def sweep_error(tmp_path, sweep="", overrides=()) -> str:
+    with pytest.raises(UsageError) as e:
+        load(write_config(tmp_path, sweep), overrides)
+    assert e.value.exit_code == 2
+    return str(e.value)
+
+
+CAP = ("more than sweep.max_runs (100,000); use fewer points, or raise sweep.max_runs (at most 1,000,000) in the "
+       "sweep section or with sweep.max_runs=N")
+
+
+def test_a_huge_linrange_is_refused_naming_the_override_the_count_and_the_cap(tmp_path):
+    assert sweep_error(tmp_path, overrides=["optimizer.lr=linrange(0,1,100000000)"]) == (
+        "command line 'optimizer.lr=linrange(0,1,100000000)': sweep.parameters.optimizer.lr: the sweep is "
+        f"100,000,000 points x 2 arms x 2 seeds = 400,000,000 runs, {CAP}")
+
+
+def test_a_million_per_decade_is_refused_at_its_line(tmp_path):
+    block = "  parameters:\n    optimizer.lr:\n      min: 1.0e-9\n      max: 1\n      per_decade: 1000000\n"
+    msg = sweep_error(tmp_path, block)
+    text = (tmp_path / "sweep.yaml").read_text()
+    assert msg == (f"{tmp_path / 'sweep.yaml'}:{line_of(text, '    optimizer.lr:')}: sweep.parameters.optimizer.lr: "
+                   f"the sweep is 9,000,001 points x 2 arms x 2 seeds = 36,000,004 runs, {CAP}")
+
+
+def test_a_1000_x_1000_grid_is_refused_at_its_largest_parameter(tmp_path):
+    block = ("  parameters:\n    optimizer.momentum: {min: 0.1, max: 0.5, scale: linear, num: 10}\n"
+             "    optimizer.lr: {min: 0.1, max: 0.5, scale: linear, num: 1000}\n"
+             "    model.init_std: {min: 0.1, max: 0.5, scale: linear, num: 100}\n")
+    msg = sweep_error(tmp_path, block)
+    text = (tmp_path / "sweep.yaml").read_text()
+    assert msg.startswith(f"{tmp_path / 'sweep.yaml'}:{line_of(text, '    optimizer.lr:')}: "
+                          "sweep.parameters.optimizer.lr: the sweep is 1,000,000 points x 2 arms x 2 seeds")
+
+
+def test_count_1e9_is_refused_at_the_count_line(tmp_path):
+    block = ("  method: random\n  count: 1e9\n  parameters:\n"
+             "    optimizer.lr: {min: 1.0e-3, max: 1, distribution: log_uniform_values}\n")
+    msg = sweep_error(tmp_path, block)
+    text = (tmp_path / "sweep.yaml").read_text()
+    assert msg == (f"{tmp_path / 'sweep.yaml'}:{line_of(text, 'count:')}: sweep.count: the sweep is 1,000,000,000 "
+                   f"points x 2 arms x 2 seeds = 4,000,000,000 runs, {CAP}")
+
+
+def test_arms_and_seeds_count_towards_the_cap(tmp_path):
+    block = "  parameters:\n    optimizer.lr: {values: [0.1, 0.2, 0.3]}\n  max_runs: 11\n"  # 3 x 2 arms x 2 seeds
+    assert "= 12 runs, more than sweep.max_runs (11)" in sweep_error(tmp_path, block)
+    cfg, _ = load(write_config(tmp_path, block.replace("11", "12")))
+    assert cfg.sweep.max_runs == 12
+
+
+@pytest.mark.parametrize("order", ["cap first", "cap last"])
+def test_max_runs_can_be_raised_on_the_command_line(tmp_path, order):
+    items = ["optimizer.lr=linrange(0.01,1,30000)", "sweep.max_runs=120000"]
+    cfg, _ = load(write_config(tmp_path), items[::-1] if order == "cap first" else items)
+    assert cfg.sweep.size() == 30_000 and cfg.sweep.max_runs == 120_000
+    assert "= 120,000 runs, more than sweep.max_runs (119,999)" in sweep_error(
+        tmp_path, overrides=["optimizer.lr=linrange(0.01,1,30000)", "sweep.max_runs=119999"])
+
+
+@pytest.mark.parametrize("item, key, expect", [
+    ("optimizer.lr=logrange(1e-3,.inf,2)", "optimizer.lr.max", "Input should be a finite number (got inf)"),
+    ("optimizer.lr=logrange(1e-3,.nan,2)", "optimizer.lr.max", "Input should be a finite number (got nan)"),
+    ("optimizer.lr=logrange(-.inf,1,2)", "optimizer.lr.min", "Input should be a finite number (got -inf)"),
+    ("optimizer.lr=logrange(1e-3,1,.inf)", "optimizer.lr.per_decade", "Input should be a finite number (got inf)"),
+    ("optimizer.lr=linrange(0,1,.nan)", "optimizer.lr.num", "Input should be a finite number (got nan)"),
+    ("optimizer.lr=logrange(1e-3,1,2.5)", "optimizer.lr.per_decade", "fractional part (got 2.5)"),
+    ("optimizer.lr=linrange(0,1,-5)", "optimizer.lr.num", "greater than or equal to 1 (got -5)"),
+    ("optimizer.lr=logrange(1e-3,1,1e10)", "optimizer.lr.per_decade",
+     "less than or equal to 1000000000 (got 10000000000)"),
+    ("optimizer.lr=logrange(1,1e-3,2)", "optimizer.lr", "min (1) is larger than max (0.001)"),
+    ("optimizer.lr=.inf,0.1", "optimizer.lr", "values must be finite numbers, not inf or nan (got [inf, 0.1])"),
+    ("optimizer.momentum=linrange(-1e308,1e308,3)", "optimizer.momentum",
+     "the range from min (-1e+308) to max (1e+308) is too wide to compute"),
+])
+def test_command_line_ranges_are_checked_naming_the_override(tmp_path, item, key, expect):
+    msg = sweep_error(tmp_path, overrides=[item])
+    assert msg.startswith(f"command line '{item}': sweep.parameters.{key}: ") and msg.endswith(expect)
+
+
+@pytest.mark.parametrize("item", ["optimizer.lr=logrange(a,b,c)", "optimizer.lr=logrange(1e-3,1,true)",
+                                  "optimizer.lr=logrange(1e-3,1)", "optimizer.lr=logrange(1e-3,1,[2])",
+                                  "optimizer.lr=logrange(" + "[" * 5000 + ")"])
+def test_a_range_without_three_numbers_shows_the_form(item):
+    with pytest.raises(UsageError) as e:
+        sweep_override(item)
+    assert str(e.value).endswith("': expected logrange(min, max, points per decade) with three numbers")
+    assert len(str(e.value)) < 200
+
+
+@pytest.mark.parametrize("spec, key, expect", [
+    ("{min: 2, max: .inf, distribution: int_uniform}", "max", "Input should be a finite number (got inf)"),
+    ("{min: 1.0e-3, max: .inf, distribution: log_uniform_values}", "max", "finite number (got inf)"),
+    ("{min: .nan, max: 1, distribution: uniform}", "min", "finite number (got nan)"),
+    ("{min: 2, max: 1.0e300, distribution: int_uniform}", None, "int_uniform needs min and max within +-2**53"),
+    ("{min: -1.0e308, max: 1.0e308, distribution: uniform}", None, "is too wide to compute"),
+])
+def test_random_ranges_are_finite_and_drawable(tmp_path, spec, key, expect):
+    block = f"  method: random\n  count: 3\n  parameters:\n    train.batch_size: {spec}\n"
+    msg = sweep_error(tmp_path, block)
+    text = (tmp_path / "sweep.yaml").read_text()
+    where = f"{tmp_path / 'sweep.yaml'}:{line_of(text, 'train.batch_size:')}: sweep.parameters.train.batch_size"
+    assert msg.startswith(where + (f".{key}: " if key else ": ")) and expect in msg
+
+
+def test_the_widest_drawable_ranges_still_draw():
+    spec = SweepConfig(method="random", count=20, parameters={
+        "train.batch_size": {"min": 2, "max": 2**53, "distribution": "int_uniform"},
+        "optimizer.weight_decay": {"min": 0, "max": 1e308, "distribution": "uniform"},
+        "optimizer.lr": {"min": 5e-324, "max": 1e308, "distribution": "log_uniform_values"}})
+    for p in points(spec):
+        assert 2 <= p["train.batch_size"] <= 2**53 and math.isfinite(p["optimizer.weight_decay"])
+        assert 0 < p["optimizer.lr"] <= 1e308
+
+
+@pytest.mark.parametrize("key", ["a..b", "", ".lr", "optimizer.", "optimizer.lr x", "optimizer.lr\n", ".".join("k" * 9),
+                                 "x" * 200_000])
+def test_swept_keys_must_be_dotted_names(tmp_path, key):
+    with pytest.raises(ValidationError, match="is not a dotted config key such as optimizer.lr") as e:
+        SweepConfig(parameters={key: {"values": [1, 2]}})
+    assert len(str(e.value)) < 400
+
+
+def test_a_swept_key_with_an_empty_part_names_the_override(tmp_path):
+    assert sweep_error(tmp_path, overrides=["optimizer..lr=0.1,0.2"]) == (
+        "override 'optimizer..lr=0.1,0.2': empty key part in 'optimizer..lr'")

@@ -27,6 +27,7 @@ DEBUG = {"on": bool(os.environ.get("BNCLI_DEBUG"))}
 
 _HINTS = {errno.ENOSPC: "free some space and run the command again (finished runs are kept)",
           errno.EDQUOT: "free some space and run the command again (finished runs are kept)",
+          errno.EFBIG: "a file-size limit was reached; raise it (ulimit -f) and run the command again",
           errno.EROFS: "the file system is read-only; pass --out to write elsewhere",
           errno.EACCES: "no permission; pass --out to write elsewhere",
           errno.EPERM: "no permission; pass --out to write elsewhere"}

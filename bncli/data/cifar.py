@@ -9,13 +9,21 @@ plane, then the **blue** plane, each 32 x 32 row-major. So feature ``c * 1024 + 
   1 label byte + 3072 pixel bytes (10,000 records per official file).
 - ``cifar-10-batches-py/``: ``data_batch_1`` .. ``data_batch_5``, ``test_batch``; each a pickled dict with
   ``b"data"`` (uint8 array, 10000 x 3072) and ``b"labels"`` (list of ints).
+
+Memory is bounded by the files' own sizes: a batch holds at most ``MAX_RECORDS`` (10,000, as the official ones) and
+a binary batch's size is checked before it is read; the restricted unpickler can only rebuild an array from bytes
+that are in the pickle itself (an empty ``ndarray`` filled by ``__setstate__``, whose size numpy checks against the
+bytes given, or ``_frombuffer`` of in-band bytes), never allocate one from a shape (``numpy.ndarray(shape)`` or a
+non-empty ``_reconstruct`` are refused). Labels must be Python ints 0..9 (checked before any numpy conversion).
 """
 
 from __future__ import annotations
 
 import importlib
 import io
+import os
 import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -31,32 +39,61 @@ BIN_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 BIN_TEST = ("test_batch.bin",)
 PY_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 PY_TEST = ("test_batch",)
-MAX_FILE_BYTES = 256 << 20  # an official batch is ~31 MB
+MAX_RECORDS = 10_000  # images per batch file, as in every official one
+MAX_FILE_BYTES = 256 << 20  # a python batch: an official one is ~31 MB (~61 MB if re-pickled by Python 3)
+MAX_BIN_BYTES = MAX_RECORDS * RECORD  # a binary batch: 30,730,000 bytes
 
 
-def _read_batch_file(path: Path) -> bytes:
-    """The bytes of one batch file, refusing anything far larger than an official batch."""
+def _batch_size(path: Path) -> int:
+    """The size of a batch file, refusing a folder, a device or a pipe (reading one could block or never end)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DataCorruptError(f"{path}: {size} bytes, too large for a CIFAR-10 batch")
-        return path.read_bytes()
+        st = os.stat(path)
     except OSError as e:
         raise DataCorruptError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+        raise DataCorruptError(f"{path}: {what}; expected a CIFAR-10 batch file")
+    return st.st_size
+
+
+def _read_batch_file(path: Path, max_bytes=MAX_FILE_BYTES) -> bytes:
+    """The bytes of one batch file, refusing anything far larger than an official batch before reading it."""
+    size = _batch_size(path)
+    if size > max_bytes:
+        raise DataCorruptError(f"{path}: {size} bytes, too large for a CIFAR-10 batch (at most {max_bytes})")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)  # never more than the cap, even if the file grew since
+    except OSError as e:
+        raise DataCorruptError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > max_bytes:
+        raise DataCorruptError(f"{path}: too large for a CIFAR-10 batch (at most {max_bytes} bytes)")
+    return raw
 
 
 # -- binary version ------------------------------------------------------------------------------------------------
 def read_bin_batch(path, n_classes=10):
     """(X uint8 (N, 3072), y uint8 (N,)) from one binary batch file."""
     path = Path(path)
-    raw = _read_batch_file(path)
-    if not raw or len(raw) % RECORD:
-        raise DataCorruptError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte records "
-                               f"(1 label byte + 3072 pixels); truncated or not a CIFAR-10 binary batch")
+    _check_bin_size(path, _batch_size(path))  # before reading anything
+    raw = _read_batch_file(path, MAX_BIN_BYTES)
+    _check_bin_size(path, len(raw))  # and what was actually read (the file may have changed in between)
     rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
     y = rec[:, 0].copy()
     _check_labels(path, y, n_classes)
     return rec[:, 1:], y
+
+
+def _check_bin_size(path: Path, size: int):
+    if not size:
+        raise DataCorruptError(f"{path}: an empty file; expected a CIFAR-10 binary batch ({RECORD}-byte records: "
+                               "1 label byte + 3072 pixels)")
+    if size % RECORD:
+        raise DataCorruptError(f"{path}: {size} bytes is not a whole number of {RECORD}-byte records "
+                               f"(1 label byte + 3072 pixels); truncated or not a CIFAR-10 binary batch")
+    if size > MAX_BIN_BYTES:
+        raise DataCorruptError(f"{path}: {size // RECORD} records, more than the {MAX_RECORDS} of an official "
+                               "CIFAR-10 batch")
 
 
 def read_bin(folder, files):
@@ -74,10 +111,13 @@ def _numpy_attr(modules, name):
     raise AttributeError(name)
 
 
+_DTYPE_KINDS = "biuf"  # numbers only: no object, string, void (structured) or datetime dtypes
+
+
 def _safe_dtype(*args):
     dt = np.dtype(*args)
-    if dt.hasobject:
-        raise pickle.UnpicklingError("object dtype")
+    if dt.hasobject or dt.kind not in _DTYPE_KINDS or dt.fields is not None or dt.subdtype is not None:
+        raise pickle.UnpicklingError(f"refused dtype {dt}")
     return dt
 
 
@@ -88,24 +128,62 @@ def _latin1_encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+class _RestrictedNDArray:
+    """What the unpickler hands out for the global ``numpy.ndarray``: only a marker for ``_reconstruct``'s first
+    argument. ``numpy.ndarray`` itself would let a pickle allocate any shape (``ndarray((10**6, 3072))`` via REDUCE
+    or NEWOBJ): uninitialised memory out of all proportion to the file."""
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("refused call of numpy.ndarray (it would allocate an array of any size)")
+
+    def __repr__(self):
+        return "numpy.ndarray (restricted)"
+
+
+_NDARRAY = _RestrictedNDArray()
+
+
+def _restricted_reconstruct(real):
+    def _reconstruct(subtype, shape, typecode):
+        """Only what numpy's own pickles do: ``_reconstruct(ndarray, (0,), b"b")``, an empty array that
+        ``__setstate__`` then fills from bytes in the pickle (numpy checks that their size matches the shape)."""
+        if subtype is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+            raise pickle.UnpicklingError(f"refused numpy _reconstruct of shape {shape!r} (only an empty array is "
+                                         "rebuilt, then filled from the pickle's own bytes)")
+        return real(np.ndarray, (0,), b"b")
+    return _reconstruct
+
+
+def _restricted_frombuffer(real):
+    def _frombuffer(buf, dtype, shape, order, *rest):
+        """An array over bytes that are in the pickle (protocol 5, in-band): never larger than those bytes."""
+        if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, np.dtype):
+            raise pickle.UnpicklingError("refused numpy _frombuffer of anything but in-band bytes and a dtype")
+        _safe_dtype(dtype)
+        return real(buf, dtype, shape, order, *rest)
+    return _frombuffer
+
+
 def _allowed():
-    reconstruct = _numpy_attr(("numpy._core.multiarray", "numpy.core.multiarray"), "_reconstruct")
-    frombuffer = _numpy_attr(("numpy._core.numeric", "numpy.core.numeric"), "_frombuffer")
+    reconstruct = _restricted_reconstruct(_numpy_attr(("numpy._core.multiarray", "numpy.core.multiarray"),
+                                                      "_reconstruct"))
+    frombuffer = _restricted_frombuffer(_numpy_attr(("numpy._core.numeric", "numpy.core.numeric"), "_frombuffer"))
     return {
         ("numpy.core.multiarray", "_reconstruct"): reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): reconstruct,
         ("numpy.core.numeric", "_frombuffer"): frombuffer,
         ("numpy._core.numeric", "_frombuffer"): frombuffer,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): _safe_dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Admits only numpy's array reconstruction (uint8 arrays, no object dtype) and the plain containers that
-    pickle builds from opcodes (dict, list, tuple, bytes, str, int). Any other global — ``os.system``,
-    ``builtins.eval``, ``subprocess.call``, ... — is refused *before* it is called."""
+    """Admits only numpy's array reconstruction from the pickle's own bytes (numeric dtypes, no object dtype, no
+    allocation from a shape) and the plain containers that pickle builds from opcodes (dict, list, tuple, bytes,
+    str, int). Any other global — ``os.system``, ``builtins.eval``, ``subprocess.call``, ... — is refused *before*
+    it is called."""
 
     def __init__(self, file, *, source="<pickle>"):
         super().__init__(file, encoding="bytes")
@@ -136,6 +214,8 @@ def safe_unpickle(raw: bytes, source="<pickle>"):
 def read_py_batch(path, n_classes=10):
     path = Path(path)
     raw = _read_batch_file(path)
+    if not raw:
+        raise DataCorruptError(f"{path}: not a valid CIFAR-10 python batch (an empty file)")
     d = safe_unpickle(raw, source=str(path))
     if not isinstance(d, dict):
         raise DataCorruptError(f"{path}: expected a pickled dict, got {type(d).__name__}")
@@ -144,17 +224,27 @@ def read_py_batch(path, n_classes=10):
     if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != N_FEATURES:
         desc = f"{X.dtype} array of shape {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
         raise DataCorruptError(f"{path}: b'data' must be a uint8 array (N, {N_FEATURES}), got {desc}")
+    if len(X) > MAX_RECORDS:
+        raise DataCorruptError(f"{path}: b'data' holds {len(X)} images, more than the {MAX_RECORDS} of an official "
+                               "CIFAR-10 batch")
+    if X.nbytes > len(raw):  # cannot happen with the restricted unpickler; a second guard all the same
+        raise DataCorruptError(f"{path}: b'data' is larger ({X.nbytes} bytes) than the file itself")
     if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise DataCorruptError(f"{path}: b'labels' must be a list of ints, got a {labels.dtype} array of shape "
+                                   f"{labels.shape}")
         labels = labels.tolist()
-    if not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
-        raise DataCorruptError(f"{path}: b'labels' must be a list of ints")
+    if not isinstance(labels, list):
+        raise DataCorruptError(f"{path}: b'labels' must be a list of ints, got {type(labels).__name__}")
     if len(labels) != len(X):
         raise DataCorruptError(f"count mismatch in {path}: {len(X)} images but {len(labels)} labels")
-    if any(v < 0 for v in labels):
-        raise DataCorruptError(f"{path}: negative label")
-    y = np.array(labels, dtype=np.int64)
-    _check_labels(path, y, n_classes)
-    return X, y.astype(np.uint8)
+    for i, v in enumerate(labels):  # in Python, before any numpy conversion (2**70 would overflow it)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise DataCorruptError(f"{path}: b'labels' must be a list of ints; label {i} is a {type(v).__name__}")
+        if not 0 <= v < n_classes:
+            shown = str(v) if v.bit_length() <= 128 else f"(a {v.bit_length()}-bit integer)"
+            raise DataCorruptError(f"{path}: label {shown} of record {i} is out of range 0..{n_classes - 1}")
+    return X, np.array(labels, dtype=np.uint8)
 
 
 def read_py(folder, files):

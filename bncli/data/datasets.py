@@ -8,6 +8,7 @@ CIFAR-10 sets are read from their standard files (``idx.py``, ``cifar.py``), fou
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -82,7 +83,10 @@ def load_mnist5k():
 
 def make_synthetic(rng: np.random.Generator, n_train=2000, n_test=500, n_features=20, n_classes=4,
                    clusters_per_class=2, noise=1.0):
-    """Gaussian clusters, a few per class, on random centres: learnable but not linearly trivial."""
+    """Gaussian clusters, a few per class, on random centres: learnable but not linearly trivial. The sizes and the
+    noise are checked before anything is drawn (``UsageError`` naming the ``data.synthetic`` key; the config caps
+    the number of values), and the values drawn must be finite (a huge noise overflows)."""
+    _check_synthetic(n_train, n_test, n_features, n_classes, clusters_per_class, noise)
     n_centres = n_classes * clusters_per_class
     centres = rng.standard_normal((n_centres, n_features)) * 2.0
     labels_of_centre = np.repeat(np.arange(n_classes), clusters_per_class)
@@ -92,9 +96,32 @@ def make_synthetic(rng: np.random.Generator, n_train=2000, n_test=500, n_feature
         X = centres[c] + noise * rng.standard_normal((n, n_features))
         return X, labels_of_centre[c]
 
-    X_train, y_train = draw(n_train)
-    X_test, y_test = draw(n_test)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as one line
+        X_train, y_train = draw(n_train)
+        X_test, y_test = draw(n_test)
+    for split, X in (("training", X_train), ("test", X_test)):
+        if not finite(X):
+            raise UsageError(f"data.synthetic.noise: {noise!r} makes the {split} values overflow to inf/NaN; "
+                             "expected a noise small enough for finite values")
     return X_train, y_train, X_test, y_test
+
+
+def _check_synthetic(n_train, n_test, n_features, n_classes, clusters_per_class, noise):
+    for key, v, low in (("n_train", n_train, 2), ("n_test", n_test, 1), ("n_features", n_features, 1),
+                        ("n_classes", n_classes, 2), ("clusters_per_class", clusters_per_class, 1)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            raise UsageError(f"data.synthetic.{key}: expected an integer >= {low}, got {v!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(noise) or noise <= 0:
+        raise UsageError(f"data.synthetic.noise: expected a finite number > 0, got {noise!r}")
+
+
+def finite(X: np.ndarray) -> bool:
+    """Whether a float array holds no NaN and no inf, without a temporary the size of ``X`` (min and max propagate
+    NaN and show an inf). Integer arrays are always finite."""
+    if X.dtype.kind not in "fc" or X.size == 0:
+        return True
+    return bool(np.isfinite(X.min()) and np.isfinite(X.max()))
 
 
 _BIG = 1 << 25  # elements: above this, the training std is accumulated in row blocks

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from .datasets import DataCorruptError
 from .download import TIMEOUT, Progress, _check_url, _part_path, download, file_hashes
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16 << 20  # a real one is a few KB
+_HEX_FIELDS = {"sha256": 64, "md5": 32, "published_md5": 32}
 
 
 @dataclass
@@ -46,13 +49,64 @@ class FetchReport:
 
 
 # -- manifest ----------------------------------------------------------------------------------------------------
-def read_manifest(folder) -> dict:
+def load_manifest(folder) -> tuple[dict, str | None]:
+    """(manifest, problem). ``problem`` is None when ``manifest.json`` is absent or sound; otherwise it says why the
+    file is damaged (not JSON, not an object, an entry that is not an object, a field of the wrong type, ...), and
+    the manifest returned is empty: nothing in a damaged manifest is trusted. Never raises for a damaged file."""
     p = Path(folder) / MANIFEST
+    empty = {"files": {}}
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-        return d if isinstance(d, dict) and isinstance(d.get("files"), dict) else {"files": {}}
-    except (OSError, ValueError):
-        return {"files": {}}
+        st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode):
+            return empty, "not a regular file"
+        if st.st_size > MAX_MANIFEST_BYTES:
+            return empty, f"{st.st_size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have"
+        with open(p, "rb") as f:
+            text = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        return empty, None
+    except OSError as e:
+        return empty, f"cannot read it: {e.strerror or e}"
+    try:
+        d = json.loads(text.decode("utf-8"))
+    except RecursionError:
+        return empty, "not valid JSON: nested too deeply"
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return empty, f"not valid JSON: {str(e)[:80] or type(e).__name__}"
+    problem = _manifest_problem(d)
+    return (empty, problem) if problem else (d, None)
+
+
+def _manifest_problem(d) -> str | None:
+    if not isinstance(d, dict):
+        return f"expected a JSON object, got {type(d).__name__}"
+    if not isinstance(d.get("dataset", ""), str):
+        return "'dataset' is not a string"
+    files = d.get("files")
+    if not isinstance(files, dict):
+        return "'files' is missing or not an object"
+    for rel, entry in files.items():
+        if not isinstance(entry, dict):
+            return f"the entry of {rel[:200]!r} is not an object (got {type(entry).__name__})"
+        size = entry.get("size", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"the size of {rel[:200]!r} is not a whole number of bytes"
+        for key, n in _HEX_FIELDS.items():
+            v = entry.get(key)
+            if v is not None and not (isinstance(v, str) and len(v) == n
+                                      and all(c in "0123456789abcdef" for c in v)):
+                return f"the {key} of {rel[:200]!r} is not {n} hex digits"
+        for key in ("url", "recorded"):
+            if not isinstance(entry.get(key, ""), str):
+                return f"the {key} of {rel[:200]!r} is not a string"
+        if not isinstance(entry.get("extracted_from", {}), dict):
+            return f"the extracted_from of {rel[:200]!r} is not an object"
+    return None
+
+
+def read_manifest(folder) -> dict:
+    """The manifest of ``folder`` (empty if absent or damaged: see ``load_manifest``)."""
+    return load_manifest(folder)[0]
 
 
 def write_manifest(folder, manifest: dict):
@@ -105,11 +159,14 @@ def fetch(name: str, root=None, fmt: str = "bin", *, mirror: str | None = None, 
     except OSError as e:
         raise BncliError(f"cannot create {folder} ({e.strerror or e})") from None
     with _lock(folder):
-        manifest = read_manifest(folder)
+        manifest, problem = load_manifest(folder)
         manifest.setdefault("dataset", name)
+        if problem:  # nothing in it is trusted; it is rewritten below from what is verified now
+            again = "; the extracted files cannot be verified: fetched again" if name == "cifar10" else ""
+            report.actions.append((MANIFEST, f"damaged ({problem}): rebuilt{again}"))
         try:
             if name == "cifar10":
-                _fetch_cifar(folder, fmt, url0, manifest, report, progress, force, timeout)
+                _fetch_cifar(folder, fmt, url0, manifest, report, progress, force or bool(problem), timeout)
             else:
                 _fetch_idx(folder, name, url0, manifest, report, progress, force, timeout)
         finally:  # what was verified before a failure stays recorded
@@ -248,14 +305,14 @@ def status(name: str, folder: Path, check=True) -> list[dict]:
     rows = []
     if not folder.is_dir():
         return rows
-    manifest = read_manifest(folder)
+    manifest, problem = load_manifest(folder)
     if name == "cifar10":
         for fmt, sub in (("bin", cifar.BIN_DIR), ("python", cifar.PY_DIR)):
             if (folder / sub).is_dir():
                 _, expected = _cifar_expected(fmt)
                 present = [rel for rel in expected if (folder / rel).is_file()]
                 rows.append(_status_row(name, folder / sub, fmt, folder, present, len(present) == len(expected),
-                                        manifest, check, {}))
+                                        manifest, check, {}, problem))
     else:
         present, complete = [], True
         for stem in sources.IDX_FILES.values():
@@ -264,36 +321,53 @@ def status(name: str, folder: Path, check=True) -> list[dict]:
             complete &= bool(here)
         if present:
             rows.append(_status_row(name, folder, "idx", folder, present, complete, manifest, check,
-                                    sources.MD5[name]))
+                                    sources.MD5[name], problem))
     for p in sorted(folder.glob("*.part")):
         rows.append({"dataset": name, "location": str(p), "format": "partial download", "files": 1,
                      "complete": False, "bytes": p.stat().st_size, "checksums": "incomplete (fetch resumes it)"})
     return rows
 
 
-def _status_row(name, location, fmt, folder, present, complete, manifest, check, published):
+def _status_row(name, location, fmt, folder, present, complete, manifest, check, published, problem=None):
     checks = []
     if check:
         for rel in present:
-            p = folder / rel
-            want_md5 = published.get(rel)
-            entry = manifest["files"].get(rel)
-            if want_md5:
-                checks.append("ok" if file_hashes(p, ("md5",))["md5"] == want_md5 else f"MISMATCH {rel}")
-            elif entry and entry.get("sha256"):
-                checks.append("ok" if file_hashes(p, ("sha256",))["sha256"] == entry["sha256"] else f"MISMATCH {rel}")
-            else:
-                checks.append("unverified")
+            try:
+                checks.append(_check_file(folder / rel, rel, published.get(rel), manifest["files"].get(rel)))
+            except OSError as e:  # unreadable: said in the row, not a failure of the whole listing
+                checks.append(f"UNREADABLE {rel} ({e.strerror or e})")
     bad = [c for c in checks if c.startswith("MISMATCH")]
+    unreadable = [c for c in checks if c.startswith("UNREADABLE")]
     if not check:
         summary = "not checked"
-    elif bad:
-        summary = f"MISMATCH {len(bad)}/{len(checks)}: " + ", ".join(b.removeprefix("MISMATCH ") for b in bad)
+    elif bad or unreadable:
+        summary = "; ".join(
+            ([f"MISMATCH {len(bad)}/{len(checks)}: " + ", ".join(b.removeprefix("MISMATCH ") for b in bad)]
+             if bad else [])
+            + ([f"UNREADABLE {len(unreadable)}/{len(checks)}: "
+                + ", ".join(u.removeprefix("UNREADABLE ") for u in unreadable)] if unreadable else []))
     elif checks and all(c == "ok" for c in checks):
         summary = f"ok ({len(checks)} files)"
     elif "ok" in checks:
         summary = f"ok {checks.count('ok')}, unverified {checks.count('unverified')}"
     else:
         summary = "unverified (no published checksum or manifest entry)"
+    if problem:
+        summary += f"; {MANIFEST} damaged ({problem}): bncli data fetch {name} rebuilds it"
     return {"dataset": name, "location": str(location), "format": fmt, "files": len(present), "complete": complete,
-            "bytes": sum((folder / rel).stat().st_size for rel in present), "checksums": summary}
+            "bytes": sum(_size_of(folder / rel) for rel in present), "checksums": summary}
+
+
+def _check_file(p: Path, rel: str, want_md5, entry) -> str:
+    if want_md5:
+        return "ok" if file_hashes(p, ("md5",))["md5"] == want_md5 else f"MISMATCH {rel}"
+    if entry and entry.get("sha256"):
+        return "ok" if file_hashes(p, ("sha256",))["sha256"] == entry["sha256"] else f"MISMATCH {rel}"
+    return "unverified"
+
+
+def _size_of(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:  # gone since it was listed
+        return 0

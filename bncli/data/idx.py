@@ -5,11 +5,19 @@ uint32 dimensions, then the data in row-major order. Images are 0x00000803 (coun
 (count). Checked here: the magic number, the 28 x 28 image size, that the file holds exactly the announced number
 of bytes (truncated or padded files are refused), that images and labels agree in count, and the label range.
 Every error is a ``DataCorruptError`` naming the file.
+
+Memory is bounded by the data actually there, never by what a header announces: the announced count is capped
+(``MAX_ITEMS``, i.e. ``MAX_DATA_BYTES`` of pixels; MNIST's largest file holds 60,000 images, 47 MB), a raw file's
+size is compared with the announced size before anything is read, and a ``.gz`` stream is decompressed chunk by
+chunk into a buffer that only grows with what the stream really holds, and never past the announced size (+1 byte
+to detect a longer stream).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -20,7 +28,8 @@ from .datasets import DataCorruptError
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
-MAX_ITEMS = 10_000_000  # a header announcing more is refused before anything is allocated
+MAX_DATA_BYTES = 200 << 20  # 200 MiB of data per file: MNIST's training images are 47 MB (60,000 x 28 x 28)
+MAX_ITEMS = MAX_DATA_BYTES // (28 * 28)  # 267,488: a header announcing more is refused before anything is read
 _CHUNK = 1 << 22
 
 
@@ -45,10 +54,13 @@ def read_idx(path, kind: str, *, shape=(28, 28), n_classes=10) -> np.ndarray:
     path = Path(path)
     gz = " (after gzip decompression)" if path.name.endswith(".gz") else ""
     try:
+        size = _regular_file_size(path, kind)
         with _open(path) as f:
             dims = _read_header(f, path, kind, shape, gz)
             n = dims[0]
             per_item = int(np.prod(dims[1:])) if len(dims) > 1 else 1
+            if not gz:  # a raw file: its size must be exactly header + announced data, checked before reading
+                _check_raw_size(path, kind, n, n * per_item, size - 4 * (1 + len(dims)))
             data = _read_data(f, path, kind, n, n * per_item, gz)
     except (gzip.BadGzipFile, zlib.error) as e:
         raise DataCorruptError(f"{path}: not a valid gzip file ({e})") from None
@@ -65,19 +77,39 @@ def read_idx(path, kind: str, *, shape=(28, 28), n_classes=10) -> np.ndarray:
     return arr
 
 
+def _regular_file_size(path: Path, kind: str) -> int:
+    """The size of ``path``, refusing a folder, a device or a pipe (reading one could block or never end)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+        raise DataCorruptError(f"{path}: {what}; expected an IDX {kind} file")
+    return st.st_size
+
+
+def _check_raw_size(path: Path, kind: str, n: int, expected: int, held: int):
+    if held < expected:
+        raise DataCorruptError(f"{path}: truncated: the header announces {n} {kind} ({expected} bytes of data) "
+                               f"but the file holds {held}")
+    if held > expected:
+        raise DataCorruptError(f"{path}: unexpected bytes after the {n} {kind} announced by the header "
+                               f"({held - expected} bytes too many)")
+
+
 def _read_header(f, path: Path, kind: str, shape, gz: str) -> tuple:
     """The dimensions announced by the header (count first), checked before any data is read or allocated."""
     magic_expected = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
     ndim = 3 if kind == "images" else 1
     head = _read_exactly(f, 4)
     if len(head) < 4:
-        raise DataCorruptError(f"{path}: too short to be an IDX file ({len(head)} bytes{gz})")
+        raise DataCorruptError(f"{path}: too short to be an IDX file ({len(head)} bytes"
+                               f"{' after gzip decompression' if gz else ''})")
     (magic,) = struct.unpack(">I", head)
     if magic != magic_expected:
         what = {IMAGES_MAGIC: "an IDX image file", LABELS_MAGIC: "an IDX label file"}.get(magic)
+        hint = (f"; this looks like {what} — are the file names swapped?" if what else
+                "; this looks gzip-compressed: name it with .gz" if head[:2] == b"\x1f\x8b" and not gz else "")
         raise DataCorruptError(
-            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{magic_expected:08x} (IDX {kind} file)"
-            + (f"; this looks like {what} — are the file names swapped?" if what else ""))
+            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{magic_expected:08x} (IDX {kind} file)" + hint)
     dims_raw = _read_exactly(f, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DataCorruptError(f"{path}: truncated IDX header{gz}")
@@ -85,12 +117,15 @@ def _read_header(f, path: Path, kind: str, shape, gz: str) -> tuple:
     if kind == "images" and tuple(dims[1:]) != tuple(shape):
         raise DataCorruptError(f"{path}: images are {dims[1]}x{dims[2]}, expected {shape[0]}x{shape[1]}")
     if dims[0] > MAX_ITEMS:
-        raise DataCorruptError(f"{path}: header announces {dims[0]} {kind}, implausibly many (> {MAX_ITEMS})")
+        raise DataCorruptError(f"{path}: header announces {dims[0]} {kind}, implausibly many (at most {MAX_ITEMS} "
+                               f"are read, {MAX_DATA_BYTES >> 20} MiB of data; MNIST's training set has 60000); "
+                               "damaged or not an MNIST-format file")
     return dims
 
 
 def _read_data(f, path: Path, kind: str, n: int, expected: int, gz: str):
-    """Exactly the ``expected`` bytes the header announced: a shorter or a longer file is refused."""
+    """Exactly the ``expected`` bytes the header announced (already capped by ``MAX_ITEMS``), read chunk by chunk:
+    a shorter or a longer stream is refused, and nothing past ``expected`` + 1 byte is ever decompressed."""
     data = _read_exactly(f, expected)
     if len(data) < expected:
         raise DataCorruptError(f"{path}: truncated: the header announces {n} {kind} ({expected} bytes of "

@@ -137,6 +137,8 @@ def _idx_layout(name, d: Path) -> tuple[Located | None, list[str]]:
             files[role] = raw
         elif gz.is_file():
             files[role] = gz
+        elif raw.exists() or gz.exists():
+            missing.append(f"{stem}(.gz) (a folder or special file is there, not a file)")
         else:
             missing.append(f"{stem}(.gz)")
     return (Located(name, d, "idx", files) if not missing else None), missing
@@ -179,12 +181,17 @@ def locate(name: str, path=None, root=None) -> Located:
     partial = []
     searched = []
     for d, origin in candidates(name, path, root):
-        found, missing = (_cifar_layout(d) if name == "cifar10" else _idx_layout(name, d))
+        try:
+            found, missing = (_cifar_layout(d) if name == "cifar10" else _idx_layout(name, d))
+            is_dir = d.is_dir()
+        except OSError as e:  # a name too long, a folder that cannot be searched, ...
+            raise DataMissingError(f"{_clip(d)} ({origin}): cannot look for the {name} files there "
+                                   f"({e.strerror or e}); expected a folder holding {expected_files(name)}") from None
         if found is not None:
             found.origin = origin
             return found
         searched.append(f"{d} ({origin})")
-        if missing and d.is_dir() and (name == "cifar10" or len(missing) < len(IDX_FILES)):
+        if missing and is_dir and (name == "cifar10" or len(missing) < len(IDX_FILES)):
             partial.append(f"{d} lacks {', '.join(missing)}")
     msg = (f"dataset {name!r} not found: expected {expected_files(name)} in one of: {'; '.join(searched)}. "
            + (f"Incomplete copies: {'; '.join(partial)}. " if partial else "")
@@ -192,6 +199,11 @@ def locate(name: str, path=None, root=None) -> Located:
            + (f" --root {root}" if root is not None else "")
            + " (or point data.path at a folder holding them)")
     raise DataMissingError(msg)
+
+
+def _clip(path, n=160) -> str:
+    text = str(path)
+    return text if len(text) <= n else f"{text[:n // 2]}...{text[-n // 2:]} ({len(text)} characters)"
 
 
 # -- loading -----------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The points of a sweep: a grid (the product of every parameter's values) or a seeded random search.
 
-Random-search draws come from ``SeedSequence(sweep.seed)``, so the points depend on the config alone."""
+Random-search draws come from ``SeedSequence(sweep.seed)``, so the points depend on the config alone. The number of
+points is known before any is made (``SweepConfig.size``): a sweep above ``sweep.max_runs`` is refused first."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import numpy as np
 
 from ..config import SweepParam
+from ..errors import UsageError
 
 
 def _nice(v: float) -> float:
@@ -22,8 +24,7 @@ def grid_values(p: SweepParam) -> list:
     if p.scale == "log":
         lo, hi = math.log10(p.min), math.log10(p.max)
         if p.per_decade:
-            n = int(math.floor((hi - lo) * p.per_decade + 1e-9)) + 1
-            return [_nice(10 ** (lo + k / p.per_decade)) for k in range(n)]
+            return [_nice(10 ** (lo + k / p.per_decade)) for k in range(p.size())]
         return [_nice(v) for v in np.logspace(lo, hi, p.num)]
     vals = np.linspace(p.min, p.max, p.num)
     if float(p.min).is_integer() and float(p.max).is_integer() and all(float(v).is_integer() for v in vals):
@@ -43,6 +44,9 @@ def random_value(p: SweepParam, rng: np.random.Generator):
 
 def points(spec) -> list[dict]:
     """Every point of a ``SweepConfig``: {dotted key: value}."""
+    # load_config refuses this with the file line (and counts arms and seeds too); this guards any other caller.
+    if spec.size() > spec.max_runs:
+        raise UsageError(f"sweep: {spec.size():,} points, more than sweep.max_runs ({spec.max_runs:,})")
     keys = list(spec.parameters)
     if spec.method == "random":
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed))

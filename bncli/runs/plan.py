@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, Source, set_key, validate
 from ..errors import UsageError
+from ..yamlio import clip
 from .grid import points
 from .store import is_current
 
@@ -53,7 +54,7 @@ def _point_config(cfg: ExperimentConfig, src: Source, point: dict) -> Experiment
     try:
         return validate(data, src)
     except UsageError as e:
-        raise UsageError(f"sweep point {point}:\n{e}") from None
+        raise UsageError(f"sweep point {clip(repr(point), 200)}:\n{e}") from None  # a value may be 100 KB long
 
 
 def plan(cfg: ExperimentConfig, src: Source, runs_dir, grid: list[dict] | None = None) -> list[RunSpec]:

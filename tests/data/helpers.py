@@ -174,3 +174,47 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+# -- hostile files ------------------------------------------------------------------------------------------------
+def idx_header(magic, *dims) -> bytes:
+    """An IDX header announcing ``dims`` (count first), whatever follows it."""
+    return struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def zero_bomb_gz(prefix: bytes, n_mib: int) -> bytes:
+    """A gzip file decompressing to ``prefix`` + ``n_mib`` MiB of zero bytes, built in milliseconds from one
+    flushed deflate block repeated (7,840 MiB of zeros make an ~8 MB file). The CRC is wrong: a reader that gets to
+    the end of the stream has read far too much already."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + head + block * n_mib + c.flush(zlib.Z_FINISH) + bytes(8)
+
+
+def tar_header(name, size, typeflag=tarfile.REGTYPE) -> bytes:
+    """One 512-byte GNU tar header announcing ``size`` bytes (base-256, so any size), without the data."""
+    ti = tarfile.TarInfo(name)
+    ti.type = typeflag
+    b = bytearray(ti.tobuf(format=tarfile.GNU_FORMAT)[:512])
+    b[124:136] = b"\x80" + bytes(3) + size.to_bytes(8, "big")
+    b[148:156] = b" " * 8
+    b[148:156] = b"%06o\x00 " % sum(b)
+    return bytes(b)
+
+
+def ndarray_alloc_pickle(n_images: int, n_labels: int = 0) -> bytes:
+    """A small pickle whose ``b"data"`` is ``numpy.ndarray((n_images, 3072))``: uninitialised memory of any size if
+    the unpickler lets ``numpy.ndarray`` be called."""
+    shape = b"J" + struct.pack("<i", n_images) + b"M\x00\x0c\x86"
+    return (b"\x80\x02}(U\x04datacnumpy\nndarray\n" + shape + b"\x85RU\x06labels](" + b"K\x01" * n_labels
+            + b"eu.")
+
+
+def reconstruct_alloc_pickle(n_images: int) -> bytes:
+    """``numpy.core.multiarray._reconstruct(ndarray, (n_images, 3072), b"b")``: numpy's own pickles pass (0,)."""
+    shape = b"J" + struct.pack("<i", n_images) + b"M\x00\x0c\x86"
+    return (b"\x80\x02}(U\x04datacnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + shape
+            + b"U\x01b\x87RU\x06labels]u.")

@@ -12,7 +12,7 @@ import pytest
 
 from bncli.data import DataCorruptError, cifar
 
-from .helpers import tiny_cifar, write_cifar_folder
+from .helpers import ndarray_alloc_pickle, reconstruct_alloc_pickle, tiny_cifar, write_cifar_folder
 
 
 def test_binary_and_python_versions_give_the_same_arrays(tmp_path):
@@ -194,3 +194,127 @@ def test_no_plain_pickle_load_in_the_package():
     for path in pathlib.Path(pkg.__file__).parent.glob("*.py"):
         text = path.read_text()
         assert "pickle.load(" not in text and "pickle.loads(" not in text, path
+
+
+# -- hostile batches: no allocation beyond the file, labels checked in Python -----------------------------------------
+def _batch(tmp_path, content, name="data_batch_1"):
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+@pytest.mark.parametrize("content, match", [
+    (ndarray_alloc_pickle(100_000, 3), r"refused call of numpy\.ndarray \(it would allocate an array of any size\)"),
+    (reconstruct_alloc_pickle(100_000), r"refused numpy _reconstruct of shape \(100000, 3072\)"),
+    (b"\x80\x02}(U\x04datacnumpy\nndarray\nJ\xa0\x86\x01\x00M\x00\x0c\x86\x85\x81U\x06labels]u.",
+     "NEWOBJ class argument must be a type"),
+])
+def test_pickle_cannot_allocate_an_array_from_a_shape(tmp_path, monkeypatch, content, match):
+    """The issue: the restricted unpickler admitted numpy.ndarray, so a ~200 KB pickle could ask for 100,000
+    uninitialised images. Refused before anything is allocated (np.ndarray is never called)."""
+    p = _batch(tmp_path, content)
+    with pytest.raises(DataCorruptError, match=match) as e:
+        cifar.read_py_batch(p)
+    assert str(e.value).startswith(f"{p}: not a valid CIFAR-10 python batch") and "\n" not in str(e.value)
+
+
+def test_six_small_pickles_do_not_become_600000_images(tmp_path):
+    for name in cifar.PY_TRAIN + cifar.PY_TEST:
+        _batch(tmp_path, ndarray_alloc_pickle(100_000, 100_000), name)
+    assert (tmp_path / "data_batch_1").stat().st_size < 250_000
+    with pytest.raises(DataCorruptError, match="data_batch_1: not a valid CIFAR-10 python batch"):
+        cifar.read_py(tmp_path, cifar.PY_TRAIN)
+
+
+@pytest.mark.parametrize("labels, match", [
+    ([1, 2**70], r"label 1180591620717411303424 of record 1 is out of range 0\.\.9$"),
+    ([2**7000], r"label \(a 7001-bit integer\) of record 0 is out of range 0\.\.9$"),
+    ([-1], r"label -1 of record 0 is out of range 0\.\.9$"),
+    ([10], r"label 10 of record 0 is out of range 0\.\.9$"),
+    ([True], "b'labels' must be a list of ints; label 0 is a bool"),
+    ([1.0], "b'labels' must be a list of ints; label 0 is a float"),
+    ([None], "b'labels' must be a list of ints; label 0 is a NoneType"),
+    (np.array([1.5]), r"b'labels' must be a list of ints, got a float64 array of shape \(1,\)"),
+    (np.array([[1]]), r"b'labels' must be a list of ints, got a int64 array of shape \(1, 1\)"),
+    ({1: 2}, "b'labels' must be a list of ints, got dict"),
+])
+def test_labels_are_ints_0_to_9(tmp_path, labels, match):
+    n = len(labels)
+    p = _batch(tmp_path, pickle.dumps({b"data": np.zeros((n, 3072), np.uint8), b"labels": labels}, protocol=2))
+    with pytest.raises(DataCorruptError, match=match) as e:
+        cifar.read_py_batch(p)
+    assert str(p) in str(e.value)
+
+
+def test_label_array_of_ints_is_accepted(tmp_path):
+    p = _batch(tmp_path, pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array([3, 9])},
+                                      protocol=4))
+    _, y = cifar.read_py_batch(p)
+    assert y.dtype == np.uint8 and y.tolist() == [3, 9]
+
+
+@pytest.mark.parametrize("data", [np.zeros((1, 3072), "V1"), np.zeros((1, 3072), "S1"),
+                                  np.zeros((1,), [("a", "u1"), ("b", "u1")])])
+def test_non_numeric_dtypes_are_refused_while_unpickling(tmp_path, data):
+    p = _batch(tmp_path, pickle.dumps({b"data": data, b"labels": [0]}, protocol=2))
+    with pytest.raises(DataCorruptError, match="refused dtype"):
+        cifar.read_py_batch(p)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_more_images_than_an_official_batch(tmp_path, protocol):
+    n = cifar.MAX_RECORDS + 1
+    p = _batch(tmp_path, pickle.dumps({b"data": np.zeros((n, 3072), np.uint8), b"labels": [0] * n},
+                                      protocol=protocol))
+    with pytest.raises(DataCorruptError, match=f"b'data' holds {n} images, more than the 10000 of an official"):
+        cifar.read_py_batch(p)
+
+
+def test_binary_batch_size_is_checked_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "_read_batch_file", lambda *a, **k: pytest.fail("read although the size refuses"))
+    p = tmp_path / "data_batch_1.bin"
+    p.write_bytes(bytes(cifar.RECORD * (cifar.MAX_RECORDS + 1)))
+    with pytest.raises(DataCorruptError, match="10001 records, more than the 10000 of an official CIFAR-10 batch"):
+        cifar.read_bin_batch(p)
+    p.write_bytes(bytes(cifar.RECORD + 1))
+    with pytest.raises(DataCorruptError, match="3074 bytes is not a whole number of 3073-byte records"):
+        cifar.read_bin_batch(p)
+
+
+@pytest.mark.parametrize("name, reader, match", [
+    ("data_batch_1.bin", cifar.read_bin_batch, r"an empty file; expected a CIFAR-10 binary batch"),
+    ("data_batch_1", cifar.read_py_batch, r"not a valid CIFAR-10 python batch \(an empty file\)"),
+])
+def test_zero_byte_batches(tmp_path, name, reader, match):
+    p = _batch(tmp_path, b"", name)
+    with pytest.raises(DataCorruptError, match=match):
+        reader(p)
+
+
+@pytest.mark.parametrize("reader", [cifar.read_bin_batch, cifar.read_py_batch])
+def test_folder_or_pipe_instead_of_a_batch(tmp_path, reader):
+    p = tmp_path / "data_batch_1"
+    p.mkdir()
+    with pytest.raises(DataCorruptError, match="data_batch_1: a folder; expected a CIFAR-10 batch file"):
+        reader(p)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(DataCorruptError, match="not a regular file"):
+            reader(tmp_path / "fifo")
+
+
+def test_python_batch_larger_than_the_cap_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "MAX_FILE_BYTES", 1000)
+    p = _batch(tmp_path, bytes(1001))
+    with pytest.raises(DataCorruptError, match="1001 bytes, too large for a CIFAR-10 batch"):
+        cifar._read_batch_file(p, cifar.MAX_FILE_BYTES)
+
+
+def test_numpy_own_pickles_still_load_under_the_restrictions(tmp_path):
+    """Every protocol numpy uses for an array: _reconstruct of an empty array + __setstate__ (0-4), _frombuffer
+    (5); uint8 data and int64 label arrays."""
+    X = np.arange(2 * 3072).astype(np.uint8).reshape(2, 3072)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        p = _batch(tmp_path, pickle.dumps({b"data": X, b"labels": np.array([4, 5])}, protocol=protocol))
+        Xr, yr = cifar.read_py_batch(p)
+        assert np.array_equal(Xr, X) and yr.tolist() == [4, 5], protocol

@@ -276,3 +276,119 @@ def test_concurrent_fetch_is_refused(tmp_path):
         fcntl.flock(f, fcntl.LOCK_EX)
         with pytest.raises(BncliError, match="another 'bncli data fetch'"):
             F.fetch("mnist", root=tmp_path, mirror="http://127.0.0.1:9/")
+
+
+# -- a damaged manifest.json: said in the status row and rebuilt by fetch, never a traceback --------------------------
+DAMAGED_MANIFESTS = {
+    "entry is a number": ('{"files": {"train-images-idx3-ubyte.gz": 3}}',
+                          "the entry of 'train-images-idx3-ubyte.gz' is not an object (got int)"),
+    "a number": ("7", "expected a JSON object, got int"),
+    "a list": ("[1, 2]", "expected a JSON object, got list"),
+    "not JSON": ("{\"files\": {", "not valid JSON: Expecting"),
+    "empty": ("", "not valid JSON: Expecting value"),
+    "not UTF-8": (b"\xff\xfe{", "not valid JSON: 'utf-8' codec can't decode"),
+    "files missing": ('{"dataset": "mnist"}', "'files' is missing or not an object"),
+    "files a list": ('{"files": []}', "'files' is missing or not an object"),
+    "dataset not a string": ('{"dataset": 1, "files": {}}', "'dataset' is not a string"),
+    "sha256 a list": ('{"files": {"a": {"sha256": ["x"]}}}', "the sha256 of 'a' is not 64 hex digits"),
+    "md5 too short": ('{"files": {"a": {"md5": "abc"}}}', "the md5 of 'a' is not 32 hex digits"),
+    "size negative": ('{"files": {"a": {"size": -1}}}', "the size of 'a' is not a whole number of bytes"),
+    "size a string": ('{"files": {"a": {"size": "12"}}}', "the size of 'a' is not a whole number of bytes"),
+    "size true": ('{"files": {"a": {"size": true}}}', "the size of 'a' is not a whole number of bytes"),
+    "url a number": ('{"files": {"a": {"url": 5}}}', "the url of 'a' is not a string"),
+    "extracted_from a string": ('{"files": {"a": {"extracted_from": "x"}}}', "the extracted_from of 'a' is not"),
+    "nested too deeply": ("[" * 100_000, "not valid JSON: nested too deeply"),
+    "a 5000-digit number": ("1" * 5000, "not valid JSON: Exceeds the limit"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED_MANIFESTS))
+def test_damaged_manifest_is_reported_in_the_status_row(tmp_path, kind):
+    from .helpers import write_cifar_folder, write_mnist_folder
+
+    content, problem = DAMAGED_MANIFESTS[kind]
+    write_mnist_folder(tmp_path / "mnist")
+    write_cifar_folder(tmp_path / "cifar10" / "cifar-10-batches-bin", "bin")
+    for name in ("mnist", "cifar10"):
+        p = tmp_path / name / "manifest.json"
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+        manifest, found = F.load_manifest(tmp_path / name)
+        assert manifest == {"files": {}} and found.startswith(problem), found
+        (row,) = F.status(name, tmp_path / name)
+        assert f"manifest.json damaged ({problem}" in row["checksums"] and "\n" not in row["checksums"]
+        assert f"bncli data fetch {name} rebuilds it" in row["checksums"]
+
+
+def test_manifest_that_is_a_folder_or_too_large(tmp_path, monkeypatch):
+    (tmp_path / "manifest.json").mkdir()
+    assert F.load_manifest(tmp_path) == ({"files": {}}, "not a regular file")
+    (tmp_path / "manifest.json").rmdir()
+    monkeypatch.setattr(F, "MAX_MANIFEST_BYTES", 10)
+    (tmp_path / "manifest.json").write_text('{"files": {}}   ')
+    assert "more than the 10 a manifest may have" in F.load_manifest(tmp_path)[1]
+
+
+def test_sound_manifest_is_not_damaged(mnist_server, tmp_path):
+    server, _ = mnist_server
+    F.fetch("mnist", root=tmp_path, mirror=server.url + "mnist/")
+    manifest, problem = F.load_manifest(tmp_path / "mnist")
+    assert problem is None and len(manifest["files"]) == 4
+    assert F.load_manifest(tmp_path / "nowhere") == ({"files": {}}, None)
+
+
+def test_list_with_a_damaged_manifest_exits_0(tmp_path):
+    """The issue: ``bncli data list`` with a manifest entry that is a number ended in AttributeError."""
+    from typer.testing import CliRunner
+
+    import bncli.cli  # noqa: F401
+    from bncli.cli.app import data_app
+
+    from .helpers import write_mnist_folder
+
+    write_mnist_folder(tmp_path / "mnist")
+    (tmp_path / "mnist" / "manifest.json").write_text('{"files": {"train-images-idx3-ubyte.gz": 3, "x": 4}}')
+    r = CliRunner().invoke(data_app, ["list", "--root", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "damaged" in r.output and "Traceback" not in r.output
+
+
+def test_fetch_rebuilds_a_damaged_manifest(mnist_server, tmp_path):
+    server, _ = mnist_server
+    F.fetch("mnist", root=tmp_path, mirror=server.url + "mnist/")
+    (tmp_path / "mnist" / "manifest.json").write_text('{"files": {"train-images-idx3-ubyte.gz": 3}}')
+    report = F.fetch("mnist", root=tmp_path, mirror=server.url + "mnist/")
+    assert ("manifest.json", ("damaged (the entry of 'train-images-idx3-ubyte.gz' is not an object (got int)): "
+                              "rebuilt")) in report.actions
+    assert not report.did_nothing
+    manifest, problem = F.load_manifest(tmp_path / "mnist")
+    assert problem is None and len(manifest["files"]) == 4
+    assert F.status("mnist", tmp_path / "mnist")[0]["checksums"] == "ok (4 files)"
+
+
+def test_fetch_cifar_with_a_damaged_manifest_fetches_again(serve, monkeypatch, tmp_path):
+    archive = cifar_tar_bytes("bin")
+    monkeypatch.setitem(sources.MD5["cifar10"], "cifar-10-binary.tar.gz", md5(archive))
+    server = serve({"cifar-10-binary.tar.gz": archive})
+    F.fetch("cifar10", root=tmp_path, mirror=server.url)
+    (tmp_path / "cifar10" / "manifest.json").write_text("[]")
+    n = len(server.log)
+    report = F.fetch("cifar10", root=tmp_path, mirror=server.url)
+    assert len(server.log) == n + 1  # the files could not be verified: fetched again
+    assert report.actions[0][0] == "manifest.json" and "fetched again" in report.actions[0][1]
+    assert F.load_manifest(tmp_path / "cifar10")[1] is None
+    assert F.status("cifar10", tmp_path / "cifar10")[0]["checksums"] == "ok (6 files)"
+
+
+def test_unreadable_file_is_said_in_the_row(tmp_path, monkeypatch):
+    from .helpers import write_mnist_folder
+
+    write_mnist_folder(tmp_path / "mnist", gz=False)  # raw files: checked against the manifest, none here
+
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(F, "file_hashes", denied)
+    (tmp_path / "mnist" / "manifest.json").write_text(json.dumps(
+        {"files": {"train-images-idx3-ubyte": {"sha256": "0" * 64, "size": 1}}}))
+    (row,) = F.status("mnist", tmp_path / "mnist")
+    assert row["checksums"] == "UNREADABLE 1/4: train-images-idx3-ubyte (Permission denied)"

@@ -3,6 +3,10 @@ answers, the progress protocol; and the data layer's independence from the UI li
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import subprocess
 import sys
 import tarfile
@@ -12,7 +16,7 @@ import pytest
 
 from bncli.data import DataCorruptError, archive as A, download as D
 
-from .helpers import cifar_tar_bytes, md5, tar_bytes
+from .helpers import cifar_tar_bytes, md5, tar_bytes, tar_header, zero_bomb_gz
 
 ARCHIVE = "dl/a.tar.gz"
 
@@ -214,3 +218,130 @@ def test_data_layer_imports_neither_typer_nor_rich():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
+
+
+# -- structure conflicts and hostile headers -------------------------------------------------------------------------
+def _dir(name):
+    return _info(name, tarfile.DIRTYPE)
+
+
+@pytest.mark.parametrize("entries, match", [
+    ([("x", b"1"), ("x/y", b"2")], r"refused member 'x/y': 'x' is a file in this archive, not a folder"),
+    ([("x", b"1"), _dir("x")], r"refused member 'x': the archive holds 'x' both as a file and as a folder"),
+    ([_dir("x"), ("x", b"1")], r"refused member 'x': the archive holds 'x' both as a file and as a folder"),
+    ([("x/y", b"2"), ("x", b"1")], r"refused member 'x': the archive holds 'x' both as a file and as a folder"),
+    ([("d/x", b"1"), ("d/x/y/z", b"2")], r"refused member 'd/x/y/z': 'd/x' is a file in this archive"),
+    ([("d/a", b"1"), ("./d//a", b"2")], r"refused: member './d//a' appears twice"),
+])
+def test_structure_conflicts_are_archive_errors(tmp_path, entries, match):
+    """The issue: a member ``x`` followed by ``x/y`` or a folder ``x`` ended in FileExistsError."""
+    archive = _archive(tmp_path, entries)
+    dest = tmp_path / "out"
+    with pytest.raises(A.UnsafeArchiveError, match=match) as e:
+        A.extract_tar(archive, dest)
+    assert str(e.value).startswith(f"{archive}: refused") and "\n" not in str(e.value)
+    assert not list(dest.iterdir())
+
+
+def test_conflicts_are_found_among_skipped_members_too(tmp_path):
+    archive = _archive(tmp_path, [("kept/a", b"1"), ("other/x", b"1"), ("other/x/y", b"2")])
+    with pytest.raises(A.UnsafeArchiveError, match="'other/x' is a file"):
+        A.extract_tar(archive, tmp_path / "out", only_under=("kept",))
+
+
+def test_a_folder_listed_twice_is_fine(tmp_path):
+    archive = _archive(tmp_path, [_dir("d"), ("d/a", b"1"), _dir("d"), _dir("d/e"), ("d/e/f", b"2")])
+    assert A.extract_tar(archive, tmp_path / "out") == ["d/a", "d/e/f"]
+
+
+def _raw_archive(tmp_path, data: bytes):
+    p = tmp_path / "dl" / "a.tar.gz"
+    p.parent.mkdir(exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_huge_declared_size_is_refused_before_writing(tmp_path):
+    archive = _raw_archive(tmp_path, gzip.compress(tar_header("d/big", 5 << 30) + b"x" * 1024 + bytes(1024)))
+    dest = tmp_path / "out"
+    with pytest.raises(A.UnsafeArchiveError, match=r"unpacks to more than 2147483648 bytes \(member 'd/big' "
+                                                   r"announces 5368709120\)"):
+        A.extract_tar(archive, dest)
+    assert not list(dest.iterdir())
+
+
+@pytest.mark.parametrize("typeflag, size", [(tarfile.GNUTYPE_LONGNAME, 8 << 30), (tarfile.XHDTYPE, 1 << 30),
+                                            (tarfile.XGLTYPE, 1 << 30), (tarfile.GNUTYPE_LONGNAME, 1 << 20)])
+def test_huge_long_name_or_pax_header_is_not_read_in_one_allocation(tmp_path, typeflag, size):
+    """tarfile reads a GNU long name or a pax header whole, as one allocation of the announced size."""
+    archive = _raw_archive(tmp_path, gzip.compress(tar_header("././@LongLink", size, typeflag) + b"a" * 1024
+                                                   + bytes(10240)))
+    with pytest.raises(A.UnsafeArchiveError, match=f"a member header asks to read {size} bytes at once "
+                                                   f"\\(at most {A.MAX_HEADER_READ};"):
+        A.extract_tar(archive, tmp_path / "out")
+
+
+def test_pax_headers_are_bounded_in_total(tmp_path):
+    entries = []
+    for i in range(20):
+        ti = tarfile.TarInfo(f"d/{i}")
+        ti.pax_headers = {"comment": "x" * 15_000}
+        entries.append(ti)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        for ti in entries:
+            tf.addfile(ti, io.BytesIO(b""))
+    with pytest.raises(A.UnsafeArchiveError, match=f"more than {A.MAX_EXT_HEADER_TOTAL} bytes of GNU long names "
+                                                   "and pax headers"):
+        A.extract_tar(_raw_archive(tmp_path, buf.getvalue()), tmp_path / "out")
+
+
+def test_skipped_member_is_not_decompressed_past_the_bound(tmp_path):
+    """A skipped member announcing 4 GiB (a zip bomb of zeros behind it): refused from its header, not after
+    decompressing gigabytes to skip it."""
+    archive = _raw_archive(tmp_path, zero_bomb_gz(tar_header("other/big", 4 << 30), 64))
+    with pytest.raises(A.UnsafeArchiveError, match="unpacks to more than .* skipped ones included"):
+        A.extract_tar(archive, tmp_path / "out", only_under=("kept",), max_bytes=1000)
+
+
+def test_too_many_members(tmp_path):
+    archive = _archive(tmp_path, [(f"d/{i}", b"") for i in range(A.MAX_MEMBERS + 1)])
+    with pytest.raises(A.UnsafeArchiveError, match=f"more than {A.MAX_MEMBERS} members"):
+        A.extract_tar(archive, tmp_path / "out")
+
+
+def test_too_deep_or_too_long_names(tmp_path):
+    archive = _archive(tmp_path, [("/".join(["d"] * (A.MAX_DEPTH + 1)), b"1")])
+    with pytest.raises(A.UnsafeArchiveError, match=f"{A.MAX_DEPTH + 1} levels of folders"):
+        A.extract_tar(archive, tmp_path / "out")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.GNU_FORMAT) as tf:
+        tf.addfile(tarfile.TarInfo("d/" + "n" * 5000), io.BytesIO(b""))
+    with pytest.raises(A.UnsafeArchiveError, match="a name of 5002 characters"):
+        A.extract_tar(_raw_archive(tmp_path, buf.getvalue()), tmp_path / "out")
+
+
+@pytest.mark.parametrize("compress", [lambda b: b, bz2.compress, lzma.compress, gzip.compress])
+def test_plain_bz2_and_xz_archives_are_read_too(tmp_path, compress):
+    plain = gzip.decompress(cifar_tar_bytes("bin"))
+    written = A.extract_tar(_raw_archive(tmp_path, compress(plain)), tmp_path / "out")
+    assert "cifar-10-batches-bin/test_batch.bin" in written
+
+
+@pytest.mark.parametrize("compress", [bz2.compress, lzma.compress, gzip.compress])
+def test_damaged_compressed_data_is_a_data_error(tmp_path, compress):
+    good = compress(gzip.decompress(cifar_tar_bytes("bin")))
+    for pos in range(len(good) // 5, len(good) - 20, len(good) // 5):
+        bad = bytearray(good)
+        bad[pos] ^= 0xFF
+        archive = _raw_archive(tmp_path, bytes(bad))
+        dest = tmp_path / f"out{pos}"
+        with pytest.raises(DataCorruptError, match=str(archive)):
+            A.extract_tar(archive, dest)
+        assert not list(dest.iterdir())
+
+
+def test_archive_that_is_a_folder(tmp_path):
+    (tmp_path / "a.tar.gz").mkdir()
+    with pytest.raises(DataCorruptError, match=r"a\.tar\.gz: not a readable tar archive \(not a regular file\)"):
+        A.extract_tar(tmp_path / "a.tar.gz", tmp_path / "out")

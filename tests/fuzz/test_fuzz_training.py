@@ -1,0 +1,72 @@
+"""Hostile training settings and interruptions through the real command line: settings that used to loop forever,
+overflow or crash the statistics, and Ctrl-C at any moment, including while the workers are still starting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sweep_helpers import write_config
+
+from .harness import TIMEOUT_S, Outcome, _limits, bncli, check, env_for, fuzz
+
+
+@pytest.mark.parametrize("overrides, codes", [
+    (["train.batch_size=1", "model.bn=[none]"], (2,)),          # used to loop forever on one-sample batches
+    (["train.dtype=float64", "optimizer.lr=1e6"], (0,)),       # every run diverges: an outcome, not a crash
+    (["optimizer.lr=1e300", "model.bn=[none]"], (0,)),
+    (["model.init_std=1e30", "model.init=normal"], (0,)),
+    (["data.synthetic.noise=.inf"], (2,)),
+    (["data.synthetic.n_train=100000000000"], (2,)),
+    (["train.steps=3", "train.eval_every=1000000"], (0,)),
+])
+def test_hostile_training_settings(case_dir, overrides, codes):
+    cwd = case_dir()
+    o = bncli(["train", write_config(cwd), *overrides, "--out", cwd / "out", "-j", "1"], cwd)
+    check(o, "training settings (corpus)", codes=codes)
+    if o.code == 0:
+        assert (cwd / "out" / "summary.csv").exists() and (cwd / "out" / "experiment.json").exists()
+
+
+@pytest.mark.parametrize("overrides", [["model.init_std=1e30", "model.init=normal"], ["optimizer.lr=1e300"]])
+def test_lrfind_with_no_finite_loss(case_dir, overrides):
+    cwd = case_dir()
+    o = bncli(["lrfind", write_config(cwd), *overrides, "--iters", "20", "--out", cwd / "out"], cwd)
+    check(o, "lrfind settings (corpus)", codes=(0, 1))
+
+
+@given(st.floats(0.0, 2.0), st.sampled_from(["train", "sweep"]))
+@fuzz(8)
+def test_ctrl_c_at_any_moment(case_dir, delay, command):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: exit 130 (or 0 if it had finished), one line."""
+    cwd = case_dir()
+    cfg = write_config(cwd)
+    args = [command, cfg, "train.steps=400", "--out", cwd / "out", "-j", "2"]
+    if command == "sweep":
+        args.insert(2, "optimizer.lr=0.01,0.1,1")
+    proc = subprocess.Popen([sys.executable, "-m", "bncli", *map(str, args)], cwd=cwd, env=env_for(cwd),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_limits(2 << 30, None))
+    t0 = time.monotonic()
+    time.sleep(delay)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        code = None
+    o = Outcome(args, code, out, err, time.monotonic() - t0)
+    check(o, "Ctrl-C (generated)", codes=(0, 130))
+    if code == 130:
+        assert "interrupted" in err
