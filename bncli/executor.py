@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from queue import Empty
 
 from .errors import BncliError, UsageError
@@ -44,11 +44,42 @@ def one_blas_thread():
 def _init_worker(queue):
     global _queue
     _queue = queue
-    # Ctrl-C is the parent's business: it cancels what has not started and stops the workers itself.
+    # Ctrl-C is the parent's business: it cancels what has not started and stops the workers itself. The worker was
+    # started with SIGINT blocked (see _starting_workers): ignored from now on, and a Ctrl-C that arrived while it
+    # was starting up (pending) is discarded when it is unblocked.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+@contextmanager
+def _starting_workers():
+    """Around the code that creates worker processes (the pool creates them lazily, in ``submit``).
+
+    A terminal's Ctrl-C reaches every process of the foreground group, workers included; one that arrives while a
+    worker is still importing Python, numpy and bncli (before `_init_worker` ignores it) would print that worker's
+    KeyboardInterrupt traceback. So SIGINT is blocked in this thread while workers are created: a blocked signal
+    stays blocked across fork and exec, the worker starts up with it pending, and `_init_worker` discards it. This
+    process does not lose the Ctrl-C: it is caught meanwhile (another thread may take delivery, or it waits until
+    the mask is restored) and raised as KeyboardInterrupt right after, when every started worker is known to the
+    pool and is stopped with it."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is delivered here: still caught
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if caught and previous not in (signal.SIG_IGN, None):
+        raise KeyboardInterrupt
 
 
 def _call(fn, task_id, task):
@@ -116,7 +147,7 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                        initargs=(queue,))
             try:
-                _collect(pool, tasks, fn, results, on_done)
+                _collect(pool, tasks, fn, results, on_done, starting=_starting_workers)
             except BaseException:
                 procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() clears it
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -133,8 +164,9 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
     return results
 
 
-def _collect(pool, tasks, fn, results, on_done):
-    futures = {pool.submit(_call, fn, i, t): i for i, t in enumerate(tasks)}
+def _collect(pool, tasks, fn, results, on_done, starting=nullcontext):
+    with starting():  # submitting is where a local pool starts its worker processes
+        futures = {pool.submit(_call, fn, i, t): i for i, t in enumerate(tasks)}
     pending = set(futures)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)

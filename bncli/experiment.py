@@ -62,10 +62,11 @@ def run_experiment(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, ex
 
 def finish(cfg, out_dir: Path, specs: list[RunSpec], failures: list[dict], reused=0) -> ExperimentResult:
     runs = run_rows(specs, failures)
-    arms, comparisons = aggregate(cfg, runs)
-    title = f"{cfg.name}: {describe_setup(cfg)}"
+    # the per-run table first: it holds every run's numbers whatever the statistics over them make of them
     atomic.write_text(out_dir / "summary.csv", dict_csv([{"experiment": cfg.name, **r} for r in runs],
                                                         SUMMARY_COLUMNS))
+    arms, comparisons = aggregate(cfg, runs)
+    title = f"{cfg.name}: {describe_setup(cfg)}"
     info = {
         "name": cfg.name, "config_hash": cfg.hash(), "arms": arms, "comparisons": comparisons,
         "target": {"split": cfg.train.target_split, "accuracy": cfg.train.target_accuracy}, "title": title,
@@ -83,14 +84,15 @@ def finish(cfg, out_dir: Path, specs: list[RunSpec], failures: list[dict], reuse
     return result
 
 
-def draw_learning_curves(info: dict, out_dir: Path, path: Path) -> bool:
-    """The learning-curve figure of the runs an experiment.json lists (finished ones only), from their metrics.csv.
-    The one drawing path of `bncli train` and `bncli plot`. False when no run has metrics."""
+def draw_learning_curves(info: dict, out_dir: Path, path: Path, read=read_metrics) -> bool:
+    """The learning-curve figure of the runs an experiment.json lists (finished ones only), from their metrics.csv
+    (read by ``read``: `bncli plot` passes a reader that checks the file). The one drawing path of `bncli train` and
+    `bncli plot`. False when no run has metrics."""
     curves, diverged = {}, {}
     for r in info["runs"]:
         metrics = Path(out_dir) / "runs" / r["hash"] / "metrics.csv"
         if r["status"] in ("ok", "diverged") and metrics.exists():
-            curves.setdefault(r["arm"], []).append(read_metrics(metrics))
+            curves.setdefault(r["arm"], []).append(read(metrics))
             diverged.setdefault(r["arm"], []).append(r["status"] == "diverged")
     if not curves:
         return False

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import atomic
 from .config import ExperimentConfig, Source
+from .errors import BncliError
 from .executor import one_blas_thread
 from .experiment import check_with_data, prepare_output
 from .runs import csv_text, dumps, versions
@@ -55,11 +56,18 @@ def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, 
     return out
 
 
+NO_FINITE_LOSS = "no finite loss at any learning rate"
+
+
 def suggest(curve, skip_start=10) -> dict:
     """Suggestions from the smoothed curve. The first ``skip_start`` points are left out of the slope (as fastai's
     plot does): the debiased average of a handful of losses is too noisy to differentiate. ``descent`` is the
-    relative drop of the smoothed loss from its start to its minimum; near 0 means no learning rate helped."""
+    relative drop of the smoothed loss from its start to its minimum; near 0 means no learning rate helped. A curve
+    without a finite smoothed loss (the very first loss was not finite) gets NaN suggestions and a ``note``."""
     pts = [(lr, s) for _, lr, _, s in curve if math.isfinite(s)]
+    if not pts:  # the loss was not finite at the first learning rate already: nothing to suggest
+        return {"iterations": len(curve), "stop_lr": curve[-1][1] if curve else math.nan, "min_lr": math.nan,
+                "min_loss": math.nan, "steep_lr": math.nan, "descent": math.nan, "note": NO_FINITE_LOSS}
     lrs = np.array([p[0] for p in pts])
     sm = np.array([p[1] for p in pts])
     i_min = int(np.argmin(sm))
@@ -89,7 +97,18 @@ def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, **kw) -> LrFindResul
     atomic.write_text(out_dir / "lr_find.json", dumps({"name": cfg.name, "seed": cfg.train.seeds[0],
                                                        "settings": kw, "suggestions": suggestions,
                                                        "versions": versions()}))
-    from .plotting import lrfind_plot
+    drawable = {arm: c for arm, c in curves.items() if "note" not in suggestions[arm]}
+    if drawable:
+        from .plotting import lrfind_plot
 
-    lrfind_plot(curves, suggestions, out_dir / "lr_find.png", title=f"{cfg.name}: learning-rate range test")
+        lrfind_plot(drawable, suggestions, out_dir / "lr_find.png", title=f"{cfg.name}: learning-rate range test")
+    failed = [arm for arm in curves if arm not in drawable]
+    if failed:
+        # A range test that never saw a finite loss has no learning rate to suggest: a failure of the run (exit 1),
+        # not a table row of NaNs that a script could read as a suggestion. The other arms' results are written.
+        first = curves[failed[0]][0]
+        wrote = "lr_find.csv, lr_find.json" + (", lr_find.png" if drawable else "")
+        raise BncliError(f"lrfind: {NO_FINITE_LOSS} for {', '.join(failed)} (the loss at the first learning rate, "
+                         f"{first[1]:.3g}, was already {first[2]}: the model's outputs overflow before any step, e.g. "
+                         f"model.init_std too large); wrote {out_dir}/ ({wrote})")
     return LrFindResult(out_dir, curves, suggestions)

@@ -1,10 +1,19 @@
-"""`bncli plot` as a library function: recognise what a results directory holds and draw its figures."""
+"""`bncli plot` as a library function: recognise what a results directory holds and draw its figures.
+
+Every file of a results folder is read through the checked readers below: a file that is missing, truncated, not
+JSON / CSV, or holds a value of the wrong type or lacks a column the figure needs is one `UsageError` naming the file
+and what was expected ("<path>: damaged or not written by bncli (expected ...); run `bncli train` again"). Only the
+reading and parsing steps catch exceptions; what is read is then validated, so that a failure while drawing valid
+values is still reported as the bug it is.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import re
+import warnings
 from pathlib import Path
 
 from . import plotting
@@ -13,8 +22,161 @@ from .experiment import draw_learning_curves
 from .runs import read_metrics
 
 FORMATS = ("png", "svg", "pdf")
+COMMAND = {"train": "bncli train", "sweep": "bncli sweep", "lrfind": "bncli lrfind", "report": "bncli report"}
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a run hash: a plain name, never a path
+_NOT_A_FILE = (IsADirectoryError, NotADirectoryError)  # a folder where the file should be (or in its path)
+_UNPARSABLE = (UnicodeDecodeError, ValueError, csv.Error, RecursionError)  # ValueError: JSONDecodeError, float('x')
 
 
+def damaged(path, expected: str, kind: str | None = None) -> UsageError:
+    """The one message for a results file that cannot be what bncli wrote."""
+    again = f"run `{COMMAND[kind]}` again" if kind in COMMAND else "run the command again"
+    return UsageError(f"{path}: damaged or not written by bncli (expected {expected}); {again}")
+
+
+def missing(path, expected: str, kind: str | None = None) -> UsageError:
+    again = f"run `{COMMAND[kind]}` again" if kind in COMMAND else "run the command again"
+    return UsageError(f"{path}: missing (expected {expected}); {again}")
+
+
+def _unreadable(path, e: OSError, expected: str, kind: str) -> UsageError:
+    if isinstance(e, FileNotFoundError):
+        return missing(path, expected, kind)
+    return damaged(path, f"{expected}; it is a folder or in one that is not a folder", kind)
+
+
+def _show(v, limit=40) -> str:
+    """A value read from a damaged file, for a message: quoted and cut short."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+# -- checked readers -------------------------------------------------------------------------------------------------
+def read_json(path: Path, expected: str, kind: str) -> dict:
+    """A JSON object (a dict), or a UsageError naming ``path``."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, *_NOT_A_FILE) as e:
+        raise _unreadable(path, e, expected, kind) from None
+    except _UNPARSABLE as e:
+        raise damaged(path, f"{expected}; {_why(e)}", kind) from None
+    if not isinstance(doc, dict):
+        raise damaged(path, f"{expected}; found a JSON {_json_type(doc)}", kind)
+    return doc
+
+
+def read_table(path: Path, columns, expected: str, kind: str, allow_empty=False) -> list[dict]:
+    """The rows of a CSV file with a header holding every one of ``columns``, each row as long as the header.
+    ``allow_empty``: an empty file (a table without rows, as bncli writes it) is no rows."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():
+                    raise damaged(path, f"{expected}; line {reader.line_num} has {_cells(row)} cells for "
+                                        f"{len(reader.fieldnames)} columns", kind)
+                rows.append(row)
+            header = reader.fieldnames
+    except (FileNotFoundError, *_NOT_A_FILE) as e:
+        raise _unreadable(path, e, expected, kind) from None
+    except _UNPARSABLE as e:
+        raise damaged(path, f"{expected}; {_why(e)}", kind) from None
+    if header is None and allow_empty:
+        return []
+    lacking = [c for c in columns if c not in (header or [])]
+    if lacking:
+        raise damaged(path, f"{expected}; no column {_show(lacking[0])}", kind)
+    return rows
+
+
+def read_run_metrics(path: Path, kind="train", need=("train_loss", "test_acc")):
+    """A run's metrics.csv as (columns, rows of floats), checked: a header starting with 'step', the columns
+    ``need``, every row as long as the header, numbers only ('' is NaN), finite non-negative steps."""
+    expected = "a run's metrics.csv: a header starting with 'step', then rows of numbers"
+    try:
+        columns, rows = read_metrics(path)
+    except (FileNotFoundError, *_NOT_A_FILE) as e:
+        raise _unreadable(path, e, expected, kind) from None
+    except StopIteration:
+        raise damaged(path, f"{expected}; the file is empty", kind) from None
+    except _UNPARSABLE as e:
+        raise damaged(path, f"{expected}; {_why(e)}", kind) from None
+    if not columns or columns[0] != "step" or len(set(columns)) != len(columns):
+        raise damaged(path, f"{expected}; the header is {_show(','.join(columns), 80)}", kind)
+    lacking = [c for c in need if c not in columns]
+    if lacking:
+        raise damaged(path, f"{expected}; no column {_show(lacking[0])}", kind)
+    if not rows:
+        raise damaged(path, f"{expected}; no rows", kind)
+    for i, r in enumerate(rows, 2):
+        if len(r) != len(columns):
+            raise damaged(path, f"{expected}; line {i} has {len(r)} cells for {len(columns)} columns", kind)
+        if not (math.isfinite(r[0]) and r[0] >= 0):
+            raise damaged(path, f"{expected}; line {i} has step {r[0]!r}", kind)
+    return columns, rows
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:120]
+
+
+def _cells(row: dict) -> int:
+    return sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+
+
+def _json_type(v) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(v), "number")
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num_or_nan(v) -> float:
+    """A JSON number, or NaN for null (the NaN rule of runs/store.py)."""
+    return math.nan if v is None else float(v)
+
+
+def _require(doc: dict, path, expected, kind, **fields):
+    """Each ``fields`` key present in ``doc`` with a value of the given type(s); else a UsageError."""
+    for key, types in fields.items():
+        if key not in doc:
+            raise damaged(path, f"{expected}; no {key!r}", kind)
+        if not _of_type(doc[key], types):
+            raise damaged(path, f"{expected}; {key!r} is a JSON {_json_type(doc[key])}", kind)
+
+
+def _of_type(v, types) -> bool:
+    types = types if isinstance(types, tuple) else (types,)
+    for t in types:
+        if t is None and v is None:
+            return True
+        if t is float and _is_num(v):
+            return True
+        if t is str and isinstance(v, str):
+            return True
+        if t in (list, dict) and isinstance(v, t):
+            return True
+    return False
+
+
+def _int_cell(v: str) -> bool:
+    """A CSV cell holding a non-negative whole number (or empty)."""
+    if v == "":
+        return True
+    try:
+        x = float(v)
+    except ValueError:
+        return False
+    return math.isfinite(x) and x >= 0 and x == int(x)
+
+
+# -- the three kinds of results folder --------------------------------------------------------------------------------
 def kind_of(results_dir: Path) -> str:
     for name, kind in (("report.json", "report"), ("sweep.json", "sweep"), ("experiment.json", "train"),
                        ("lr_find.json", "lrfind")):
@@ -24,62 +186,150 @@ def kind_of(results_dir: Path) -> str:
                      "sweep.json from `bncli sweep`, lr_find.json from `bncli lrfind` or report.json)")
 
 
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+EXPERIMENT = "the experiment.json of `bncli train`: an object with 'name' and a list of 'runs' (arm, hash, status)"
+
+
+def read_experiment(d: Path) -> dict:
+    path = d / "experiment.json"
+    exp = read_json(path, EXPERIMENT, "train")
+    if "runs" not in exp:
+        raise UsageError(f"{d}: written by an older bncli (no list of runs in experiment.json); run `bncli train` "
+                         "again into this folder (finished runs are reused where the code is unchanged)")
+    _require(exp, path, EXPERIMENT, "train", name=str, runs=list)
+    for key, types in (("title", str), ("target", (dict, None))):
+        if key in exp and not _of_type(exp[key], types):
+            raise damaged(path, f"{EXPERIMENT}; {key!r} is a JSON {_json_type(exp[key])}", "train")
+    target = exp.get("target") or {}
+    if not (_of_type(target.get("accuracy"), (float, None)) and _of_type(target.get("split"), (str, None))):
+        raise damaged(path, f"{EXPERIMENT}; 'target' needs a number 'accuracy' and a 'split' name", "train")
+    for i, r in enumerate(exp["runs"]):
+        if not (isinstance(r, dict) and isinstance(r.get("arm"), str) and isinstance(r.get("status"), str)
+                and isinstance(r.get("hash"), str) and _SAFE.fullmatch(r["hash"])):
+            raise damaged(path, f"{EXPERIMENT}; run {i} is not an object with an arm, a status and a run hash",
+                          "train")
+    return exp
 
 
 def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
     """The runs experiment.json lists — this invocation's, never older runs kept in runs/ as a cache."""
-    exp = json.loads((d / "experiment.json").read_text())
-    if "runs" not in exp:
-        raise UsageError(f"{d}: written by an older bncli (no list of runs in experiment.json); run `bncli train` "
-                         "again into this folder (finished runs are reused where the code is unchanged)")
+    exp = read_experiment(d)
     paths = [out / f"learning_curves.{fmt}"]
-    if not draw_learning_curves(exp, d, paths[0]):
+    if not draw_learning_curves(exp, d, paths[0], read=read_run_metrics):
         raise UsageError(f"{d}: the experiment has no finished runs to plot")
     curves = {}
     for r in exp["runs"]:
         metrics = d / "runs" / r["hash"] / "metrics.csv"
         if r["status"] in ("ok", "diverged") and metrics.exists():
-            curves.setdefault(r["arm"], []).append(read_metrics(metrics))
-    if curves and all("train_eval_acc" in cols for cs in curves.values() for cols, _ in cs):
+            curves.setdefault(r["arm"], []).append(read_run_metrics(metrics))
+    gap = ("train_eval_acc", "test_acc", "train_eval_loss", "test_loss")
+    if curves and all(all(c in cols for c in gap) for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
         plotting.gap_curves(curves, paths[-1], title=exp["name"])
     return paths
 
 
+SWEEP = "the sweep.json of `bncli sweep`: an object with 'name', the swept 'keys' and the 'range_key'"
+RANGE = "the range.csv of `bncli sweep`: one row per arm and swept point"
+RANGES = "the ranges.csv of `bncli sweep`: one row per arm with its usable range"
+
+
 def plot_sweep(d: Path, out: Path, fmt: str) -> list[Path]:
-    info = json.loads((d / "sweep.json").read_text())
-    if not info.get("range_key"):
+    path = d / "sweep.json"
+    info = read_json(path, SWEEP, "sweep")
+    _require(info, path, SWEEP, "sweep", name=str, keys=list)
+    rk = info.get("range_key")
+    keys = info["keys"]
+    if not keys or not all(isinstance(k, str) for k in keys) or not _of_type(rk, (str, None)) \
+            or (rk is not None and rk not in keys):
+        raise damaged(path, f"{SWEEP} (one of the keys)", "sweep")
+    if not rk:
         raise UsageError(f"{d}: the sweep has no numeric key to draw a range figure for")
+    others = [k for k in keys if k != rk]
+    rows = read_table(d / "range.csv", ["arm", *keys, "acc_mean", "acc_ci_low", "acc_ci_high", "train_loss_mean",
+                                        "diverged"], RANGE, "sweep")
+    if not rows:
+        raise damaged(d / "range.csv", f"{RANGE}; no rows", "sweep")
+    for i, r in enumerate(rows, 2):
+        if not _int_cell(r["diverged"]):
+            raise damaged(d / "range.csv", f"{RANGE}; 'diverged' on line {i} is not a count", "sweep")
+        lo, m, hi = (plotting._num(r[c]) for c in ("acc_ci_low", "acc_mean", "acc_ci_high"))
+        if m - lo < 0 or hi - m < 0:  # NaN (not computed) passes; an interval not around its mean does not
+            raise damaged(d / "range.csv", f"{RANGE}; on line {i} the interval [acc_ci_low, acc_ci_high] does not "
+                                           "hold acc_mean", "sweep")
+    usable = read_table(d / "ranges.csv", ["arm", *others, "n_learn", "n_seeds", "lo", "hi"], RANGES, "sweep",
+                        allow_empty=True)
+    for i, u in enumerate(usable, 2):
+        if not (_int_cell(u["n_learn"]) and _int_cell(u["n_seeds"]) and u["n_seeds"] != ""):
+            raise damaged(d / "ranges.csv", f"{RANGES}; 'n_learn' / 'n_seeds' on line {i} are not counts", "sweep")
     path = out / f"range.{fmt}"
-    plotting.range_figure(_rows(d / "range.csv"), _rows(d / "ranges.csv"), info["keys"], info["range_key"], path,
-                          title=info["name"])
+    plotting.range_figure(rows, usable, keys, rk, path, title=info["name"])
     return [path]
 
 
+LRFIND_JSON = "the lr_find.json of `bncli lrfind`: an object with 'name' and per arm its 'suggestions'"
+LRFIND_CSV = "the lr_find.csv of `bncli lrfind`: arm, iteration, lr (> 0), loss, smoothed_loss per row"
+
+
 def plot_lrfind(d: Path, out: Path, fmt: str) -> list[Path]:
-    info = json.loads((d / "lr_find.json").read_text())
+    path = d / "lr_find.json"
+    info = read_json(path, LRFIND_JSON, "lrfind")
+    _require(info, path, LRFIND_JSON, "lrfind", name=str, suggestions=dict)
+    suggestions = {}
+    for arm, s in info["suggestions"].items():
+        if not (isinstance(s, dict) and all(k in s and _of_type(s[k], (float, None)) for k in ("steep_lr", "min_lr"))):
+            raise damaged(path, f"{LRFIND_JSON}; the suggestions of {_show(arm)} are not numbers", "lrfind")
+        suggestions[arm] = {**s, "steep_lr": _num_or_nan(s["steep_lr"]), "min_lr": _num_or_nan(s["min_lr"])}
+    csv_path = d / "lr_find.csv"
     curves: dict[str, list] = {}
-    for r in _rows(d / "lr_find.csv"):
-        f = lambda v: float(v) if v != "" else math.nan  # noqa: E731
-        curves.setdefault(r["arm"], []).append((int(r["iteration"]), f(r["lr"]), f(r["loss"]), f(r["smoothed_loss"])))
+    for i, r in enumerate(read_table(csv_path, ["arm", "iteration", "lr", "loss", "smoothed_loss"], LRFIND_CSV,
+                                     "lrfind"), 2):
+        try:
+            f = lambda v: float(v) if v != "" else math.nan  # noqa: E731
+            point = (int(r["iteration"]), f(r["lr"]), f(r["loss"]), f(r["smoothed_loss"]))
+        except ValueError:
+            raise damaged(csv_path, f"{LRFIND_CSV}; line {i} holds a cell that is not a number", "lrfind") from None
+        if not (math.isfinite(point[1]) and point[1] > 0):
+            raise damaged(csv_path, f"{LRFIND_CSV}; line {i} has lr {_show(r['lr'])}", "lrfind")
+        curves.setdefault(r["arm"], []).append(point)
+    if not curves:
+        raise damaged(csv_path, f"{LRFIND_CSV}; no rows", "lrfind")
+    unknown = [arm for arm in curves if arm not in suggestions]
+    if unknown:
+        raise damaged(path, f"{LRFIND_JSON}; no suggestions for arm {_show(unknown[0])} of lr_find.csv", "lrfind")
+    # an arm whose loss was never finite has nothing to draw (its table row says so)
+    curves = {arm: c for arm, c in curves.items() if any(math.isfinite(p[3]) for p in c)}
+    if not curves:
+        raise UsageError(f"{d}: no finite loss at any learning rate in any arm: the range test has nothing to draw")
+    for arm, c in curves.items():
+        if not math.isfinite(c[0][3]):
+            raise damaged(csv_path, f"{LRFIND_CSV}; the curve of {_show(arm)} starts with a non-finite smoothed loss",
+                          "lrfind")
     path = out / f"lr_find.{fmt}"
-    plotting.lrfind_plot(curves, info["suggestions"], path, title=f"{info['name']}: learning-rate range test")
+    plotting.lrfind_plot(curves, suggestions, path, title=f"{info['name']}: learning-rate range test")
     return [path]
 
 
 def plot_dir(results_dir, fmt="png", out=None) -> list[Path]:
     d = Path(results_dir)
-    if not d.is_dir():
+    try:
+        is_dir = d.is_dir()
+    except OSError as e:  # a name too long for the file system, ...
+        raise UsageError(f"{str(d)[:200]}: not a directory ({e.strerror})") from None
+    if not is_dir:
         raise UsageError(f"{d}: not a directory")
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     out = Path(out) if out else d
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: not a directory (expected a folder for the figures)")
     kind = kind_of(d)
-    if kind == "report":
-        from .report import plot_report
+    # Values read back from a file may be odd (an edited folder): matplotlib's and numpy's warnings about them (an
+    # empty legend, a log axis without positive values) are not the user's business; errors still are.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if kind == "report":
+            from .report import plot_report
 
-        return plot_report(d, out, fmt)
-    return {"train": plot_train, "sweep": plot_sweep, "lrfind": plot_lrfind}[kind](d, out, fmt)
+            return plot_report(d, out, fmt)
+        return {"train": plot_train, "sweep": plot_sweep, "lrfind": plot_lrfind}[kind](d, out, fmt)

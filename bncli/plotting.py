@@ -18,6 +18,8 @@ from . import atomic
 from .stats import t975
 
 ARM_COLORS = {"none": "#444444", "before": "#1f77b4", "after": "#d95f02"}
+LOG_MAX = 1e200  # the largest value a log axis shows: its tick locator steps up to two strides past the
+# limits in powers of ten computed in floats, which must stay below 1e308
 ARM_LABELS = {"none": "no BN", "before": "BN before activation", "after": "BN after activation"}
 
 
@@ -32,6 +34,16 @@ def save(fig: Figure, path, fmt=None):
     with matplotlib.rc_context({"svg.hashsalt": "bncli"}):
         fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight", metadata=_NO_DATE.get(fmt))
     atomic.write_bytes(path, buf.getvalue())
+
+
+def clamp_log_axis(ax, which="y"):
+    """Keep a log axis (after autoscaling) within 1/LOG_MAX..LOG_MAX (see LOG_MAX)."""
+    lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
+    if 1 / LOG_MAX <= lo and hi <= LOG_MAX:
+        return  # the usual case: autoscaling stays in charge
+    hi = min(hi, LOG_MAX)
+    lo = min(max(lo, 1 / LOG_MAX), hi / 10)
+    (ax.set_ylim if which == "y" else ax.set_xlim)(lo, hi)
 
 
 def mean_band(curves, column):
@@ -164,6 +176,10 @@ def learning_curves(curves_by_arm: dict, path, title="", target=None, diverged=N
         band = np.concatenate([lines[lines <= hi_y], *band_loss])
         bottom = max(min(band.min(), lo_y), lo_y / 4) / 1.2
         top = min(max(band.max(), hi_y), hi_y * 4) * 1.2
+        # A loss near the float range (an exploding float64 run) would overflow the log axis' ticks: the axis stays
+        # within 1e-200..1e200 and what lies beyond leaves through its edge.
+        top = min(top, LOG_MAX)
+        bottom = min(max(bottom, 1 / LOG_MAX), top / 10)
         ax_loss.set_ylim(bottom, top)
     off_scale = {}  # arm -> [(step, loss)] of the diverged runs whose x goes at the top edge
     for arm, k, step, loss in loss_ends:
@@ -231,6 +247,7 @@ def lrfind_plot(curves: dict, suggestions: dict, path, title=""):
             ax.plot([x], [yv], marker=marker, color=color, ms=8, ls="none",
                     label=f"{ARM_LABELS.get(arm, arm)}: {name} {x:.2g}")
     ax.set_xscale("log")
+    clamp_log_axis(ax, "x")
     finite = [c[3] for cs in curves.values() for c in cs if math.isfinite(c[3])]
     if finite:
         lo, first = min(finite), max(cs[0][3] for cs in curves.values())
@@ -310,6 +327,10 @@ def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], ra
         if log_x:
             ax_acc.set_xscale("log")
         ax_loss.set_yscale("log")
+        clamp_log_axis(ax_loss)
+        if log_x:
+            clamp_log_axis(ax_acc, "x")
+            clamp_log_axis(ax_loss, "x")
         name = ", ".join(f"{short_key(k)}={v}" for k, v in zip(others, group))
         ax_acc.set_title(name or "final test accuracy", fontsize=10)
         ax_acc.set_ylim(0, 1.05)

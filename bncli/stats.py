@@ -41,24 +41,59 @@ class Summary:
                 f"{prefix}ci_low": self.ci_low, f"{prefix}ci_high": self.ci_high}
 
 
+def as_float(v) -> float:
+    """``float(v)``, with a number too large for a float (a huge int) as +-inf instead of an OverflowError."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
 def describe(values) -> Summary:
-    """Mean, sample sd (n-1) and the 95% t-interval of the mean over the finite values (NaN where undefined)."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    """Mean, sample sd (n-1) and the 95% t-interval of the mean over the finite values (NaN where undefined).
+    Values too large to square (a run whose loss grew to 1e200 without becoming non-finite) are summarized exactly
+    as far as floats allow: a mean or sd beyond the float range is +-inf, never an OverflowError."""
+    xs = [x for x in (as_float(v) for v in values if v is not None) if math.isfinite(x)]
     n = len(xs)
     if n == 0:
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
-    mean = math.fsum(xs) / n
-    if n == 1:
-        return Summary(1, mean, math.nan, math.nan, math.nan)
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    try:
+        mean = math.fsum(xs) / n
+        if n == 1:
+            return Summary(1, mean, math.nan, math.nan, math.nan)
+        sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    except OverflowError:  # only for values near the float range: the same sums on values scaled by a power of 2
+        mean, sd = _scaled_mean_sd(xs)
+        if n == 1:
+            return Summary(1, mean, math.nan, math.nan, math.nan)
     h = t975(n - 1) * sd / math.sqrt(n)
     return Summary(n, mean, sd, mean - h, mean + h)
+
+
+def _scaled_mean_sd(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample sd of finite ``xs`` computed on xs / 2**e (exact) with |xs / 2**e| < 1, scaled back; a result
+    beyond the float range is +-inf."""
+    e = math.frexp(max(abs(x) for x in xs))[1]
+    ys = [math.ldexp(x, -e) for x in xs]
+    n = len(ys)
+    m = math.fsum(ys) / n
+    sd = math.sqrt(math.fsum((y - m) ** 2 for y in ys) / (n - 1)) if n > 1 else math.nan
+    up = 2.0 ** (e - 1)  # e <= 1024: two factors, each representable; a product past the range is inf
+    return m * up * 2.0, sd * up * 2.0
+
+
+def _diff(x, y) -> float:
+    """y - x; for a huge int against a float (an OverflowError in Python), the difference of their float values."""
+    try:
+        return y - x
+    except OverflowError:
+        return as_float(y) - as_float(x)
 
 
 def paired(a: dict, b: dict) -> Summary:
     """Differences b[seed] - a[seed] over the seeds present (and finite) in both."""
     common = [s for s in a if s in b and a[s] is not None and b[s] is not None]
-    return describe([b[s] - a[s] for s in common])
+    return describe([_diff(a[s], b[s]) for s in common])
 
 
 def fmt(s: Summary, digits=3, scale=1.0) -> str:
@@ -87,6 +122,8 @@ def binom_cdf_half(k: int, n: int) -> float:
     """P(X <= k) for X ~ Binomial(n, 1/2), exactly (math.comb)."""
     if k < 0:
         return 0.0
+    if n > 1000:  # 2**n and the binomial coefficients are past the float range: exact integers, one rounding
+        return sum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n
     return math.fsum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n
 
 
@@ -125,7 +162,10 @@ def _median(sorted_xs):
     a, b = sorted_xs[n // 2 - 1], sorted_xs[n // 2]
     if math.isinf(a) and a == b:
         return a
-    return (a + b) / 2 if not (math.isinf(a) or math.isinf(b)) else (a if math.isinf(a) else b)
+    if math.isinf(a) or math.isinf(b):
+        return a if math.isinf(a) else b
+    mid = (a + b) / 2
+    return a / 2 + b / 2 if math.isinf(mid) else mid  # two values near the float range: their sum overflows
 
 
 def order_k(n: int, level: float = 0.95) -> int:
@@ -141,8 +181,8 @@ def median_interval(lower, upper=None, level: float = 0.95) -> OrderInterval:
     exact value; -inf / +inf for a censored side). By inverting the sign test: [k-th smallest lower bound, k-th
     largest upper bound] covers the median with probability >= 1 - 2 P(Bin(n, 1/2) <= k - 1) >= ``level``.
     With n = 5 no k reaches 95% (the best is 93.75%): the interval is then unbounded and says so."""
-    lower = [float(v) for v in lower]
-    upper = lower if upper is None else [float(v) for v in upper]
+    lower = [as_float(v) for v in lower]
+    upper = lower if upper is None else [as_float(v) for v in upper]
     n = len(lower)
     lo_s, hi_s = sorted(lower), sorted(upper)
     n_pos = sum(lo > 0 for lo in lower)
@@ -182,7 +222,7 @@ def paired_censored(a: dict, b: dict, budget, level: float = 0.95) -> OrderInter
 def time_to_event(times, level: float = 0.95) -> OrderInterval:
     """Kaplan-Meier median time of runs censored at a common budget (None = not reached): the empirical median with
     censored runs as +inf, and its order-statistic interval."""
-    vals = [math.inf if t is None else float(t) for t in times]
+    vals = [math.inf if t is None else as_float(t) for t in times]
     return median_interval(vals, vals, level)
 
 

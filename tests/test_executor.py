@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import threading
+import time
 
 import numpy as np
+import pytest
 
 from bncli.config import ExperimentConfig
 from bncli.executor import blas_threads, execute
@@ -143,3 +146,69 @@ def test_on_progress_exception_does_not_fail_the_task_in_process():
         raise RuntimeError("display broke")
 
     assert execute([0, 1], _echo_task, workers=1, on_progress=bad_progress) == [0, 1]
+
+
+# -- Ctrl-C while workers start up --------------------------------------------------------------------------------------
+def _spawned_children() -> list[int]:
+    """Worker processes of this process (spawn_main in their command line), from /proc."""
+    me, kids = os.getpid(), []
+    for tid in os.listdir(f"/proc/{me}/task"):
+        try:
+            with open(f"/proc/{me}/task/{tid}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+    out = []
+    for k in kids:
+        try:
+            with open(f"/proc/{k}/cmdline", "rb") as f:
+                if b"spawn_main" in f.read():
+                    out.append(k)
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task"), reason="needs Linux /proc")
+def test_a_ctrl_c_reaching_workers_while_they_start_up_is_ignored(capfd):
+    """A terminal's Ctrl-C reaches the workers too. One arriving while a worker is still importing Python, numpy and
+    bncli used to kill it or print its KeyboardInterrupt traceback (the worker ignored SIGINT only once started);
+    now workers start with SIGINT blocked and discard it. Here SIGINT goes to each worker the moment it exists."""
+    stop, signalled = threading.Event(), set()
+
+    def interrupt_workers():
+        while not stop.is_set():
+            for pid in _spawned_children():
+                if pid not in signalled:
+                    signalled.add(pid)
+                    try:
+                        os.kill(pid, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=interrupt_workers, daemon=True)
+    t.start()
+    try:
+        results = execute([{"k": k} for k in range(4)], numeric_task, workers=2)
+    finally:
+        stop.set()
+        t.join()
+    assert signalled, "no worker was seen starting"
+    assert all(isinstance(r, dict) for r in results), results  # no worker died: no BrokenProcessPool
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_a_ctrl_c_while_workers_are_created_is_raised_after_not_lost():
+    from bncli.executor import _starting_workers
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with _starting_workers():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # delivered meanwhile, or pending: held back either way
+            reached.append(True)
+    assert reached == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])

@@ -292,3 +292,48 @@ def test_diverged_runs_are_left_out_of_means_and_paired_t_with_the_count():
     assert acc["n"] == 2 and acc["excluded_diverged"] == 1
     steps = next(c for c in comps if c["metric"] == "steps_to_target")
     assert steps["n"] == 3 and steps["faster"] == {"before": 2, "none": 1, "unknown": 0}  # diverged = never reached
+
+
+# -- huge numbers: a run whose loss grew to 1e200 without becoming non-finite is a result, never a crash -------------
+def test_runs_with_huge_finite_losses_are_summarized(tmp_path, monkeypatch):
+    """Used to be an OverflowError in stats.describe ((x - mean)**2 of 1e200), and then summary.csv and
+    experiment.json were never written. Through the command line, so that its tables see the numbers too."""
+    import bncli.runs
+    from typer.testing import CliRunner
+
+    from bncli.cli import app
+
+    real = bncli.runs.dispatcher.train_run
+
+    def blown_up(cfg, data, **kw):
+        result = real(cfg, data, **kw)
+        k = cfg.train.seeds[0] + 1
+        result.summary.update(mean_train_loss=1e200 * k, final_train_loss=1.7e308 / k, final_test_acc=0.5)
+        return result
+
+    monkeypatch.setattr(bncli.runs.dispatcher, "train_run", blown_up)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["train", str(write_config(tmp_path)), "--out", str(out), "-j", "1"])
+    assert r.exit_code == 0, r.output
+    assert "unexpected" not in r.output
+    _, rows = read_summary(out / "summary.csv")
+    assert [float(r["mean_train_loss"]) for r in rows] == [1e200, 2e200, 1e200, 2e200]
+    exp = json.loads((out / "experiment.json").read_text())
+    m = exp["arms"]["none"]["mean_train_loss"]
+    assert m["n"] == 2 and m["mean"] == pytest.approx(1.5e200) and m["sd"] == pytest.approx(math.sqrt(0.5) * 1e200)
+    assert exp["arms"]["none"]["final_train_loss"]["mean"] == pytest.approx(0.75 * 1.7e308)
+
+
+def test_the_summary_is_written_before_the_statistics(tmp_path, monkeypatch):
+    """Whatever the statistics over them make of the runs, every run's numbers reach summary.csv first."""
+    import bncli.experiment
+
+    def broken(cfg, runs):
+        raise ArithmeticError("statistics failed")
+
+    monkeypatch.setattr(bncli.experiment, "aggregate", broken)
+    cfg, src = load_config(write_config(tmp_path))
+    with pytest.raises(ArithmeticError):
+        run_experiment(cfg, src, tmp_path / "out", workers=1)
+    _, rows = read_summary(tmp_path / "out" / "summary.csv")
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}

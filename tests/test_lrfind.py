@@ -208,3 +208,52 @@ def test_cli_lrfind_bad_config_is_exit_2(runner, tmp_path):
     path = write_config(tmp_path, name="bad.yaml", base="name: x\noptimizer:\n  lr: -1\n")
     r = runner.invoke(app, ["lrfind", str(path), "--out", str(tmp_path / "lr")])
     assert r.exit_code == 2 and "optimizer.lr" in r.output
+
+
+# -- no finite loss at any learning rate -------------------------------------------------------------------------------
+def test_suggest_on_a_curve_without_a_finite_point():
+    """The first loss is already non-finite (e.g. init_std 1e30): no suggestion, NaNs and a note, not an argmin of an
+    empty sequence."""
+    s = suggest([(0, 1e-7, math.nan, math.nan)])
+    assert s["iterations"] == 1 and s["stop_lr"] == 1e-7 and s["note"] == "no finite loss at any learning rate"
+    assert all(math.isnan(s[k]) for k in ("min_lr", "min_loss", "steep_lr", "descent"))
+    assert "note" not in suggest([(0, 1e-3, 2.0, 2.0), (1, 1e-2, 1.0, 1.5)])
+
+
+def test_cli_lrfind_with_no_finite_loss_is_one_line_exit_1(runner, setup, tmp_path):
+    """Exit 1 (a runtime failure, not bad input): a range test that never saw a finite loss has nothing to suggest,
+    and a script reading the table must not take a NaN for a learning rate. The files are written."""
+    out = tmp_path / "lr"
+    r = runner.invoke(app, ["lrfind", str(setup[0]), "model.init=normal", "model.init_std=1e30", "model.bn=[none]",
+                            "--out", str(out), "--iters", "20"])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("error: lrfind: no finite loss at any learning rate for none")
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    info = json.loads((out / "lr_find.json").read_text())
+    assert info["suggestions"]["none"]["min_lr"] is None
+    assert info["suggestions"]["none"]["note"] == "no finite loss at any learning rate"
+    assert (out / "lr_find.csv").is_file() and not (out / "lr_find.png").exists()  # nothing to draw
+    p = runner.invoke(app, ["plot", str(out)])
+    assert p.exit_code == 2 and "no finite loss at any learning rate" in p.stderr
+
+
+def test_cli_lrfind_names_the_arm_without_a_finite_loss_and_draws_the_others(runner, setup, tmp_path, monkeypatch):
+    import bncli.lrfind
+
+    real = bncli.lrfind.lr_range_test
+
+    def none_overflows(cfg, data, **kw):
+        if cfg.model.bn == ["none"]:
+            return [(0, kw["start"], math.inf, math.nan)]
+        return real(cfg, data, **kw)
+
+    monkeypatch.setattr(bncli.lrfind, "lr_range_test", none_overflows)
+    out = tmp_path / "lr"
+    r = runner.invoke(app, ["lrfind", str(setup[0]), "--out", str(out), "--iters", "20"])
+    assert r.exit_code == 1, r.output
+    assert "no finite loss at any learning rate for none (" in r.stderr and "before" not in r.stderr.split("(")[0]
+    assert (out / "lr_find.png").read_bytes()[:8] == PNG_MAGIC
+    info = json.loads((out / "lr_find.json").read_text())
+    assert "note" not in info["suggestions"]["before"] and info["suggestions"]["before"]["min_lr"] > 0
+    p = runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "figs")])
+    assert p.exit_code == 0, p.output

@@ -344,3 +344,165 @@ def test_plot_dir_passes_run_status_and_target_split(copy_of, monkeypatch):
     cols, rows = read_metrics(run_dir(d, "before", 0) / "metrics.csv")
     (line,) = by_gid(fig.axes[1], "mean:before")
     assert np.allclose(line.get_ydata(), [r[cols.index("test_acc")] for r in rows])  # the one run that did not diverge
+
+
+# -- damaged results folders: one line naming the file and what was expected, exit 2, never a traceback ---------------
+def _json_edit(fn):
+    def edit(path: Path):
+        doc = json.loads(path.read_text())
+        fn(doc)
+        path.write_text(json.dumps(doc))
+    return edit
+
+
+def _csv_edit(line: int, cell: int, value: str):
+    def edit(path: Path):
+        lines = path.read_text().splitlines()
+        cells = lines[line].split(",")
+        cells[cell] = value
+        lines[line] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+    return edit
+
+
+def _truncate(path: Path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _garbage(path: Path):
+    path.write_bytes(b"\x89\xff\x00garbage")
+
+
+def _folder_instead(path: Path):
+    path.unlink()
+    path.mkdir()
+
+
+def _drop_column(name):
+    def edit(path: Path):
+        lines = path.read_text().splitlines()
+        j = lines[0].split(",").index(name)
+        path.write_text("\n".join(",".join(c for i, c in enumerate(ln.split(",")) if i != j) for ln in lines) + "\n")
+    return edit
+
+
+FIRST_METRICS = "runs/*/metrics.csv"  # the first run's metrics.csv (glob, sorted)
+
+DAMAGE = [  # (kind, file, damage, fragments of the message)
+    ("train", "experiment.json", _truncate, ["experiment.json: damaged", "expected the experiment.json"]),
+    ("train", "experiment.json", _garbage, ["experiment.json: damaged"]),
+    ("train", "experiment.json", lambda p: p.write_text("[1, 2]"), ["found a JSON array"]),
+    ("train", "experiment.json", _json_edit(lambda d: d.update(runs=5)), ["'runs' is a JSON number"]),
+    ("train", "experiment.json", _json_edit(lambda d: d.update(name=None)), ["'name' is a JSON null"]),
+    ("train", "experiment.json", _json_edit(lambda d: d["runs"][0].update(hash="../../etc")), ["run 0 is not"]),
+    ("train", "experiment.json", _json_edit(lambda d: d["runs"][1].pop("status")), ["run 1 is not"]),
+    ("train", "experiment.json", _json_edit(lambda d: d.update(target=[0.9])), ["'target' is a JSON array"]),
+    ("train", "experiment.json", _json_edit(lambda d: d["target"].update(accuracy="high")), ["'target' needs"]),
+    ("train", "experiment.json", _json_edit(lambda d: d.update(title={"a": 1})), ["'title' is a JSON object"]),
+    ("train", "experiment.json", lambda p: p.write_text("[" * 100000), ["nested too deeply"]),
+    ("train", FIRST_METRICS, _csv_edit(2, 3, "x"), ["metrics.csv: damaged", "could not convert string to float"]),
+    ("train", FIRST_METRICS, _csv_edit(2, 3, "[1, 2]"), ["metrics.csv: damaged"]),
+    ("train", FIRST_METRICS, _csv_edit(0, 0, "inf"), ["the header is 'inf,"]),
+    ("train", FIRST_METRICS, _csv_edit(2, 0, "nan"), ["line 3 has step nan"]),
+    ("train", FIRST_METRICS, _drop_column("test_acc"), ["no column 'test_acc'"]),
+    ("train", FIRST_METRICS, lambda p: p.write_text(p.read_text() + "1,2\n"), ["has 2 cells for"]),
+    ("train", FIRST_METRICS, lambda p: p.write_text(""), ["the file is empty"]),
+    ("train", FIRST_METRICS, lambda p: p.write_text(p.read_text().splitlines()[0] + "\n"), ["no rows"]),
+    ("train", FIRST_METRICS, _folder_instead, ["metrics.csv: damaged", "it is a folder"]),
+    ("sweep", "sweep.json", _truncate, ["sweep.json: damaged"]),
+    ("sweep", "sweep.json", _json_edit(lambda d: d.update(keys="optimizer.lr")), ["'keys' is a JSON string"]),
+    ("sweep", "sweep.json", _json_edit(lambda d: d.update(range_key="model.depth")), ["sweep.json: damaged"]),
+    ("sweep", "sweep.json", _json_edit(lambda d: d.update(range_key=3)), ["sweep.json: damaged"]),
+    ("sweep", "range.csv", lambda p: p.unlink(), ["range.csv: missing", "run `bncli sweep` again"]),
+    ("sweep", "range.csv", _drop_column("acc_mean"), ["no column 'acc_mean'"]),
+    ("sweep", "range.csv", _csv_edit(1, 5, "x"), ["'diverged' on line 2 is not a count"]),
+    ("sweep", "range.csv", _csv_edit(1, 5, "1e999"), ["'diverged' on line 2 is not a count"]),
+    ("sweep", "range.csv", _csv_edit(1, 8, "2"), ["does not hold acc_mean"]),
+    ("sweep", "range.csv", lambda p: p.write_text(p.read_text().splitlines()[0] + "\n"), ["range.csv", "no rows"]),
+    ("sweep", "range.csv", _csv_edit(1, 2, '"'), ["range.csv: damaged"]),
+    ("sweep", "range.csv", lambda p: p.write_bytes(b"a,b\n\x00,1\n"), ["range.csv: damaged"]),
+    ("sweep", "ranges.csv", _drop_column("hi"), ["ranges.csv", "no column 'hi'"]),
+    ("sweep", "ranges.csv", _csv_edit(1, 4, "nan"), ["'n_learn' / 'n_seeds' on line 2 are not counts"]),
+    ("sweep", "ranges.csv", _csv_edit(1, 3, ""), ["'n_learn' / 'n_seeds' on line 2 are not counts"]),
+    ("sweep", "ranges.csv", _garbage, ["ranges.csv: damaged"]),
+    ("lrfind", "lr_find.json", _json_edit(lambda d: d.update(suggestions=[])), ["'suggestions' is a JSON array"]),
+    ("lrfind", "lr_find.json", _json_edit(lambda d: d["suggestions"]["none"].pop("steep_lr")),
+     ["the suggestions of 'none' are not numbers"]),
+    ("lrfind", "lr_find.json", _json_edit(lambda d: d["suggestions"]["none"].update(min_lr="1e-3")),
+     ["the suggestions of 'none' are not numbers"]),
+    ("lrfind", "lr_find.json", _json_edit(lambda d: d["suggestions"].pop("before")),
+     ["no suggestions for arm 'before'"]),
+    ("lrfind", "lr_find.json", lambda p: p.unlink(), ["no bncli results here"]),
+    ("lrfind", "lr_find.csv", lambda p: p.unlink(), ["lr_find.csv: missing", "run `bncli lrfind` again"]),
+    ("lrfind", "lr_find.csv", _csv_edit(3, 2, "x"), ["line 4 holds a cell that is not a number"]),
+    ("lrfind", "lr_find.csv", _csv_edit(3, 1, "1.5"), ["line 4 holds a cell that is not a number"]),
+    ("lrfind", "lr_find.csv", _csv_edit(3, 2, "-1"), ["line 4 has lr '-1'"]),
+    ("lrfind", "lr_find.csv", _csv_edit(3, 2, "1" * 400), ["line 4 has lr '1111"]),
+    ("lrfind", "lr_find.csv", _csv_edit(1, 4, "nan"), ["starts with a non-finite smoothed loss"]),
+    ("lrfind", "lr_find.csv", _drop_column("smoothed_loss"), ["no column 'smoothed_loss'"]),
+    ("lrfind", "lr_find.csv", lambda p: p.write_text(""), ["lr_find.csv: damaged", "no column 'arm'"]),
+]
+
+
+@pytest.mark.parametrize("kind, name, edit, fragments", DAMAGE,
+                         ids=[f"{k}-{n.split('/')[-1]}-{i}" for i, (k, n, _, _) in enumerate(DAMAGE)])
+def test_a_damaged_results_file_is_one_line_naming_it(copy_of, tmp_path, kind, name, edit, fragments):
+    d = copy_of(kind)
+    path = sorted(d.glob(name))[0]
+    edit(path)
+    out = tmp_path / "figs"
+    r = invoke("plot", d, "--out", out)
+    usage_error(r, *fragments)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "unexpected" not in r.stderr and ("damaged" in r.stderr or "missing" in r.stderr
+                                             or "no bncli results" in r.stderr)
+    assert not out.exists() or not list(out.iterdir())  # nothing half drawn
+
+
+def test_a_long_value_in_a_damaged_file_is_not_echoed_whole(copy_of, tmp_path):
+    d = copy_of("lrfind")
+    _csv_edit(3, 2, "7" * 5000)(d / "lr_find.csv")
+    r = invoke("plot", d, "--out", tmp_path / "figs")
+    usage_error(r, "lr_find.csv")
+    assert len(r.stderr) < 600
+
+
+def test_damage_plot_does_not_read_is_ignored(copy_of):
+    """Files `bncli plot` does not read (summary.csv, a run's summary.json) may be damaged: it still draws."""
+    d = copy_of("train")
+    _garbage(d / "summary.csv")
+    for p in d.glob("runs/*/summary.json"):
+        _garbage(p)
+    ok(invoke("plot", d))
+    assert figures_in(d) == ["generalization_gap.png", "learning_curves.png"]
+
+
+def test_a_gap_column_missing_in_one_run_leaves_out_the_gap_figure(copy_of):
+    d = copy_of("train")
+    _drop_column("train_eval_loss")(sorted(d.glob(FIRST_METRICS))[0])
+    ok(invoke("plot", d))
+    assert figures_in(d) == ["learning_curves.png"]
+
+
+def test_an_lrfind_arm_without_a_finite_loss_is_left_out_of_the_figure(copy_of):
+    d = copy_of("lrfind")
+    rows = (d / "lr_find.csv").read_text().splitlines()
+    kept = [rows[0]] + [r for r in rows[1:] if not r.startswith("none,")] + ["none,0,0.0001,nan,"]
+    (d / "lr_find.csv").write_text("\n".join(kept) + "\n")
+    _json_edit(lambda doc: doc["suggestions"]["none"].update(min_lr=None, steep_lr=None))(d / "lr_find.json")
+    ok(invoke("plot", d))
+    assert figures_in(d) == ["lr_find.png"]
+    (d / "lr_find.csv").write_text(rows[0] + "\nnone,0,0.0001,nan,\nbefore,0,0.0001,inf,\n")
+    usage_error(invoke("plot", d), "no finite loss at any learning rate")
+
+
+@pytest.mark.parametrize("what", ["file", "long"])
+def test_bad_out_or_path_is_exit_2(copy_of, tmp_path, what):
+    d = copy_of("train")
+    if what == "file":
+        (tmp_path / "f.txt").write_text("x")
+        usage_error(invoke("plot", d, "--out", tmp_path / "f.txt"), "--out", "not a directory")
+    else:
+        r = invoke("plot", tmp_path / ("x" * 5000))
+        usage_error(r, "not a directory")
+        assert len(r.stderr) < 600

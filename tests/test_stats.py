@@ -193,3 +193,55 @@ def test_formatting_never_prints_nan():
     assert fmt_num(2.111e-16) == "+2.11e-16" and fmt_num(0.0123) == "+0.0123"
     assert fmt_interval(1.0, math.inf) == "[+1, +∞)" and fmt_interval(math.nan, 1.0) == "—"
     assert fmt_interval(0.0, 1.0, coverage=math.nan) == "none (n < 6)"
+
+
+# -- huge and non-finite inputs: a diverged or blown-up run is an outcome, never a crash --------------------------------
+def test_describe_of_values_too_large_to_square():
+    s = describe([1e200, 3e200])  # (x - mean)**2 overflows a float: used to be an OverflowError
+    assert s.n == 2 and s.mean == pytest.approx(2e200) and s.sd == pytest.approx(math.sqrt(2) * 1e200)
+    assert s.ci_low == pytest.approx(2e200 - 12.7062 * 1e200) and s.ci_high == pytest.approx(2e200 + 12.7062 * 1e200)
+
+
+def test_describe_whose_sum_overflows():
+    s = describe([1.7e308, 1.7e308, 1.7e308])  # fsum overflows
+    assert s.n == 3 and s.mean == pytest.approx(1.7e308, rel=1e-14) and s.sd < 1e-14 * s.mean
+    assert s.ci_low == pytest.approx(1.7e308, rel=1e-14) and s.ci_high == pytest.approx(1.7e308, rel=1e-14)
+    s = describe([1.7e308, -1.7e308, 1.7e308])  # an sd beyond the float range is +inf
+    assert s.mean == pytest.approx(1.7e308 / 3) and s.sd == math.inf
+    assert s.ci_low == -math.inf and s.ci_high == math.inf
+
+
+def test_describe_leaves_out_non_finite_values_and_ints_too_large_for_a_float():
+    s = describe([1.0, math.inf, -math.inf, math.nan, None, 10**400, -(10**400), 3.0])
+    assert (s.n, s.mean) == (2, 2.0)
+    assert describe([math.inf, math.nan]).n == 0
+
+
+def test_describe_of_ordinary_values_is_unchanged_by_the_overflow_path():
+    xs = [0.91, 0.93, 0.925, 0.9175]
+    s = describe(xs)
+    mean = math.fsum(xs) / 4
+    assert s.mean == mean and s.sd == math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / 3)  # bit for bit
+
+
+def test_paired_with_huge_and_non_finite_differences():
+    s = paired({0: 1e308, 1: 1.0, 2: 10**400}, {0: -1e308, 1: 2.0, 2: 1.0})
+    assert s.n == 1 and s.mean == 1.0  # -inf (overflowing difference) and the huge int are left out
+
+
+def test_order_statistics_with_huge_values():
+    from bncli.stats import median_interval, time_to_event
+
+    o = median_interval([1.7e308, 1.7e308, 1.6e308, 1.7e308])  # the middle two sum past the float range
+    assert o.est_low == o.est_high == pytest.approx(1.7e308)
+    o = time_to_event([10**400, 5, None])  # an int too large for a float is +inf (censored-like), not a crash
+    assert o.n == 3 and o.est_low == math.inf
+
+
+def test_sign_test_beyond_the_float_range_of_binomial_coefficients():
+    from bncli.stats import binom_cdf_half, order_k, sign_test
+
+    assert binom_cdf_half(550, 1100) == pytest.approx(0.5120, abs=1e-3)  # 2**1100 is past the float range
+    assert 0 < binom_cdf_half(500, 1100) < 0.01
+    assert sign_test(600, 500) == pytest.approx(0.0029, abs=3e-4)
+    assert 500 < order_k(1100) < 550

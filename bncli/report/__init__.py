@@ -28,6 +28,78 @@ STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regular
 IN_PROCESS = {"c08_gamma_beta", "c12_cost"}
 
 
+# What each study's analysis (report/ranges.py, report/mechanisms.py) reads from its config and runs, checked when
+# the study is loaded — before anything is trained — so that an edited study yaml is refused with its file named
+# instead of failing in its analysis after training:
+#   sweep    the keys it sweeps, exactly (None: no sweep section), each with the values its analysis selects (they
+#            must be among the key's values) or () when any grid does
+#   arms     the BN placements it compares (model.bn, exactly: an extra arm would be mixed into its per-seed numbers)
+#   measure  extra measurements it reads (train.measure); eval_train: it reads the training split's eval metrics
+STUDY_NEEDS = {
+    "c01_faster_training": {"sweep": {"model.activation": ("sigmoid", "relu"), "optimizer.lr": ()},
+                            "arms": ("none", "before", "after")},
+    "c02_lr_range": {"sweep": {"optimizer.name": (), "optimizer.lr": ()}, "range_key": "optimizer.lr",
+                     "arms": ("none", "before")},
+    "c03_init_scale": {"sweep": {"model.init_std": ()}, "range_key": "model.init_std", "arms": ("none", "before")},
+    "c04_regularization": {"sweep": {"train.batch_size": ()}, "arms": ("none", "before"), "eval_train": True},
+    "c05_test_time": {"sweep": {"model.bn_decay": ()}, "arms": ("before", "after"), "measure": ("eval_variants",)},
+    "c06_placement": {"sweep": {"model.activation": ("sigmoid", "relu"), "optimizer.lr": ()},
+                      "arms": ("none", "before", "after")},
+    "c07_bias": {"sweep": {"model.bias_with_bn": (False, True)}, "arms": ("before",)},
+    "c08_gamma_beta": {"sweep": None, "arms": ("before",)},
+    "c09_covariate_shift": {"sweep": None, "arms": ("none", "before"), "measure": ("percentiles",)},
+    "c10_depth": {"sweep": {"model.activation": ("sigmoid", "relu"), "model.depth": ()}, "range_key": "model.depth",
+                  "arms": ("none", "before")},
+    "c11_batch_size": {"sweep": {"train.batch_size": ()}, "range_key": "train.batch_size",
+                       "arms": ("none", "before")},
+    "c12_cost": {"sweep": None, "arms": ("none", "before")},
+}
+
+
+def check_study(name: str, cfg: ExperimentConfig, src) -> None:
+    """A UsageError naming the study's yaml file (and line) unless ``cfg`` has what the analysis of ``name`` reads
+    (see STUDY_NEEDS)."""
+    need = STUDY_NEEDS[name]
+    what = f"the analysis of {name}"
+    want = need["sweep"]
+    have = cfg.sweep.parameters if cfg.sweep is not None else None
+    if want is None and have is not None:
+        raise src.error(("sweep",), f"{what} takes no sweep (its runs are the arms x seeds of one setting); remove "
+                                    "the sweep section")
+    if want is not None:
+        if have is None:
+            raise src.error(("sweep",), f"{what} needs a sweep section sweeping {', '.join(want)}; this study has "
+                                        "none")
+        if set(have) != set(want):
+            raise src.error(("sweep", "parameters"), f"{what} sweeps exactly {', '.join(want)}; this study sweeps "
+                                                     f"{', '.join(have)}")
+        for key, values in want.items():
+            given = have[key].values
+            lacking = [v for v in values if given is None or not any(v == g and type(v) is type(g) for g in given)]
+            if lacking:
+                raise src.error(("sweep", "parameters", key),
+                                f"{what} compares {', '.join(map(_yaml, values))}: expected values: [...] including "
+                                f"them (missing {', '.join(map(_yaml, lacking))})")
+        rk = cfg.sweep.range_key
+        if rk is not None and rk != need.get("range_key", rk):
+            raise src.error(("sweep", "range_key"), f"{what} reads the usable range of {need['range_key']}, not "
+                                                    f"{rk}")
+    arms = need["arms"]
+    if set(cfg.model.bn) != set(arms) or len(cfg.model.bn) != len(arms):
+        raise src.error(("model", "bn"), f"{what} compares exactly the arms [{', '.join(arms)}]; this study has "
+                                         f"[{', '.join(cfg.model.bn)}]")
+    lacking = [m for m in need.get("measure", ()) if m not in cfg.train.measure]
+    if lacking:
+        raise src.error(("train", "measure"), f"{what} reads the measurement {lacking[0]}: add it to train.measure")
+    if need.get("eval_train") and not cfg.train.eval_train:
+        raise src.error(("train", "eval_train"), f"{what} reads the training split's eval-mode loss and accuracy: "
+                                                 "needs train.eval_train: true")
+
+
+def _yaml(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
 @dataclass
 class Study:
     name: str
@@ -50,6 +122,7 @@ def load_study(experiments: Path, name: str, full: bool, runs_dir: Path) -> Stud
     cfg, src = load_config(path)
     if full and cfg.full:
         cfg, src = load_config(path, cfg.full)
+    check_study(name, cfg, src)
     check_with_data(cfg, src)
     runs = [] if name in IN_PROCESS else plan(cfg, src, runs_dir, sweep_points(cfg, src) if cfg.sweep else None)
     return Study(name, cfg, runs, path)

@@ -22,6 +22,7 @@ float. ``null`` stays ``None`` (some arguments use None for "absent", which is n
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -100,7 +101,8 @@ def make(name: str, drawer, args: dict, claim: str | None = None) -> dict:
 
 
 def draw(spec: dict, fig_dir, fmt: str) -> Path:
-    """Draw one spec into ``fig_dir/<name>.<fmt>``; returns the path."""
+    """Draw one spec into ``fig_dir/<name>.<fmt>``; returns the path. For a spec made by `make` (the report's own
+    figures): a failure here is a bug and propagates. Specs read from a file go through `replay`."""
     fn = DRAWERS.get(spec.get("draw"))
     name = spec.get("name")
     if fn is None or not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
@@ -111,6 +113,108 @@ def draw(spec: dict, fig_dir, fmt: str) -> Path:
     return path
 
 
+# The shape of every argument a stored spec may give each drawer, checked before anything is drawn from a file. A
+# shape is a type (float: any number, NaN and infinities included; None: null), ANY, or ("list", shape), ("tuple",
+# [shapes]) (a list of that length), ("dict", shape) (string keys), ("or", shape, ...).
+ANY = "any"
+NUMS = ("list", float)
+CURVE4 = ("tuple", [NUMS, NUMS, NUMS, NUMS])
+ARG_SHAPES = {
+    "bncli.report.figures.bars": {
+        "title": str, "ylabel": str, "note": str, "over": str,
+        "panels": ("list", ("tuple", [str, ("list", ANY), ("dict", ("list", ("tuple", [float, float, float])))]))},
+    "bncli.report.figures.lines": {
+        "title": str, "xlabel": str, "ylabel": str, "logx": bool,
+        "panels": ("list", ("tuple", [str, ("dict", CURVE4)]))},
+    "bncli.report.figures.percentiles": {"title": str, "curves": ("dict", CURVE4), "unit": int},
+    "bncli.plotting.learning_curves": {
+        "curves_by_arm": ("dict", ("list", ("tuple", [("list", str), ("list", NUMS)]))), "title": str,
+        "target": ("or", float, None), "diverged": ("or", None, ("dict", ("list", bool))), "target_column": str},
+    "bncli.plotting.range_figure": {
+        "range_rows": ("list", ("dict", ANY)), "usable": ("list", ("dict", ANY)), "keys": ("list", str),
+        "range_key": str, "title": str},
+}
+PANEL_ARGS = {"panels", "curves", "curves_by_arm"}  # one panel or column each: capped
+MAX_PANELS = 100
+_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "an integer",
+               float: "a number", type(None): "null"}
+
+
+def shape_error(v, shape, where: str) -> str | None:
+    """None if ``v`` has ``shape``, else what is wrong and where (``where``: the path to ``v``)."""
+    if shape == ANY:
+        return None
+    if isinstance(shape, tuple):
+        kind = shape[0]
+        if kind == "or":
+            errors = [shape_error(v, s, where) for s in shape[1:]]
+            return None if None in errors else errors[0]
+        if kind == "dict":
+            if not isinstance(v, dict):
+                return f"{where} to be an object, found {_json_name(v)}"
+            return next((e for k, x in v.items() if (e := shape_error(x, shape[1], f"{where}[{k!r}]"))), None)
+        if not isinstance(v, list):
+            return f"{where} to be an array, found {_json_name(v)}"
+        if kind == "list":
+            return next((e for i, x in enumerate(v) if (e := shape_error(x, shape[1], f"{where}[{i}]"))), None)
+        if len(v) != len(shape[1]):
+            return f"{where} to be an array of {len(shape[1])}, found {len(v)} values"
+        return next((e for i, (x, s) in enumerate(zip(v, shape[1])) if (e := shape_error(x, s, f"{where}[{i}]"))),
+                    None)
+    ok = (v is None if shape is None else
+          isinstance(v, (int, float)) and not isinstance(v, bool) if shape is float else
+          isinstance(v, int) and not isinstance(v, bool) if shape is int else isinstance(v, shape))
+    return None if ok else f"{where} to be {_JSON_NAMES[shape or type(None)]}, found {_json_name(v)}"
+
+
+def _json_name(v) -> str:
+    return _JSON_NAMES.get(type(v), type(v).__name__)
+
+
+def _check_spec(spec, i: int, path: Path) -> tuple:
+    """(drawing function, name, decoded arguments) of the ``i``-th spec of the file ``path``, or a UsageError naming
+    the file, the figure and what was expected."""
+    if not isinstance(spec, dict):
+        raise _damaged(path, f"figure {i + 1}", "an object with 'name', 'draw' and 'args'")
+    name = spec.get("name")
+    label = f"figure {name!r}" if isinstance(name, str) else f"figure {i + 1}"
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or len(name) > 100:
+        raise _damaged(path, label, "a 'name' of at most 100 letters, digits, '_', '.' and '-'")
+    fn = DRAWERS.get(spec.get("draw")) if isinstance(spec.get("draw"), str) else None
+    if fn is None:
+        raise _damaged(path, label, f"'draw' naming one of {', '.join(DRAWERS)}")
+    shapes = ARG_SHAPES[spec["draw"]]
+    args = spec.get("args")
+    if not isinstance(args, dict):
+        raise _damaged(path, label, "'args', an object of the drawing function's arguments")
+    try:
+        args = decode(args)
+    except (ValueError, RecursionError) as e:
+        raise _damaged(path, label, "nesting within bounds" if isinstance(e, RecursionError) else str(e)) from None
+    required = [p.name for p in inspect.signature(fn).parameters.values()
+                if p.default is inspect.Parameter.empty and p.name != "path"]
+    for key in required:
+        if key not in args:
+            raise _damaged(path, label, f"argument {key!r} in 'args'")
+    for key, v in args.items():
+        if key not in shapes:
+            raise _damaged(path, label, f"only the arguments {', '.join(shapes)}; found {key[:40]!r}")
+        if key in PANEL_ARGS and len(v if isinstance(v, (list, dict)) else ()) > MAX_PANELS:
+            raise _damaged(path, label, f"at most {MAX_PANELS} entries in {key!r}, found {len(v)}")
+        try:
+            wrong = shape_error(v, shapes[key], f"args[{key!r}]")
+        except RecursionError:
+            wrong = f"args[{key!r}] nested within bounds"
+        if wrong:
+            raise _damaged(path, label, wrong[:200])
+    return fn, name, args
+
+
+def _damaged(path, label: str, expected: str) -> UsageError:
+    return UsageError(f"{path}: {label}: damaged or not written by bncli (expected {expected}); run `bncli report` "
+                      "again")
+
+
 def write(path, specs: list[dict]):
     """The spec file, one figure per line (strict JSON)."""
     head = json.dumps({"format": FORMAT, "version": VERSION, "nonfinite": NONFINITE_RULE})[:-1]
@@ -118,8 +222,9 @@ def write(path, specs: list[dict]):
     atomic.write_text(path, f'{head},\n "figures": [\n{body}\n]}}\n' if specs else f'{head}, "figures": []}}\n')
 
 
-def read(report_dir) -> list[dict]:
-    """The figure specs of a report folder; a UsageError if there are none to read (an older report)."""
+def read(report_dir) -> list:
+    """The figure specs of a report folder (the list as stored: `replay` checks each); a UsageError if there are
+    none to read (an older report) or the file is damaged."""
     path = Path(report_dir) / "figures" / FILE
     if not path.is_file():
         raise UsageError(f"{report_dir}: no figures/{FILE} (the report was made by an older bncli, which did not "
@@ -127,13 +232,36 @@ def read(report_dir) -> list[dict]:
                          "are reused), then `bncli plot` can redraw the figures")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UsageError(f"{path}: unreadable figure specs ({e}); run `bncli report` again") from None
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:120]
+        raise UsageError(f"{path}: damaged or not written by bncli (expected the figure specs of `bncli report`, "
+                         f"strict JSON; {why}); run `bncli report` again") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise UsageError(f"{path}: not a version-{VERSION} {FORMAT} file; run `bncli report` again")
+    if not isinstance(doc.get("figures"), list):
+        raise UsageError(f"{path}: damaged or not written by bncli (expected a list of figure specs under "
+                         "'figures'); run `bncli report` again")
     return doc["figures"]
 
 
+# What a drawing function raises when stored arguments of the right types hold the wrong shapes or values (a list
+# where a number is expected, a row without a column, ...). Only a replay from a file catches them.
+DATA_ERRORS = (TypeError, ValueError, LookupError, ArithmeticError)
+
+
 def replay(report_dir, fig_dir, fmt: str) -> list[Path]:
-    """Redraw every figure of the report from its specs into ``fig_dir`` in format ``fmt``."""
-    return [draw(spec, fig_dir, fmt) for spec in read(report_dir)]
+    """Redraw every figure of the report from its specs into ``fig_dir`` in format ``fmt``. Every spec is checked
+    first (drawing function, name, argument names and types), so that a damaged file draws nothing; a drawing
+    function that fails on the stored values is a UsageError naming the file and the figure."""
+    path = Path(report_dir) / "figures" / FILE
+    checked = [_check_spec(spec, i, path) for i, spec in enumerate(read(report_dir))]
+    out = []
+    for fn, name, args in checked:
+        target = Path(fig_dir) / f"{name}.{fmt}"
+        try:
+            fn(path=target, **args)
+        except DATA_ERRORS as e:
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
+            raise _damaged(path, f"figure {name!r}", f"arguments {_NAMES[fn]} can draw; it failed with {why}") from None
+        out.append(target)
+    return out

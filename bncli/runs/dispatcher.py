@@ -31,8 +31,10 @@ def run_task(task: dict, report=None) -> dict:
 
 
 def failure(spec, error: BaseException) -> dict:
-    return {"hash": spec.hash, "point": spec.point, "arm": spec.arm, "seed": spec.seed,
-            "error": f"{type(error).__name__}: {error}"}
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, OSError) and not error.filename:  # e.g. a full disk while writing: say where
+        text += f" (run folder {spec.run_dir})"
+    return {"hash": spec.hash, "point": spec.point, "arm": spec.arm, "seed": spec.seed, "error": text}
 
 
 def dispatch(specs, out_dir, *, workers=1, executor=None, on_progress=None, on_done=None) -> list[dict]:

@@ -93,7 +93,7 @@ def check(o: Outcome, family: str, codes=(2,), *, says=None) -> Outcome:
             lines = [ln for ln in o.stderr.splitlines() if ln.strip()]
             assert lines and lines[0].startswith(("error: ", "interrupted")), f"{what}: {o.stderr[-2000:]}"
             assert "a bug in bncli" not in lines[0], f"{what}: reported as a bug: {lines[0]}"
-            assert sum(ln.startswith("error: ") for ln in lines) == 1, f"{what}: {o.stderr[-2000:]}"
+            assert sum(ln.startswith(("error: ", "interrupted")) for ln in lines) == 1, f"{what}: {o.stderr[-2000:]}"
             if says is not None:
                 assert says in lines[0], f"{what}: {lines[0]!r} does not name {says!r}"
     except AssertionError:

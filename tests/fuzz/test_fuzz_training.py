@@ -25,6 +25,7 @@ from .harness import TIMEOUT_S, Outcome, _limits, bncli, check, env_for, fuzz
     (["data.synthetic.noise=.inf"], (2,)),
     (["data.synthetic.n_train=100000000000"], (2,)),
     (["train.steps=3", "train.eval_every=1000000"], (0,)),
+    (["train.dtype=float64", "model.init_std=1e100", "model.init=normal", "optimizer.lr=1e-300"], (0,)),  # ~1e301
 ])
 def test_hostile_training_settings(case_dir, overrides, codes):
     cwd = case_dir()
@@ -34,14 +35,24 @@ def test_hostile_training_settings(case_dir, overrides, codes):
         assert (cwd / "out" / "summary.csv").exists() and (cwd / "out" / "experiment.json").exists()
 
 
-@pytest.mark.parametrize("overrides", [["model.init_std=1e30", "model.init=normal"], ["optimizer.lr=1e300"]])
-def test_lrfind_with_no_finite_loss(case_dir, overrides):
+@pytest.mark.parametrize("args", [["model.init_std=1e30", "model.init=normal"], ["optimizer.lr=1e300"],
+                                  ["--end", "1e300"], ["--start", "1e-300", "--end", "1e-299"]])
+def test_lrfind_with_no_finite_loss_or_extreme_ranges(case_dir, args):
     cwd = case_dir()
-    o = bncli(["lrfind", write_config(cwd), *overrides, "--iters", "20", "--out", cwd / "out"], cwd)
+    o = bncli(["lrfind", write_config(cwd), *args, "--iters", "20", "--out", cwd / "out"], cwd)
     check(o, "lrfind settings (corpus)", codes=(0, 1))
 
 
-@given(st.floats(0.0, 2.0), st.sampled_from(["train", "sweep"]))
+def test_a_sweep_whose_losses_reach_1e301_is_drawn(case_dir):
+    cwd = case_dir()
+    o = bncli(["sweep", write_config(cwd), "train.dtype=float64", "model.init_std=1e150", "model.init=normal",
+               "optimizer.lr=1e-300,1e-299", "--out", cwd / "out", "-j", "1"], cwd)
+    check(o, "training settings (corpus)", codes=(0,))
+    assert (cwd / "out" / "range.png").exists()
+
+
+# From 50 ms on: before that the interpreter itself is starting, ahead of any code of ours (and of any human).
+@given(st.floats(0.05, 2.0), st.sampled_from(["train", "sweep"]))
 @fuzz(8)
 def test_ctrl_c_at_any_moment(case_dir, delay, command):
     """SIGINT to the whole process group, as a terminal's Ctrl-C: exit 130 (or 0 if it had finished), one line."""
@@ -66,7 +77,7 @@ def test_ctrl_c_at_any_moment(case_dir, delay, command):
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         code = None
-    o = Outcome(args, code, out, err, time.monotonic() - t0)
+    o = Outcome([str(a) for a in args], code, out, err, time.monotonic() - t0)
     check(o, "Ctrl-C (generated)", codes=(0, 130))
     if code == 130:
         assert "interrupted" in err

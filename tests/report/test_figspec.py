@@ -106,7 +106,8 @@ def test_unreadable_or_foreign_spec_files_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="run `bncli report` again"):
         figspec.read(tmp_path)
     (tmp_path / "figures" / figspec.FILE).write_text("{not json")
-    with pytest.raises(UsageError, match="unreadable"):
+    with pytest.raises(UsageError, match=r"figures\.json: damaged or not written by bncli \(expected the figure "
+                                         r"specs of `bncli report`, strict JSON; Expecting property name"):
         figspec.read(tmp_path)
     (tmp_path / "figures" / figspec.FILE).write_text('{"format": "something else", "figures": []}')
     with pytest.raises(UsageError, match="not a version"):
@@ -157,3 +158,108 @@ def test_the_registry_lists_every_study_once_in_report_order():
     assert [s for s, _, _ in REGISTRY] == STUDIES
     assert [cid for _, cid, _ in REGISTRY] == [f"C{i}" for i in range(1, 13)]
     assert all(callable(fn) for _, _, fn in REGISTRY)
+
+
+# -- a damaged spec file: one UsageError naming the file and the figure, nothing drawn ---------------------------------
+def _spec_file(tmp_path, specs, **doc) -> Path:
+    path = tmp_path / "figures" / figspec.FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"format": figspec.FORMAT, "version": figspec.VERSION, "figures": specs, **doc}))
+    return path
+
+
+def _with(spec: dict, **changes) -> dict:
+    out = json.loads(json.dumps(spec))
+    out.update(changes)
+    return out
+
+
+def _args(spec: dict, **changes) -> dict:
+    out = json.loads(json.dumps(spec))
+    out["args"].update(changes)
+    return out
+
+
+BARS = _bars_spec()
+DAMAGED_SPECS = [  # (specs, fragments of the message)
+    (5, ["expected a list of figure specs under 'figures'"]),
+    ({"a": 1}, ["expected a list of figure specs"]),
+    ([5], ["figure 1: damaged", "an object with 'name', 'draw' and 'args'"]),
+    ([BARS, "x"], ["figure 2: damaged"]),
+    ([_with(BARS, draw="os.system")], ["figure 'tiny'", "'draw' naming one of"]),
+    ([_with(BARS, draw=["bncli.report.figures.bars"])], ["'draw' naming one of"]),
+    ([_with(BARS, name="../escape")], ["a 'name' of at most 100"]),
+    ([_with(BARS, name="x" * 5000)], ["a 'name' of at most 100"]),
+    ([_with(BARS, name=7)], ["figure 1: damaged", "a 'name'"]),
+    ([_with(BARS, args=[1, 2])], ["'args', an object"]),
+    ([{k: v for k, v in BARS.items() if k != "args"}], ["'args', an object"]),
+    ([{**BARS, "args": {"title": "T", "ylabel": "y"}}], ["argument 'panels' in 'args'"]),
+    ([_args(BARS, path="/etc/passwd")], ["only the arguments", "found 'path'"]),
+    ([_args(BARS, colour="red")], ["found 'colour'"]),
+    ([_args(BARS, title=[1, 2])], ["args['title'] to be a string, found an array"]),
+    ([_args(BARS, panels="p")], ["args['panels'] to be an array, found a string"]),
+    ([_args(BARS, panels=[["panel", ["a"], {"none": [[[1, 2], 0.4, 0.6]]}]])],
+     ["args['panels'][0][2]['none'][0][0] to be a number, found an array"]),
+    ([_args(BARS, panels=[["panel", ["a"], {"none": [[0.5, 0.4]]}]])], ["to be an array of 3, found 2 values"]),
+    ([_args(BARS, panels=[["panel", ["a"], {"none": [[{"$float": "huge"}, 0.4, 0.6]]}]])], ["$float: expected"]),
+    ([_args(BARS, panels=[["p", ["a"], {}]] * 101)], ["at most 100 entries in 'panels', found 101"]),
+]
+
+
+@pytest.mark.parametrize("specs, fragments", DAMAGED_SPECS, ids=[str(i) for i in range(len(DAMAGED_SPECS))])
+def test_a_damaged_spec_file_is_one_usage_error_naming_it_and_draws_nothing(tmp_path, specs, fragments):
+    path = _spec_file(tmp_path, specs)
+    with pytest.raises(UsageError) as e:
+        figspec.replay(tmp_path, tmp_path / "out", "png")
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and "run `bncli report` again" in msg and "\n" not in msg
+    for f in fragments:
+        assert f in msg, (f, msg)
+    assert not (tmp_path / "out").exists()  # every spec is checked before anything is drawn
+
+
+@pytest.mark.parametrize("name, args, error", [
+    ("bars", {"panels": [["panel", ["a", "b"], {"none": [[0.5, 0.4, 0.6]]}]]}, "IndexError"),  # 2 categories, 1 bar
+    ("bars", {"panels": []}, "ValueError"),
+    ("range", None, "KeyError"),
+])
+def test_a_spec_whose_values_the_drawing_function_cannot_draw_names_the_figure(tmp_path, name, args, error):
+    if name == "bars":
+        spec = _args(BARS, **args)
+    else:
+        spec = figspec.make("tiny_range", plotting.range_figure, {
+            "range_rows": [{"arm": "none", "optimizer.lr": 0.1}], "usable": [], "keys": ["optimizer.lr"],
+            "range_key": "optimizer.lr", "title": "T"})  # a row without its accuracy columns
+    path = _spec_file(tmp_path, [spec])
+    with pytest.raises(UsageError) as e:
+        figspec.replay(tmp_path, tmp_path / "out", "png")
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: figure '{spec['name']}': damaged or not written by bncli")
+    assert f"it failed with {error}" in msg and "\n" not in msg
+
+
+def test_a_drawing_failure_outside_replay_is_not_turned_into_a_usage_error(tmp_path):
+    """The report's own figures (drawn from `make`): a failure there is a bug and propagates as it is."""
+    spec = _args(BARS, panels=[])
+    with pytest.raises(ValueError):
+        figspec.draw(spec, tmp_path, "png")
+
+
+def test_the_argument_shapes_cover_every_drawing_function_exactly():
+    import inspect
+
+    assert set(figspec.ARG_SHAPES) == set(figspec.DRAWERS)
+    for name, fn in figspec.DRAWERS.items():
+        params = set(inspect.signature(fn).parameters) - {"path"}
+        assert set(figspec.ARG_SHAPES[name]) == params, name
+
+
+def test_the_published_reports_specs_pass_the_checks(tmp_path):
+    """Every spec of the report in the repository (results/report-quick) has the shapes replay checks."""
+    src = Path(__file__).resolve().parents[2] / "results" / "report-quick"
+    if not (src / "figures" / figspec.FILE).is_file():
+        pytest.skip("no published report")
+    specs = figspec.read(src)
+    path = src / "figures" / figspec.FILE
+    checked = [figspec._check_spec(s, i, path) for i, s in enumerate(specs)]
+    assert [name for _, name, _ in checked] == [s["name"] for s in specs]

@@ -377,6 +377,91 @@ def test_missing_experiments_folder_is_a_usage_error(tmp_path):
     assert not out.exists()
 
 
+# -- an edited study that lacks what its analysis reads: refused when loaded, before anything is trained --------------
+def _drop_sweep(d):
+    d.pop("sweep")
+
+
+def _add_sweep(d):
+    d["sweep"] = {"parameters": {"optimizer.lr": {"values": [0.1, 0.5]}}}
+
+
+def _set(path, value):
+    def edit(d):
+        *head, last = path
+        for k in head:
+            d = d[k]
+        d[last] = value
+    return edit
+
+
+STUDY_EDITS = [  # (study, edit, claim to select, fragments of the message)
+    ("c01_faster_training", _drop_sweep, "C1", ["sweep: the analysis of c01_faster_training needs a sweep section "
+                                                "sweeping model.activation, optimizer.lr; this study has none"]),
+    ("c01_faster_training", _set(["sweep", "parameters", "model.activation", "values"], ["relu"]), "C1",
+     ["sweep.parameters.model.activation:", "compares sigmoid, relu", "missing sigmoid"]),
+    ("c06_placement", _set(["model", "bn"], ["none", "before"]), "C6",
+     ["model.bn: the analysis of c06_placement compares exactly the arms [none, before, after]"]),
+    ("c02_lr_range", _set(["sweep", "parameters", "model.depth"], {"values": [2, 3]}), "C2",
+     ["sweep.parameters: the analysis of c02_lr_range sweeps exactly optimizer.name, optimizer.lr"]),
+    ("c02_lr_range", _set(["sweep", "range_key"], "optimizer.name"), "C2",
+     ["sweep.range_key: the analysis of c02_lr_range reads the usable range of optimizer.lr"]),
+    ("c03_init_scale", _drop_sweep, "C3", ["needs a sweep section sweeping model.init_std"]),
+    ("c04_regularization", _set(["train", "eval_train"], False), "C4", ["train.eval_train:", "eval_train: true"]),
+    ("c05_test_time", _set(["train", "measure"], []), "C5", ["train.measure:", "eval_variants"]),
+    ("c07_bias", _set(["sweep", "parameters", "model.bias_with_bn", "values"], [False]), "C7", ["missing true"]),
+    ("c07_bias", _set(["model", "bn"], ["none", "before"]), "C7", ["compares exactly the arms [before]"]),
+    ("c08_gamma_beta", _add_sweep, "C8", ["sweep: the analysis of c08_gamma_beta takes no sweep"]),
+    ("c09_covariate_shift", _add_sweep, "C9", ["takes no sweep"]),
+    ("c10_depth", _set(["sweep", "parameters"], {"model.depth": {"values": [2, 3]}}), "C10",
+     ["sweeps exactly model.activation, model.depth; this study sweeps model.depth"]),
+    ("c11_batch_size", _drop_sweep, "C11", ["needs a sweep section sweeping train.batch_size"]),
+    ("c12_cost", _set(["model", "bn"], ["before"]), "C12", ["compares exactly the arms [none, before]"]),
+]
+
+
+@pytest.mark.parametrize("study, edit, cid, fragments", STUDY_EDITS, ids=[f"{s[:3]}-{i}" for i, (s, *_) in
+                                                                         enumerate(STUDY_EDITS)])
+def test_a_study_lacking_what_its_analysis_reads_is_refused_before_training(exp, tmp_path, monkeypatch, study, edit,
+                                                                            cid, fragments):
+    folder = tmp_path / "exp"
+    shutil.copytree(exp[0], folder)
+    doc = yaml.safe_load((folder / f"{study}.yaml").read_text())
+    edit(doc)
+    (folder / f"{study}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def no_training(*a, **k):
+        raise AssertionError("nothing may be trained for a refused study")
+
+    monkeypatch.setattr("bncli.report.dispatch", no_training)
+    out = tmp_path / "rep"
+    with pytest.raises(UsageError) as e:
+        plan_report("quick", out_dir=out, experiments=folder, only=[cid])
+    msg = str(e.value)
+    assert msg.startswith(str(folder / f"{study}.yaml")), msg
+    for f in fragments:
+        assert f in msg, (f, msg)
+    r = CliRunner().invoke(app, ["report", "--only", cid, "--experiments", str(folder), "--out", str(out), "-j", "1"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{study}.yaml" in r.stderr and "Traceback" not in r.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_shipped_studies_have_what_their_analyses_read(full):
+    from bncli.config import load_config
+    from bncli.report import STUDY_NEEDS, check_study
+
+    assert list(STUDY_NEEDS) == STUDIES
+    for name in STUDIES:
+        path = REPO / "experiments" / f"{name}.yaml"
+        cfg, src = load_config(path)
+        if full and cfg.full:
+            cfg, src = load_config(path, cfg.full)
+        check_study(name, cfg, src)
+
+
 # -- bncli plot on a report ---------------------------------------------------------------------------------------------
 def test_plot_redraws_the_report_figures(report, tmp_path):
     src, _, info = report
