@@ -123,3 +123,32 @@ def kill_group(proc):
     except ProcessLookupError:
         pass
     proc.communicate()
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (of any of its threads), from Linux's /proc."""
+    kids = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def workers_of(pid: int) -> list[int]:
+    """The spawned workers among the children of ``pid`` (the resource tracker is a child too)."""
+    out = []
+    for k in children(pid):
+        try:
+            with open(f"/proc/{k}/cmdline", "rb") as f:
+                if b"spawn_main" in f.read():
+                    out.append(k)
+        except OSError:
+            continue
+    return out

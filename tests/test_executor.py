@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from sweep_helpers import workers_of
 
 from bncli.config import ExperimentConfig
 from bncli.executor import blas_threads, execute
@@ -151,22 +152,7 @@ def test_on_progress_exception_does_not_fail_the_task_in_process():
 # -- Ctrl-C while workers start up --------------------------------------------------------------------------------------
 def _spawned_children() -> list[int]:
     """Worker processes of this process (spawn_main in their command line), from /proc."""
-    me, kids = os.getpid(), []
-    for tid in os.listdir(f"/proc/{me}/task"):
-        try:
-            with open(f"/proc/{me}/task/{tid}/children") as f:
-                kids += [int(k) for k in f.read().split()]
-        except OSError:
-            continue
-    out = []
-    for k in kids:
-        try:
-            with open(f"/proc/{k}/cmdline", "rb") as f:
-                if b"spawn_main" in f.read():
-                    out.append(k)
-        except OSError:
-            continue
-    return out
+    return workers_of(os.getpid())
 
 
 @pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task"), reason="needs Linux /proc")

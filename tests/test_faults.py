@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sweep_helpers import (bncli_cmd, check_complete, group_gone, hidden_leftovers, kill_group, proc_env, read_csv,
-                           run_dirs, snapshot_runs, write_config)
+                           run_dirs, snapshot_runs, workers_of, write_config)
 
 from bncli.executor import execute
 
@@ -26,27 +26,6 @@ pytestmark = pytest.mark.skipif(not LINUX, reason="process groups and /proc: Lin
 
 # A few seconds of work on two workers: 3 learning rates x 2 arms x 2 seeds, 3,000 steps each.
 SWEEP = ["optimizer.lr=0.01,0.03,0.1", "train.steps=3000"]
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(k) for k in f.read().split()]
-    except OSError:
-        return []
-
-
-def workers_of(pid: int) -> list[int]:
-    """The spawned workers among the children of ``pid`` (the resource tracker is a child too)."""
-    out = []
-    for k in children(pid):
-        try:
-            with open(f"/proc/{k}/cmdline", "rb") as f:
-                if b"spawn_main" in f.read():
-                    out.append(k)
-        except OSError:
-            continue
-    return out
 
 
 def start_sweep(tmp_path: Path, env=None):

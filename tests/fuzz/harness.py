@@ -64,12 +64,17 @@ def env_for(cwd: Path) -> dict:
     return env
 
 
-def bncli(args, cwd: Path, *, timeout=TIMEOUT_S, mem_bytes=MEM_BYTES, file_bytes=None) -> Outcome:
+def spawn(args, cwd: Path, *, mem_bytes=MEM_BYTES, file_bytes=None):
+    """Start ``bncli ARGS`` in its own process group under the limits; (process, args as text, start time)."""
     args = [str(a) for a in args]
-    t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "bncli", *args], cwd=cwd, env=env_for(Path(cwd)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
                             preexec_fn=_limits(mem_bytes, file_bytes))
+    return proc, args, time.monotonic()
+
+
+def wait(proc, args, t0, timeout=TIMEOUT_S) -> Outcome:
+    """Its outcome; a case still running after ``timeout`` has hung and is killed with its workers."""
     try:
         out, err = proc.communicate(timeout=timeout)
         code = proc.returncode
@@ -78,6 +83,10 @@ def bncli(args, cwd: Path, *, timeout=TIMEOUT_S, mem_bytes=MEM_BYTES, file_bytes
         out, err = proc.communicate()
         code = None
     return Outcome(args, code, out, err, time.monotonic() - t0)
+
+
+def bncli(args, cwd: Path, *, timeout=TIMEOUT_S, mem_bytes=MEM_BYTES, file_bytes=None) -> Outcome:
+    return wait(*spawn(args, cwd, mem_bytes=mem_bytes, file_bytes=file_bytes), timeout=timeout)
 
 
 def check(o: Outcome, family: str, codes=(2,), *, says=None) -> Outcome:
