@@ -79,29 +79,32 @@ def finish(cfg, out_dir: Path, specs: list[RunSpec], failures: list[dict], reuse
     atomic.write_text(out_dir / "experiment.json", dumps(info))
     result = ExperimentResult(out_dir, runs, arms, comparisons, reused=reused, failures=failures)
     path = out_dir / "learning_curves.png"
-    if draw_learning_curves(info, out_dir, path):
+    curves, diverged = listed_curves(info, out_dir)
+    if curves:
+        draw_learning_curves(info, curves, diverged, path)
         result.figure = path
     return result
 
 
-def draw_learning_curves(info: dict, out_dir: Path, path: Path, read=read_metrics) -> bool:
-    """The learning-curve figure of the runs an experiment.json lists (finished ones only), from their metrics.csv
-    (read by ``read``: `bncli plot` passes a reader that checks the file). The one drawing path of `bncli train` and
-    `bncli plot`. False when no run has metrics."""
+def listed_curves(info: dict, out_dir: Path, read=read_metrics) -> tuple[dict, dict]:
+    """The metrics of the finished runs an experiment.json lists, per arm, and whether each diverged. ``read`` reads
+    one metrics.csv (`bncli plot` passes a reader that checks the file)."""
     curves, diverged = {}, {}
     for r in info["runs"]:
         metrics = Path(out_dir) / "runs" / r["hash"] / "metrics.csv"
         if r["status"] in ("ok", "diverged") and metrics.exists():
             curves.setdefault(r["arm"], []).append(read(metrics))
             diverged.setdefault(r["arm"], []).append(r["status"] == "diverged")
-    if not curves:
-        return False
+    return curves, diverged
+
+
+def draw_learning_curves(info: dict, curves: dict, diverged: dict, path: Path):
+    """The learning-curve figure of an experiment: the one drawing path of `bncli train` and `bncli plot`."""
     from .plotting import learning_curves
 
     target = info.get("target") or {}
     learning_curves(curves, path, title=info.get("title", info["name"]), target=target.get("accuracy"),
                     diverged=diverged, target_column=TARGET_COLUMN.get(target.get("split"), "test_acc"))
-    return True
 
 
 def describe_setup(cfg: ExperimentConfig) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import plotting
 from .errors import UsageError
-from .experiment import draw_learning_curves
+from .experiment import draw_learning_curves, listed_curves
 from .runs import read_metrics
 
 FORMATS = ("png", "svg", "pdf")
@@ -194,7 +194,7 @@ def read_experiment(d: Path) -> dict:
     exp = read_json(path, EXPERIMENT, "train")
     if "runs" not in exp:
         raise UsageError(f"{d}: written by an older bncli (no list of runs in experiment.json); run `bncli train` "
-                         "again into this folder (finished runs are reused where the code is unchanged)")
+                         "again into this folder (its old <arm>/seed-<k> runs are not reused)")
     _require(exp, path, EXPERIMENT, "train", name=str, runs=list)
     for key, types in (("title", str), ("target", (dict, None))):
         if key in exp and not _of_type(exp[key], types):
@@ -214,13 +214,10 @@ def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
     """The runs experiment.json lists — this invocation's, never older runs kept in runs/ as a cache."""
     exp = read_experiment(d)
     paths = [out / f"learning_curves.{fmt}"]
-    if not draw_learning_curves(exp, d, paths[0], read=read_run_metrics):
+    curves, diverged = listed_curves(exp, d, read=read_run_metrics)
+    if not curves:
         raise UsageError(f"{d}: the experiment has no finished runs to plot")
-    curves = {}
-    for r in exp["runs"]:
-        metrics = d / "runs" / r["hash"] / "metrics.csv"
-        if r["status"] in ("ok", "diverged") and metrics.exists():
-            curves.setdefault(r["arm"], []).append(read_run_metrics(metrics))
+    draw_learning_curves(exp, curves, diverged, paths[0])
     gap = ("train_eval_acc", "test_acc", "train_eval_loss", "test_loss")
     if curves and all(all(c in cols for c in gap) for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
