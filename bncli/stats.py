@@ -226,28 +226,61 @@ def time_to_event(times, level: float = 0.95) -> OrderInterval:
     return median_interval(vals, vals, level)
 
 
-def fmt_num(v: float, digits=3) -> str:
-    """A number for prose and tables: no 'nan', no exponent for ordinary sizes, infinity as a word-free symbol."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+# Plain digits read best for every size a report prints (steps, accuracies, losses); scientific notation is kept
+# for magnitudes where counting zeros is the hard part (rounding-level errors, blown-up losses).
+SCI_BELOW, SCI_FROM = 1e-4, 1e9
+SCI_DIGITS = 2  # such values are checks against a tolerance or signs of divergence: two digits say enough
+
+
+def fmt_num(v: float, digits=3, signed=True) -> str:
+    """A number for prose and tables, to ``digits`` significant digits (integers in full, trailing zeros dropped),
+    with thousands separators ('1,030'); scientific notation only for tiny or huge magnitudes, short ('2.1e-16').
+    ``signed`` puts '+' on positive numbers: for differences, whose sign is their direction. Never 'nan'; infinity
+    as a symbol."""
+    if v is None:
         return "n/a"
+    v = as_float(v)
+    if math.isnan(v):
+        return "n/a"
+    plus = "+" if signed and v > 0 else ""
     if math.isinf(v):
-        return "+∞" if v > 0 else "−∞"
-    if v != 0 and (abs(v) >= 10 ** (digits + 3) or abs(v) < 10 ** -(digits + 1)):
-        return f"{v:+.{digits}g}"
-    if float(v).is_integer() and abs(v) >= 1:
-        return f"{int(v):+d}"
-    return f"{v:+.{digits}g}" if abs(v) < 1 else f"{v:+.{max(digits - len(str(int(abs(v)))), 0)}f}"
+        return f"{plus}∞" if v > 0 else "-∞"  # the same minus as the numbers beside it: '(-∞, -800]'
+    if v == 0:
+        return "0"  # no direction, so no sign
+    if not SCI_BELOW <= abs(v) < SCI_FROM:
+        return plus + _sci(v, min(digits, SCI_DIGITS))
+    if v.is_integer():
+        return plus + f"{int(v):,d}"
+    return plus + _fixed(v, digits)
 
 
-def fmt_interval(lo: float, hi: float, digits=3, coverage=None) -> str:
-    """'[a, b]', with an open side for an unbounded end; 'none (n < 6)' when no order-statistic interval exists."""
+def _fixed(v: float, digits: int) -> str:
+    r = float(f"{v:.{digits}g}")  # round to the significant digits first: 999.96 -> 1000, not 999.960
+    decimals = max(digits - 1 - math.floor(math.log10(abs(r))), 0)
+    text = f"{r:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _sci(v: float, digits: int) -> str:
+    mantissa, exponent = f"{v:.{max(digits, 1) - 1}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"  # 'e-16', not 'e-016' or 'e+09'
+
+
+def fmt_interval(lo: float, hi: float, digits=3, coverage=None, signed=True) -> str:
+    """'[a, b]', with an open side for an unbounded end; the single value when the interval is a point (an exact
+    check, or every seed agreeing); 'none (n < 6)' when no order-statistic interval exists. ``signed`` as for
+    `fmt_num`."""
     if coverage is not None and math.isnan(coverage):
         return "none (n < 6)"
     if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
         return "—"
+    if lo == hi:
+        return fmt_num(lo, digits, signed)
     left = "(" if math.isinf(lo) else "["
     right = ")" if math.isinf(hi) else "]"
-    return f"{left}{fmt_num(lo, digits)}, {fmt_num(hi, digits)}{right}"
+    return f"{left}{fmt_num(lo, digits, signed)}, {fmt_num(hi, digits, signed)}{right}"
 
 
 def fmt_median(o: OrderInterval, digits=3) -> str:

@@ -76,9 +76,11 @@ def collect(cfg, out_dir: Path, runs: list[RunSpec], failed: list[dict], skipped
     atomic.write_text(out_dir / "ranges.csv", dict_csv(usable))
     atomic.write_text(out_dir / "ranges_by_seed.csv", dict_csv(per_seed))
     atomic.write_text(out_dir / "sweep.json", dumps({
-        "name": cfg.name, "keys": keys, "range_key": rk,
+        "name": cfg.name, "keys": keys, "range_key": rk, "title": _title(cfg, keys),
         "n_runs": len(rows), "n_diverged": sum(bool(r.get("diverged")) for r in rows), "failed": failed,
         "usable_ranges": usable, "usable_ranges_by_seed": per_seed, "range": range_rows,
+        "runs": [{**{k: r[k] for k in keys}, "arm": r["arm"], "seed": r["seed"], "hash": r["hash"],
+                  "status": r["status"]} for r in rows],  # what bncli.load reopens
         "ci": "95% Student-t interval of the mean over seeds; means leave out diverged runs (counted)",
         "usable": f"per seed: the contiguous values around the seed's best whose run did not diverge and whose tail "
                   f"test accuracy (mean of its last {TAIL_EVALS} evaluations) is >= {cfg.sweep.floor:g}; an arm "
@@ -88,8 +90,14 @@ def collect(cfg, out_dir: Path, runs: list[RunSpec], failed: list[dict], skipped
     if rk is not None and range_rows:
         from .plotting import range_figure
 
-        range_figure(range_rows, usable, keys, rk, out_dir / "range.png", title=cfg.name)
+        range_figure(range_rows, usable, keys, rk, out_dir / "range.png", title=_title(cfg, keys))
     return SweepResult(out_dir, keys, rows, range_rows, usable, failed, skipped)
+
+
+def _title(cfg, keys) -> str:
+    from .experiment import describe_setup
+
+    return f"{cfg.name}: {describe_setup(cfg, swept=keys)}"
 
 
 def _hashable(v):

@@ -190,9 +190,36 @@ def test_kaplan_meier_median_under_a_common_budget():
 
 def test_formatting_never_prints_nan():
     assert fmt_num(math.nan) == "n/a" and fmt_num(math.inf) == "+∞" and fmt_num(680.0) == "+680"
-    assert fmt_num(2.111e-16) == "+2.11e-16" and fmt_num(0.0123) == "+0.0123"
+    assert fmt_num(0.0123) == "+0.0123" and fmt_num(None) == "n/a"
     assert fmt_interval(1.0, math.inf) == "[+1, +∞)" and fmt_interval(math.nan, 1.0) == "—"
     assert fmt_interval(0.0, 1.0, coverage=math.nan) == "none (n < 6)"
+
+
+@pytest.mark.parametrize("value, digits, signed, text", [
+    (1033.3, 3, True, "+1,030"),          # plain digits with separators, not '+1.03e+03'
+    (-1033.3, 4, True, "-1,033"),
+    (1234567.0, 4, False, "1,234,567"),   # integers (counts) in full
+    (999.96, 4, True, "+1,000"),          # rounded to the digits first, no '999.960'
+    (1.1, 4, True, "+1.1"),               # no trailing zeros
+    (0.02357, 4, True, "+0.02357"),
+    (0.0001, 3, False, "0.0001"),
+    (2.111e-16, 4, True, "+2.1e-16"),     # tiny: short scientific, no '+2.111e-16'
+    (2.598e-07, 4, False, "2.6e-7"),      # no zero-padded exponent
+    (1.7e308, 4, False, "1.7e308"),       # huge
+    (10**400, 3, True, "+∞"),             # an int past the float range
+    (0.0, 4, True, "0"), (-0.0, 4, True, "0"),  # zero has no direction
+    (-math.inf, 3, True, "-∞"), (math.inf, 3, False, "∞"),
+])
+def test_fmt_num_reads_as_prose(value, digits, signed, text):
+    assert fmt_num(value, digits, signed) == text
+
+
+def test_fmt_interval_of_one_point_is_that_point():
+    assert fmt_interval(2.111e-16, 2.111e-16, 4) == "+2.1e-16"  # not '[+2.1e-16, +2.1e-16]'
+    assert fmt_interval(2.111e-16, 2.111e-16, 4, signed=False) == "2.1e-16"
+    assert fmt_interval(-math.inf, -800.0, 4) == "(-∞, -800]"
+    assert fmt_interval(600.0, 1100.0) == "[+600, +1,100]"
+    assert fmt_interval(0.1993, 0.2243, 4, signed=False) == "[0.1993, 0.2243]"
 
 
 # -- huge and non-finite inputs: a diverged or blown-up run is an outcome, never a crash --------------------------------

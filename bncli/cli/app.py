@@ -9,16 +9,27 @@ from typing import Optional
 
 import typer
 
-from .. import __version__
+from .._version import __version__
 from .errors import DEBUG, handled
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Completion: `bncli --install-completion` (bash, zsh, fish, PowerShell); config arguments complete to files and the
+# shipped experiment names.
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="bncli: see, measure and trust what Batch Normalization does.")
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        rich_markup_mode=None, help="Fetch, list and describe datasets (MNIST, Fashion-MNIST, CIFAR-10).")
 app.add_typer(data_app, name="data")
 
-CONFIG = typer.Argument(..., help="Experiment YAML file.", show_default=False, metavar="CONFIG")
+
+def _complete_config(incomplete: str) -> list[str]:
+    """Shipped experiment names; file names are completed by the shell itself."""
+    from ..examples import shipped
+
+    return [n for n in shipped() if n.startswith(incomplete)]
+
+
+CONFIG = typer.Argument(..., help="Experiment YAML file, or the name of a shipped experiment (see `bncli examples`).",
+                        show_default=False, metavar="CONFIG", autocompletion=_complete_config)
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=0.05 (train.steps=N replaces the "
                                       "file's train.epochs and vice versa).", show_default=False,
                            metavar="[KEY=VALUE]...")
@@ -44,9 +55,18 @@ def _version(value: bool):
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Show the version and exit."),
          debug: bool = typer.Option(False, "--debug", help="Print the full traceback of an unexpected error "
-                                                           "(also BNCLI_DEBUG=1).")):
+                                                           "(also BNCLI_DEBUG=1)."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results tables, warnings and errors: "
+                                                                 "no progress or status lines."),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print each run as it finishes and the "
+                                                                     "machine it runs on (CPU, BLAS).")):
     """bncli: see, measure and trust what Batch Normalization does."""
+    from .ui import set_verbosity
+
+    if quiet and verbose:
+        raise typer.BadParameter("give either --quiet or --verbose, not both", param_hint="-q / -v")
     DEBUG["on"] = debug or bool(os.environ.get("BNCLI_DEBUG"))
+    set_verbosity(-1 if quiet else 1 if verbose else 0)
 
 
 def workers_for(workers: int, n: int) -> int:

@@ -14,7 +14,7 @@ import time
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .ui import console
+from .ui import VERBOSITY, console
 
 PLAIN_EVERY_S = 10.0
 
@@ -46,12 +46,29 @@ class _Counts:
         return ", ".join(f"{n} {w}" for n, w in ((self.diverged, "diverged"), (self.failed, "failed")) if n)
 
 
+def _run_line(label: str, res) -> str:
+    """--verbose: one finished run, its outcome in a few numbers."""
+    if not isinstance(res, dict):
+        return f"done {label}"
+    parts = [str(res.get("status", "?"))]
+    for key, name in (("final_test_acc", "final acc"), ("steps_to_target", "steps to target")):
+        v = res.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            parts.append(f"{name} {v:.4g}")
+    if isinstance(res.get("time_s"), (int, float)):
+        parts.append(f"{res['time_s']:.1f} s")
+    return f"done {label}: " + ", ".join(parts)
+
+
 class RunProgress:
     """Use as a context manager around ``dispatch``; picks bars or plain lines from the console."""
 
     def __init__(self, total: int, title="runs", label=lambda spec: spec.label(), plain=None,
                  every_s=PLAIN_EVERY_S, out=None):
         self.out = out or console
+        # --quiet: no bars, no lines (failures are listed by the command when it ends); --verbose: a line per run
+        self.verbose = VERBOSITY["level"] > 0
+        total = 0 if VERBOSITY["level"] < 0 else total
         self.counts = _Counts(total, label)
         self.title = title
         self.plain = (not self.out.is_terminal) if plain is None else plain
@@ -104,7 +121,7 @@ class RunProgress:
             if self.counts.total == 0:
                 return
             task = self.running.pop(spec.hash, None)
-            line = self.counts.finish(spec, res)
+            line = self.counts.finish(spec, res) or (self.verbose and _run_line(self.counts.label(spec), res)) or None
             if self.plain:
                 if line:
                     self.out.print(line, markup=False, highlight=False)
@@ -113,8 +130,10 @@ class RunProgress:
                 return
             if task is not None:
                 self.progress.remove_task(task)
-            if line:
+            if line and line.startswith("failed "):
                 self.progress.console.print(f"[red]failed[/] {escape(line[len('failed '):])}", highlight=False)
+            elif line:
+                self.progress.console.print(line, markup=False, highlight=False)
             self.progress.update(self.overall, advance=1, info=self.counts.tally())
 
     # -- plain lines -----------------------------------------------------------------------------------------

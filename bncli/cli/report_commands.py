@@ -14,7 +14,7 @@ from rich.table import Table
 from ..executor import check_executor
 from .app import EXECUTOR, WORKERS, command, workers_for
 from .progress import RunProgress
-from .ui import console
+from .ui import console, status
 
 
 @command()
@@ -27,7 +27,7 @@ def plot(results_dir: Path = typer.Argument(..., help="A results directory (trai
     from ..plot import plot_dir
 
     for path in plot_dir(results_dir, fmt, out):
-        console.print(f"wrote {path}", markup=False, highlight=False)
+        status(f"wrote {path}", markup=False, highlight=False)
 
 
 def _report_label(spec) -> str:
@@ -40,7 +40,9 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
            out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: results/report-quick "
                                                                   "or results/report-full].", show_default=False),
            workers: int = WORKERS, executor: str = EXECUTOR,
-           experiments: Path = typer.Option(Path("experiments"), "--experiments", help="Folder of c01_*.yaml ..."),
+           experiments: Optional[Path] = typer.Option(None, "--experiments", show_default=False,
+                                                      help="Folder of the claim experiments c01_*.yaml ... "
+                                                           "[default: the ones shipped with bncli]"),
            only: Optional[List[str]] = typer.Option(None, "--only", help="Claim ids to include, e.g. --only C1.",
                                                     show_default=False),
            readme: Optional[Path] = typer.Option(None, "--readme", help="Also rewrite this README's summary block.",
@@ -55,7 +57,7 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
     specs = {r.hash: r for s in studies.values() for r in s.runs}
     todo = [r for r in specs.values() if not r.done]
     workers = workers_for(workers, len(todo))
-    console.print(f"[bold]report ({mode})[/]: {len(studies)} studies, {len(specs)} distinct runs, "
+    status(f"[bold]report ({mode})[/]: {len(studies)} studies, {len(specs)} distinct runs, "
                   f"{len(specs) - len(todo)} reused, {len(todo)} to train on {workers} workers -> "
                   f"{escape(str(out_dir))}", highlight=False)
     with RunProgress(len(todo), title="report runs", label=_report_label) as ui:
@@ -66,8 +68,7 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
         table.add_column(col)
     colors = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
     for c in claims:
-        prim = "; ".join(f"{escape(c.effects[i].estimate_text())} {escape(c.effects[i].interval_text())}"
-                         for i in c.primary)
+        prim = "; ".join(escape(c.effects[i].text()) for i in c.primary)
         fragile = " [bold](fragile)[/]" if c.stability.get("fragile") else ""
         table.add_row(f"{c.id} {escape(c.title)}", f"[{colors[c.verdict]}]{c.verdict}[/]{fragile}", prim)
     console.print(table)
@@ -75,6 +76,6 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
         from ..report.render import update_readme
 
         update_readme(readme, out_dir, claims, mode)
-        console.print(f"updated the summary in {readme}", markup=False, highlight=False)
-    console.print(f"wrote {out_dir}/REPORT.md, report.html, report.json and figures/ in "
+        status(f"updated the summary in {readme}", markup=False, highlight=False)
+    status(f"wrote {out_dir}/REPORT.md, report.html, report.json and figures/ in "
                   f"{time.perf_counter() - t0:.0f} s", markup=False, highlight=False)

@@ -11,17 +11,27 @@ import typer
 from rich.markup import escape
 
 from ..config import load_config
+from ..examples import locate, shipped_name
 from ..errors import UsageError
 from ..executor import check_executor
-from .app import CONFIG, EXECUTOR, OUT, OVERRIDES, WORKERS, command, default_out, workers_for
+from .app import CONFIG, EXECUTOR, OUT, OVERRIDES, WORKERS, command, default_out
 from .progress import RunProgress
-from .ui import console, err_console
+from .ui import console, detail, err_console, status, warn
 
 
 def _where(executor: str, workers: int) -> str:
     if executor != "local":
         return f"on the Dask cluster at {executor}"
     return f"on {workers} local worker process{'es' if workers > 1 else ''} (one BLAS thread each)"
+
+
+def _machine():
+    from ..runs import platform_info
+
+    p = platform_info()
+    blas = (p.get("numpy_build") or {}).get("blas_configuration") or "unknown"
+    detail(f"machine: {p.get('cpu_model') or '?'}, {p.get('cpu_count') or '?'} cores, {p.get('machine')}; BLAS: "
+           f"{blas}; one BLAS thread per worker", markup=False, highlight=False)
 
 
 def _failures(failures: list[dict]):
@@ -33,31 +43,42 @@ def _failures(failures: list[dict]):
         raise typer.Exit(1)
 
 
+def _plan(kind: str, config: Path, overrides, out):
+    """The plan of a train or sweep (bncli.api, the one the notebook API uses), saying so when a shipped experiment
+    was picked by name."""
+    from ..api import plan
+
+    _note_shipped(config)
+    return plan(kind, config, overrides or [], out)
+
+
+def _note_shipped(config: Path):
+    if shipped_name(config):
+        status(f"{config}: using the experiment shipped with bncli ({locate(config)}); `bncli examples DIR` copies "
+               "them out to edit", markup=False, highlight=False)
+
+
 @command()
 def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
           workers: int = WORKERS, executor: str = EXECUTOR):
     """Train the arms (BN placements) of an experiment over its seeds; write results and a figure."""
-    from ..experiment import plan_experiment, run_experiment
     from .ui import experiment_tables
 
     check_executor(executor)
-    cfg, src = load_config(config, overrides or [])
-    out_dir = default_out(out, cfg.name)
-    specs = plan_experiment(cfg, src, out_dir)
-    todo = sum(not s.done for s in specs)
-    workers = workers_for(workers, todo)
-    console.print(f"[bold]{escape(cfg.name)}[/]: {len(cfg.model.bn)} arms x {len(cfg.train.seeds)} seeds = "
-                  f"{len(specs)} runs; {len(specs) - todo} already done, {todo} to train {_where(executor, workers)}"
-                  f" -> {escape(str(out_dir))}", highlight=False)
+    p = _plan("train", config, overrides, out)
+    cfg, workers = p.cfg, p.workers(workers)
+    _machine()
+    status(f"[bold]{escape(cfg.name)}[/]: {len(cfg.model.bn)} arms x {len(cfg.train.seeds)} seeds = "
+           f"{len(p.specs)} runs; {len(p.specs) - p.todo} already done, {p.todo} to train "
+           f"{_where(executor, workers)} -> {escape(str(p.out))}", highlight=False)
     t0 = time.perf_counter()
-    with RunProgress(todo, label=lambda s: f"{s.arm:<6} seed {s.seed}") as ui:
-        result = run_experiment(cfg, src, out_dir, workers=workers, executor=executor, specs=specs,
-                                on_progress=ui.on_progress, on_done=ui.on_done)
+    with RunProgress(p.todo, label=lambda s: f"{s.arm:<6} seed {s.seed}") as ui:
+        result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done).outcome
     for table in experiment_tables(cfg, result):
         console.print(table)
-    console.print(f"wrote {result.out_dir}/ (summary.csv, experiment.json, runs/)"
-                  + (f" and {result.figure}" if result.figure else "") + f" in {time.perf_counter() - t0:.1f} s",
-                  markup=False, highlight=False)
+    status(f"wrote {result.out_dir}/ (summary.csv, experiment.json, runs/)"
+           + (f" and {result.figure}" if result.figure else "") + f" in {time.perf_counter() - t0:.1f} s",
+           markup=False, highlight=False)
     _failures(result.failures)
 
 
@@ -69,35 +90,31 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
           out: Optional[Path] = OUT, workers: int = WORKERS, executor: str = EXECUTOR,
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their count; run nothing.")):
     """Hyperparameter-range study: the sweep grid x arms x seeds, in parallel, resumable."""
-    from ..sweep import plan_sweep, run_sweep
     from .ui import plan_table, usable_table
 
     check_executor(executor)
-    cfg, src = load_config(config, overrides or [], sweep_overrides=True)
-    out_dir = default_out(out, cfg.name)
-    runs = plan_sweep(cfg, src, out_dir)
+    p = _plan("sweep", config, overrides, out)
+    cfg, runs, workers = p.cfg, p.specs, p.workers(workers)
     keys = list(cfg.sweep.parameters)
-    todo = [r for r in runs if not r.done]
-    workers = workers_for(workers, len(todo))
     n_points = len(runs) // max(1, len(cfg.model.bn) * len(cfg.train.seeds))
-    console.print(f"[bold]{escape(cfg.name)}[/]: {len(runs)} runs = {n_points} points x {len(cfg.model.bn)} arms x "
-                  f"{len(cfg.train.seeds)} seeds; {len(runs) - len(todo)} already done, {len(todo)} to run -> "
-                  f"{escape(str(out_dir))}", highlight=False)
+    status(f"[bold]{escape(cfg.name)}[/]: {len(runs)} runs = {n_points} points x {len(cfg.model.bn)} arms x "
+           f"{len(cfg.train.seeds)} seeds; {len(runs) - p.todo} already done, {p.todo} to run -> "
+           f"{escape(str(p.out))}", highlight=False)
     if dry_run:
         console.print(plan_table(runs, keys))
         return
-    console.print(_where(executor, workers), markup=False)
+    _machine()
+    status(_where(executor, workers), markup=False)
     t0 = time.perf_counter()
-    with RunProgress(len(todo), label=lambda s: s.label(keys)) as ui:
-        result = run_sweep(cfg, src, out_dir, workers=workers, executor=executor, runs=runs,
-                           on_progress=ui.on_progress, on_done=ui.on_done)
+    with RunProgress(p.todo, label=lambda s: s.label(keys)) as ui:
+        result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done).outcome
     table = usable_table(result)
     if table is not None:
         console.print(table)
     n_div = sum(bool(r.get("diverged")) for r in result.rows)
-    console.print(f"{len(result.rows)} runs ({result.skipped} reused, {n_div} diverged, {len(result.failed)} failed); "
-                  f"wrote {out_dir}/ (summary.csv, range.csv, ranges.csv, sweep.json) in "
-                  f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+    status(f"{len(result.rows)} runs ({result.skipped} reused, {n_div} diverged, {len(result.failed)} failed); "
+           f"wrote {p.out}/ (summary.csv, range.csv, ranges.csv, sweep.json) in {time.perf_counter() - t0:.1f} s",
+           markup=False, highlight=False)
     _failures(result.failed)
 
 
@@ -117,19 +134,22 @@ def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES,
 
     if not 0 < start < end:
         raise UsageError(f"--start {start:g} / --end {end:g}: expected 0 < start < end")
-    cfg, src = load_config(config, overrides or [])
+    _note_shipped(config)
+    cfg, src = load_config(locate(config), overrides or [])
     out_dir = default_out(out, f"{cfg.name}-lrfind")
     result = run_lrfind(cfg, src, out_dir, start=start, end=end, iters=iters, beta=beta, stop_factor=stop_factor)
     table = Table(title=f"{escape(cfg.name)}: learning-rate range test (seed {cfg.train.seeds[0]}, {iters} "
                         f"iterations {start:g} -> {end:g})", title_justify="left")
     for c in ("arm", "iterations", "stopped at lr", "min loss at lr", "loss drop", "steepest", "minimum/10"):
         table.add_column(c, justify="left" if c == "arm" else "right")
-    for arm, s in result.suggestions.items():
-        table.add_row(arm, str(s["iterations"]), f"{s['stop_lr']:.3g}", f"{s['min_lr']:.3g}",
-                      f"{s['descent']:.0%}", f"{s['steep_lr']:.3g}", f"{s['min_lr'] / 10:.3g}")
-    console.print(table)
     flat = [arm for arm, s in result.suggestions.items() if not s["descent"] >= 0.05]
+    for arm, s in result.suggestions.items():
+        # a curve without a clear descent suggests nothing: its row shows where it stopped, not a learning rate
+        lr = (lambda v: "—") if arm in flat else (lambda v: f"{v:.3g}")  # noqa: E731
+        table.add_row(arm, str(s["iterations"]), f"{s['stop_lr']:.3g}", lr(s["min_lr"]),
+                      f"{s['descent']:.0%}", lr(s["steep_lr"]), lr(s["min_lr"] / 10))
+    console.print(table)
     if flat:
-        console.print(f"[yellow]no clear descent[/] (smoothed loss fell < 5%) for {', '.join(flat)}: "
-                      "their suggestions are not meaningful; try more iterations or another range")
-    console.print(f"wrote {out_dir}/ (lr_find.csv, lr_find.json, lr_find.png)", markup=False, highlight=False)
+        warn(f"no clear descent (smoothed loss fell < 5%) for {', '.join(flat)}: no learning rate is suggested "
+             f"for {'them' if len(flat) > 1 else 'it'}; try more iterations or another range")
+    status(f"wrote {out_dir}/ (lr_find.csv, lr_find.json, lr_find.png)", markup=False, highlight=False)

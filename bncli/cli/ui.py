@@ -16,6 +16,30 @@ _WIDTH = None if sys.stdout.isatty() else 120
 console = Console(width=_WIDTH, soft_wrap=True)  # a path or a message is never cut into lines
 err_console = Console(stderr=True, width=_WIDTH, soft_wrap=True)  # paths stay on one line
 
+VERBOSITY = {"level": 0}  # -1: --quiet, 0: default, 1: --verbose (set once by the app's callback)
+
+
+def set_verbosity(level: int):
+    VERBOSITY["level"] = level
+
+
+def status(*objects, **kw):
+    """A status line (what is about to run, what was written): left out by --quiet. Results tables are not."""
+    if VERBOSITY["level"] >= 0:
+        console.print(*objects, **kw)
+
+
+def detail(*objects, **kw):
+    """A line only --verbose prints."""
+    if VERBOSITY["level"] > 0:
+        console.print(*objects, **kw)
+
+
+def warn(text: str):
+    """A warning: on stderr, printed literally, kept by --quiet."""
+    err_console.print("[yellow]warning:[/] ", end="", highlight=False)
+    err_console.print(text, markup=False, highlight=False)
+
 
 def _summary(d: dict) -> stats.Summary:
     return stats.Summary(**{k: d[k] for k in ("n", "mean", "sd", "ci_low", "ci_high")})

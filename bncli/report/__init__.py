@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import atomic
 from ..config import ExperimentConfig, load_config
 from ..errors import UsageError
+from ..examples import SHIPPED
 from ..runs import RunSpec, check_with_data, dispatch, plan, prepare_output, run_rows, sweep_points
 from ..sweep import collect
 
@@ -128,12 +129,18 @@ def load_study(experiments: Path, name: str, full: bool, runs_dir: Path) -> Stud
     return Study(name, cfg, runs, path)
 
 
-def plan_report(mode="quick", out_dir=None, experiments="experiments", only=None) -> tuple[Path, dict]:
-    """(output folder, {study name: Study}) with every run planned, the finished ones marked done."""
-    experiments = Path(experiments)
+def plan_report(mode="quick", out_dir=None, experiments=None, only=None) -> tuple[Path, dict]:
+    """(output folder, {study name: Study}) with every run planned, the finished ones marked done. The studies are
+    the experiments shipped with bncli unless ``experiments`` names a folder (e.g. edited copies)."""
+    experiments = SHIPPED if experiments is None else Path(experiments)
     if not experiments.is_dir():
-        raise UsageError(f"{experiments}: the claim experiments (c01_*.yaml ...) are not here; run from the "
-                         "repository root or pass --experiments DIR")
+        raise UsageError(f"--experiments {experiments}: not a folder; it should hold the claim experiments "
+                         "(c01_*.yaml ...; `bncli examples DIR` copies the shipped ones out)")
+    missing = [n for n in STUDIES if not (experiments / f"{n}.yaml").is_file()
+               and (not only or any(_matches(n, o) for o in only))]
+    if missing:
+        raise UsageError(f"--experiments {experiments}: {missing[0]}.yaml is not there ({len(missing)} of the claim "
+                         "experiments missing; `bncli examples DIR` copies the shipped ones out)")
     out_dir = Path(out_dir or f"results/report-{mode}")
     names = [n for n in STUDIES if not only or any(_matches(n, o) for o in only)]
     if not names:
@@ -142,7 +149,7 @@ def plan_report(mode="quick", out_dir=None, experiments="experiments", only=None
     return out_dir, {n: load_study(experiments, n, mode == "full", out_dir / "runs") for n in names}
 
 
-def run_report(mode="quick", out_dir=None, experiments="experiments", workers=1, executor=None, only=None,
+def run_report(mode="quick", out_dir=None, experiments=None, workers=1, executor=None, only=None,
                studies=None, on_progress=None, on_done=None):
     """Run what is missing (in parallel, through the run cache), analyse every claim, write the report. Killed or
     interrupted, it resumes: finished runs are kept and the next call trains only the rest."""

@@ -9,6 +9,7 @@ if it lies wholly outside, inconclusive otherwise. Verdicts are computed here an
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,8 @@ import numpy as np
 from .. import stats
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+# How the analyses name a difference in an effect's label ('BN - no BN', 'log(time BN / time no BN)').
+DIFFERENCE_MARKS = (" - ", " minus ", "log(", "log10(")
 
 
 @dataclass
@@ -40,12 +43,33 @@ class Effect:
         if "estimate_text" in self.extra:
             return self.extra["estimate_text"]
         unit = f" {self.unit}" if self.unit else ""
-        return f"{stats.fmt_num(self.mean, 4)}{unit}" if math.isfinite(self.mean) else "—"
+        return f"{stats.fmt_num(self.mean, 4, self._signed())}{unit}" if math.isfinite(self.mean) else "—"
 
     def interval_text(self) -> str:
         if "interval_text" in self.extra:
-            return self.extra["interval_text"]
-        return stats.fmt_interval(self.ci_low, self.ci_high, 4)
+            return _point(self.extra["interval_text"])
+        return stats.fmt_interval(self.ci_low, self.ci_high, 4, signed=self._signed())
+
+    def text(self) -> str:
+        """Estimate and interval for prose: the interval left out when it is only the estimate again (an exact
+        check, or every seed agreeing), said to be missing when there is none."""
+        est, ci = self.estimate_text(), self.interval_text()
+        if self.ci_low == self.ci_high:
+            return est
+        if ci == "—":
+            return f"{est} (no interval)"
+        if ci.startswith("none"):  # 'none (n < 6)'
+            return f"{est} (no interval: {ci[len('none'):].strip(' ()')})"
+        return f"{est} {ci}"
+
+    def _signed(self) -> bool:
+        """Whether a '+' belongs on the numbers: on a difference it gives the direction; a deterministic check's
+        value (a relative error, a fraction) or one arm's own level has none to give."""
+        if self.n == 1 and self.ci_low == self.mean == self.ci_high:
+            return False
+        if self.direction or self.margin is not None or "paired" in self.method or "sign test" in self.method:
+            return True
+        return any(mark in self.label for mark in DIFFERENCE_MARKS)
 
     def judge(self) -> "Effect":
         if self.margin is not None:
@@ -53,6 +77,13 @@ class Effect:
         elif self.direction:
             self.verdict = directional(self.ci_low, self.ci_high, self.direction)
         return self
+
+
+def _point(interval: str) -> str:
+    """'[> 2000, > 2000]' -> '> 2000': an interval given as text (Kaplan-Meier, sign test) that is one value, shown
+    as that value, like `stats.fmt_interval` shows one."""
+    m = re.fullmatch(r"[\[(]((?:[^,]|,(?! ))+), \1[\])]", interval)  # ', ' parts the ends; '1,000' has no space
+    return m[1] if m else interval
 
 
 def directional(lo, hi, direction) -> str:

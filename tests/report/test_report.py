@@ -255,7 +255,7 @@ def test_figures_are_pngs_and_embedded_in_the_html(report):
     embedded = sorted(base64.b64decode(s.split(",", 1)[1]) for s in srcs if s.startswith("data:image/png;base64,"))
     assert len(embedded) == len(srcs)  # nothing external
     assert embedded == sorted(f.read_bytes() for f in figures)
-    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # embedded, or a link within the page
     assert "<script" not in page and "<link" not in page
 
 
