@@ -47,7 +47,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 from bncli.config import load_config
 from bncli.runs import dataset_for, metrics_csv
-from bncli.train import train_run
+from bncli.training import train_run
 
 cfg, _ = load_config(sys.argv[1], [f"train.steps={int(sys.argv[2])}"])
 run = cfg.run_config("before", 0)

@@ -4,9 +4,9 @@
 
 For each (net, BN placement, batch) it times, with one BLAS thread and float32:
 
-* step   - bncli.train.train_step, the function `bncli train` calls for every minibatch (forward with batch
+* step   - bncli.training.train_step, the function `bncli train` calls for every minibatch (forward with batch
            statistics, softmax cross-entropy, backward, plain SGD update), on a model and optimizer built by
-           bncli.train from a validated config, cycling through a few pre-generated batches;
+           bncli.training from a validated config, cycling through a few pre-generated batches;
 * floor  - the same matrix products alone on preallocated arrays (x@W, x.T@dy and, except for the first layer,
            dy@W.T): a bound no implementation of this step on this BLAS can beat;
 * fused  - the same step hand-fused into one function over preallocated arrays (fused_step.py), checked to train
@@ -36,7 +36,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from bncli.config import ExperimentConfig
-from bncli.train import build_model, build_optimizer, train_step
+from bncli.training import build_model, build_optimizer, train_step
 from fused_step import FusedStep, check_same_step
 
 F32 = np.float32
@@ -78,7 +78,7 @@ def make_batches(rng, batch):
 
 
 def build(hidden, act, bn, batch):
-    """The model and optimizer `bncli train` would build for this net: from a validated config, by bncli.train."""
+    """The model and optimizer `bncli train` would build for this net: from a validated config, by bncli.training."""
     cfg = ExperimentConfig.model_validate({
         "name": "bench", "data": {"name": "synthetic", "synthetic": {"n_features": N_IN, "n_classes": N_OUT}},
         "model": {"hidden": list(hidden), "activation": act, "bn": [bn]}, "optimizer": {"name": "sgd", "lr": LR},
@@ -89,7 +89,7 @@ def build(hidden, act, bn, batch):
 
 
 def make_step(hidden, act, bn, batches):
-    """The step `bncli train` runs: bncli.train.train_step on pre-generated batches. Returns (step, model)."""
+    """The step `bncli train` runs: bncli.training.train_step on pre-generated batches. Returns (step, model)."""
     model, opt = build(hidden, act, bn, len(batches[0][1]))
     it = itertools.cycle(batches)
 
@@ -352,7 +352,7 @@ def main(argv=None):
     block = 10 if reps >= 100 else max(1, reps // 10)
     warmup = max(5, reps // 10)
     with threadpool_limits(1, user_api="blas"), \
-            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # as train.py does
+            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # as training.py does
         info = machine_info()  # inside the limit, so the recorded num_threads is the one in force
         with_torch = info["torch"] is not None
         # OpenBLAS's idle worker threads busy-wait for ~0.2 s after the library loads (seen as > 100% CPU and

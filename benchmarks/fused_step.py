@@ -1,6 +1,6 @@
 """A yardstick for bench_step.py: the bncli training step hand-fused into one function over preallocated arrays.
 
-It does the same arithmetic as ``bncli.train.train_step`` (dense -> [BN before] -> sigmoid/relu, softmax
+It does the same arithmetic as ``bncli.training.train_step`` (dense -> [BN before] -> sigmoid/relu, softmax
 cross-entropy, exact BN backward, running statistics, plain SGD over one flat parameter buffer) with the fewest
 NumPy calls we found and no Python structure: no layer objects, no dicts, no allocations, every result written into
 a buffer made once. It is *not* bncli code and has no features (one net, one optimizer, fixed batch size); it exists
@@ -146,7 +146,7 @@ class FusedStep:
 def check_same_step(make_model, batches, lr, steps=3, rtol=1e-5):
     """Train a bncli model and a FusedStep from the same start on the same batches; raise if they part ways.
     Returns the largest relative parameter difference (0.0 when the two are bit-identical)."""
-    from bncli.train import train_step
+    from bncli.training import train_step
 
     model, opt = make_model()
     fused = FusedStep(model, len(batches[0][1]), lr)

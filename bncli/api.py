@@ -103,7 +103,7 @@ class Plan:
             res = run_experiment(self.cfg, self.src, self.out, specs=self.specs, **kw)
             return Results("train", self.out, self.cfg.name, res.runs, _read_json(self.out / "experiment.json"),
                            res.failures, res)
-        from .sweep import run_sweep
+        from .sweeps import run_sweep
 
         res = run_sweep(self.cfg, self.src, self.out, runs=self.specs, **kw)
         return Results("sweep", self.out, self.cfg.name, res.rows, _read_json(self.out / "sweep.json"), res.failed,
@@ -121,7 +121,7 @@ def plan(kind: str, config, overrides=(), out=None) -> Plan:
         from .experiment import plan_experiment
 
         return Plan(kind, cfg, src, out_dir, plan_experiment(cfg, src, out_dir))
-    from .sweep import plan_sweep
+    from .sweeps import plan_sweep
 
     return Plan(kind, cfg, src, out_dir, plan_sweep(cfg, src, out_dir))
 
@@ -142,7 +142,7 @@ def sweep(config, *overrides: str, out=None, workers: int = 0, executor="local",
 
 def load(results_dir) -> Results:
     """Reopen the folder of a `train` or `sweep` (by the CLI or this API) as the same Results object."""
-    from .plot import kind_of, read_experiment, read_sweep
+    from .plot import kind_of, read_experiment, read_sweep_info
 
     d = Path(results_dir)
     if not d.is_dir():
@@ -150,7 +150,7 @@ def load(results_dir) -> Results:
     kind = kind_of(d)
     if kind not in ("train", "sweep"):
         raise UsageError(f"{d}: a {kind} folder; bncli.load reopens the folders of train and sweep")
-    info = read_experiment(d) if kind == "train" else read_sweep(d)
+    info = read_experiment(d) if kind == "train" else read_sweep_info(d)
     if "runs" not in info:
         raise UsageError(f"{d}: written by an older bncli (sweep.json lists no runs); run the sweep again into this "
                          "folder: it trains nothing that is finished")

@@ -36,11 +36,20 @@ def describe(path: Path, limit=150) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
+def _exists(p: Path) -> bool:
+    """Whether anything is at ``p``; a name the file system cannot even look up (too long, ...) is left for the
+    config reader to report."""
+    try:
+        return p.exists() or p.is_symlink()
+    except OSError:
+        return True
+
+
 def shipped_name(arg: str | Path) -> str | None:
     """The shipped experiment a config argument names when no such file exists here: ``quickstart``,
     ``quickstart.yaml`` or the README's ``experiments/quickstart.yaml`` typed outside the checkout."""
     p = Path(arg)
-    if p.exists() or p.is_symlink():
+    if _exists(p):
         return None
     if p.parent not in (Path("."), Path("experiments")) or p.suffix not in ("", ".yaml"):
         return None
@@ -55,11 +64,11 @@ def locate(arg: str | Path) -> Path:
     if name:
         return shipped()[name]
     p = Path(arg)
-    if p.parent == Path(".") and p.suffix == "" and not (p.exists() or p.is_symlink()):
+    if p.parent == Path(".") and p.suffix == "" and not _exists(p):
         import difflib
 
         close = difflib.get_close_matches(p.name, list(shipped()), n=1)
-        raise UsageError(f"{arg}: no such file, and no shipped experiment of that name"
+        raise UsageError(f"{str(arg)[:200]}: no such file, and no shipped experiment of that name"
                          + (f" (did you mean {close[0]}?)" if close else "") + "; `bncli examples` lists them")
     return p
 
@@ -73,15 +82,21 @@ def copy_out(dest: str | Path, names: list[str] | None = None, force: bool = Fal
     if unknown:
         raise UsageError(f"{unknown[0]}: no shipped experiment of that name; `bncli examples` lists them")
     chosen = [available[n.removesuffix(".yaml")] for n in names] if names else list(available.values())
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"{dest}: exists and is not a folder")
+    try:
+        if _exists(dest) and not dest.is_dir():
+            raise UsageError(f"{str(dest)[:200]}: exists and is not a folder")
+    except OSError as e:  # a name too long to look up, ...
+        raise UsageError(f"{str(dest)[:200]}: not a usable folder ({e.strerror or e})") from None
     plan = [(src, dest / src.name) for src in chosen]
     clashes = [t for s, t in plan if t.exists() and (not t.is_file() or t.read_bytes() != s.read_bytes())]
     if clashes and not force:
         raise UsageError(f"{clashes[0]}: exists and differs from the shipped copy (perhaps edited); "
                          f"{len(clashes)} such file{'s' if len(clashes) > 1 else ''}, nothing copied; pass --force "
                          "to overwrite")
-    os.makedirs(dest, exist_ok=True)
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{str(dest)[:200]}: cannot create the folder ({e.strerror or e})") from None
     written, unchanged = [], []
     for src, target in plan:
         if target.is_file() and target.read_bytes() == src.read_bytes():

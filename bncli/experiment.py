@@ -20,8 +20,8 @@ from . import atomic, stats
 from .config import ExperimentConfig, Source, to_yaml
 from .runs import (RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, prepare_output, read_metrics, run_rows,
                    versions)
-from .train import DIVERGED_RULE as DIVERGED
-from .train import TARGET_COLUMN
+from .training import DIVERGED_RULE as DIVERGED
+from .training import TARGET_COLUMN
 
 SUMMARY_COLUMNS = ["experiment", "arm", "seed", "status", "final_test_acc", "best_test_acc", "best_step",
                    "steps_to_target", "total_steps", "target_split", "target_accuracy", "final_train_loss",
@@ -98,19 +98,25 @@ def listed_curves(info: dict, out_dir: Path, read=read_metrics) -> tuple[dict, d
     return curves, diverged
 
 
-def draw_learning_curves(info: dict, curves: dict, diverged: dict, path: Path):
-    """The learning-curve figure of an experiment: the one drawing path of `bncli train` and `bncli plot`."""
+def draw_learning_curves(info: dict, curves: dict, diverged: dict, path: Path | None = None):
+    """The learning-curve figure of an experiment: the one drawing path of `bncli train` and `bncli plot`. Returns
+    the Figure (also written to ``path`` if given)."""
     from .plotting import learning_curves
 
     target = info.get("target") or {}
-    learning_curves(curves, path, title=info.get("title", info["name"]), target=target.get("accuracy"),
-                    diverged=diverged, target_column=TARGET_COLUMN.get(target.get("split"), "test_acc"))
+    return learning_curves(curves, path, title=info.get("title", info["name"]), target=target.get("accuracy"),
+                           diverged=diverged, target_column=TARGET_COLUMN.get(target.get("split"), "test_acc"))
 
 
-def describe_setup(cfg: ExperimentConfig) -> str:
+def describe_setup(cfg: ExperimentConfig, swept=()) -> str:
+    """The setup in a few words, for figure subtitles; a swept key is named as swept, not given a value."""
     m, o, t = cfg.model, cfg.optimizer, cfg.train
-    return (f"{cfg.data.name}, {'-'.join(map(str, m.hidden))} {m.activation}, {o.name} lr={o.lr:g}, "
-            f"batch {t.batch_size}, {len(t.seeds)} seeds")
+    net = "depth swept" if "model.hidden" in swept else f"{'-'.join(map(str, m.hidden))}"
+    lr = "lr swept" if "optimizer.lr" in swept else f"lr={o.lr:g}"
+    opt = "optimizer swept" if "optimizer.name" in swept else o.name
+    batch = "batch swept" if "train.batch_size" in swept else f"batch {t.batch_size}"
+    act = "activation swept" if "model.activation" in swept else m.activation
+    return f"{cfg.data.name}, {net} {act}, {opt} {lr}, {batch}, {len(t.seeds)} seeds"
 
 
 def aggregate(cfg: ExperimentConfig, runs: list[dict]):

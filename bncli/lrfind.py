@@ -21,7 +21,7 @@ from .errors import BncliError
 from .executor import one_blas_thread
 from .experiment import check_with_data, prepare_output
 from .runs import csv_text, dumps, versions
-from .train import batches, build_model, build_optimizer, seed_streams, train_step
+from .training import batches, build_model, build_optimizer, seed_streams, train_step
 
 
 @dataclass
@@ -57,6 +57,14 @@ def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, 
 
 
 NO_FINITE_LOSS = "no finite loss at any learning rate"
+MIN_DESCENT = 0.05  # a smoothed loss that fell less than this (relative to its start): no learning rate helped
+
+
+def clear_descent(s: dict) -> bool:
+    """Whether the suggestions ``s`` of `suggest` mean anything: its smoothed loss fell by at least MIN_DESCENT.
+    A flat curve's 'steepest' point is noise: it is not to be used, and the figure does not mark it."""
+    d = s.get("descent")
+    return isinstance(d, (int, float)) and not isinstance(d, bool) and d >= MIN_DESCENT
 
 
 def suggest(curve, skip_start=10) -> dict:
@@ -83,6 +91,18 @@ def suggest(curve, skip_start=10) -> dict:
             "descent": (start - float(sm[i_min])) / start if start > 0 else math.nan}
 
 
+def flat_arms(suggestions: dict) -> list[str]:
+    """The arms whose suggestions mean nothing (see `clear_descent`): the figure marks none for them."""
+    return [arm for arm, s in suggestions.items() if not clear_descent(s)]
+
+
+def lrfind_title(name: str, seed=None) -> str:
+    """The figure's title, the same drawn by `bncli lrfind` and redrawn by `bncli plot` (``seed`` from lr_find.json,
+    left out if it is not a whole number)."""
+    known = isinstance(seed, int) and not isinstance(seed, bool)
+    return f"{name}: learning-rate range test" + (f" (seed {seed})" if known else "")
+
+
 def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, **kw) -> LrFindResult:
     out_dir = Path(out_dir)
     data = check_with_data(cfg, src)
@@ -101,7 +121,8 @@ def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, **kw) -> LrFindResul
     if drawable:
         from .plotting import lrfind_plot
 
-        lrfind_plot(drawable, suggestions, out_dir / "lr_find.png", title=f"{cfg.name}: learning-rate range test")
+        lrfind_plot(drawable, suggestions, out_dir / "lr_find.png", title=lrfind_title(cfg.name, cfg.train.seeds[0]),
+                    flat=flat_arms(suggestions))
     failed = [arm for arm in curves if arm not in drawable]
     if failed:
         # A range test that never saw a finite loss has no learning rate to suggest: a failure of the run (exit 1),

@@ -16,9 +16,12 @@ import re
 import warnings
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from . import plotting
 from .errors import UsageError
 from .experiment import draw_learning_curves, listed_curves
+from .lrfind import flat_arms, lrfind_title
 from .runs import read_metrics
 
 FORMATS = ("png", "svg", "pdf")
@@ -202,26 +205,43 @@ def read_experiment(d: Path) -> dict:
     target = exp.get("target") or {}
     if not (_of_type(target.get("accuracy"), (float, None)) and _of_type(target.get("split"), (str, None))):
         raise damaged(path, f"{EXPERIMENT}; 'target' needs a number 'accuracy' and a 'split' name", "train")
-    for i, r in enumerate(exp["runs"]):
-        if not (isinstance(r, dict) and isinstance(r.get("arm"), str) and isinstance(r.get("status"), str)
-                and isinstance(r.get("hash"), str) and _SAFE.fullmatch(r["hash"])):
-            raise damaged(path, f"{EXPERIMENT}; run {i} is not an object with an arm, a status and a run hash",
-                          "train")
+    _check_runs(path, exp["runs"], EXPERIMENT, "train")
     return exp
 
 
-def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
-    """The runs experiment.json lists — this invocation's, never older runs kept in runs/ as a cache."""
+def _check_runs(path: Path, runs, expected: str, kind: str):
+    """The list of runs a train or sweep folder names: each an object with an arm, a status and a safe run hash."""
+    if not isinstance(runs, list):
+        raise damaged(path, f"{expected}; 'runs' is a JSON {_json_type(runs)}", kind)
+    for i, r in enumerate(runs):
+        if not (isinstance(r, dict) and isinstance(r.get("arm"), str) and isinstance(r.get("status"), str)
+                and isinstance(r.get("hash"), str) and _SAFE.fullmatch(r["hash"])):
+            raise damaged(path, f"{expected}; run {i} is not an object with an arm, a status and a run hash", kind)
+
+
+def read_train(d: Path) -> tuple[dict, dict, dict]:
+    """experiment.json and the checked metrics of the finished runs it lists, per arm, with whether each diverged:
+    this invocation's runs, never older runs kept in runs/ as a cache."""
     exp = read_experiment(d)
-    paths = [out / f"learning_curves.{fmt}"]
     curves, diverged = listed_curves(exp, d, read=read_run_metrics)
     if not curves:
         raise UsageError(f"{d}: the experiment has no finished runs to plot")
+    return exp, curves, diverged
+
+
+def train_figure(d) -> Figure:
+    """The learning curves of a `bncli train` folder as `bncli plot` draws them, as a Figure; nothing written."""
+    return draw_learning_curves(*read_train(Path(d)))
+
+
+def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
+    exp, curves, diverged = read_train(d)
+    paths = [out / f"learning_curves.{fmt}"]
     draw_learning_curves(exp, curves, diverged, paths[0])
     gap = ("train_eval_acc", "test_acc", "train_eval_loss", "test_loss")
     if curves and all(all(c in cols for c in gap) for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
-        plotting.gap_curves(curves, paths[-1], title=exp["name"])
+        plotting.gap_curves(curves, paths[-1], title=exp.get("title", exp["name"]), diverged=diverged)
     return paths
 
 
@@ -230,15 +250,28 @@ RANGE = "the range.csv of `bncli sweep`: one row per arm and swept point"
 RANGES = "the ranges.csv of `bncli sweep`: one row per arm with its usable range"
 
 
-def plot_sweep(d: Path, out: Path, fmt: str) -> list[Path]:
+def read_sweep_info(d: Path) -> dict:
+    """sweep.json of a `bncli sweep` folder, checked (its list of runs too, when it has one: older sweeps do not)."""
     path = d / "sweep.json"
     info = read_json(path, SWEEP, "sweep")
+    _require(info, path, SWEEP, "sweep", name=str, keys=list)
+    if "runs" in info:
+        _check_runs(path, info["runs"], SWEEP, "sweep")
+    return info
+
+
+def read_sweep(d: Path) -> dict:
+    """The arguments of `plotting.range_figure` (but the path) read from a `bncli sweep` folder, checked."""
+    path = d / "sweep.json"
+    info = read_sweep_info(d)
     _require(info, path, SWEEP, "sweep", name=str, keys=list)
     rk = info.get("range_key")
     keys = info["keys"]
     if not keys or not all(isinstance(k, str) for k in keys) or not _of_type(rk, (str, None)) \
             or (rk is not None and rk not in keys):
         raise damaged(path, f"{SWEEP} (one of the keys)", "sweep")
+    if "title" in info and not _of_type(info["title"], str):  # older sweeps have none: their name is the title
+        raise damaged(path, f"{SWEEP}; 'title' is a JSON {_json_type(info['title'])}", "sweep")
     if not rk:
         raise UsageError(f"{d}: the sweep has no numeric key to draw a range figure for")
     others = [k for k in keys if k != rk]
@@ -258,8 +291,18 @@ def plot_sweep(d: Path, out: Path, fmt: str) -> list[Path]:
     for i, u in enumerate(usable, 2):
         if not (_int_cell(u["n_learn"]) and _int_cell(u["n_seeds"]) and u["n_seeds"] != ""):
             raise damaged(d / "ranges.csv", f"{RANGES}; 'n_learn' / 'n_seeds' on line {i} are not counts", "sweep")
+    return {"range_rows": rows, "usable": usable, "keys": keys, "range_key": rk,
+            "title": info.get("title", info["name"])}
+
+
+def sweep_figure(d) -> Figure:
+    """The range figure of a `bncli sweep` folder as `bncli plot` draws it, as a Figure; nothing written."""
+    return plotting.range_figure(**read_sweep(Path(d)))
+
+
+def plot_sweep(d: Path, out: Path, fmt: str) -> list[Path]:
     path = out / f"range.{fmt}"
-    plotting.range_figure(rows, usable, keys, rk, path, title=info["name"])
+    plotting.range_figure(**read_sweep(d), path=path)
     return [path]
 
 
@@ -302,7 +345,8 @@ def plot_lrfind(d: Path, out: Path, fmt: str) -> list[Path]:
             raise damaged(csv_path, f"{LRFIND_CSV}; the curve of {_show(arm)} starts with a non-finite smoothed loss",
                           "lrfind")
     path = out / f"lr_find.{fmt}"
-    plotting.lrfind_plot(curves, suggestions, path, title=f"{info['name']}: learning-rate range test")
+    plotting.lrfind_plot(curves, suggestions, path, title=lrfind_title(info["name"], info.get("seed")),
+                         flat=flat_arms(suggestions))
     return [path]
 
 

@@ -106,3 +106,22 @@ def test_plan_shows_the_runs_before_anything_runs(tiny, tmp_path):
     assert (len(p.specs), p.todo) == (6, 6) and not (tmp_path / "o").exists()
     with pytest.raises(ValueError):
         plan("report", tiny)
+
+
+def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's Python block, executed in an empty folder (the pandas line only where pandas is installed)."""
+    from test_readme import README, fenced_blocks
+
+    blocks = [b for lang, b in fenced_blocks(README.read_text(encoding="utf-8")) if lang == "python"]
+    assert len(blocks) == 1
+    try:
+        import pandas  # noqa: F401
+        code = blocks[0]
+    except ImportError:
+        code = "\n".join(line for line in blocks[0].splitlines() if "to_dataframe" not in line)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the project's own README
+    r, s = scope["r"], scope["s"]
+    assert len(r.runs) == 9 and len(s.runs) == 9 * 3 * 3 and isinstance(scope["fig"], Figure)
+    assert (tmp_path / "results" / "quickstart" / "experiment.json").is_file()

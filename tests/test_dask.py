@@ -16,7 +16,7 @@ from bncli.config import load_config  # noqa: E402
 from bncli.errors import BncliError  # noqa: E402
 from bncli.executor import execute  # noqa: E402
 from bncli.runs import run_task  # noqa: E402
-from bncli.sweep import plan_sweep as plan, run_sweep  # noqa: E402
+from bncli.sweeps import plan_sweep as plan, run_sweep  # noqa: E402
 
 from sweep_helpers import NUMERIC, check_complete, numbers, read_csv, run_dirs, run_proc, write_config  # noqa: E402
 

@@ -1,5 +1,5 @@
 """How the package hangs together, read from its source: imports flow one way (ground floor <- core <- data <- config
-<- train <- runs <- experiment/sweep/lrfind/report/plot <- api <- cli), there is no import cycle (imports inside functions
+<- training <- runs <- experiment/sweeps/lrfind/report/plot <- api <- cli), there is no import cycle (imports inside functions
 count), only the cli package imports typer and rich, and each job has one place: runs are planned by runs/plan.py,
 dispatched by runs/dispatcher.py, and CSV is written by runs/store.py."""
 
@@ -12,8 +12,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "bncli"
 RANK = {"errors": 0, "atomic": 0, "yamlio": 0, "stats": 0, "executor": 0, "_version": 0, "examples": 0,
-        "core": 1, "data": 2, "config": 3, "train": 4, "runs": 5, "plotting": 5,
-        "experiment": 6, "sweep": 6, "lrfind": 6, "report": 6, "plot": 6, "api": 7, "cli": 8, "__main__": 9,
+        "core": 1, "data": 2, "config": 3, "training": 4, "runs": 5, "plotting": 5,
+        "experiment": 6, "sweeps": 6, "lrfind": 6, "report": 6, "plot": 6, "api": 7, "cli": 8, "__main__": 9,
         "__init__": 10}  # the package's __init__ holds the version and the lazy API names (bncli.train, ...)
 
 
@@ -111,5 +111,5 @@ def test_one_place_for_each_job():
     assert places("execute(") == {"bncli.runs.dispatcher", "bncli.executor"}  # the executor defines it
     # stored runs are planned in one place; the rest are in-process measurements (lr range test, C8 checks, C12 timings)
     assert places(".run_config(") == {"bncli.runs.plan", "bncli.lrfind", "bncli.report.cost", "bncli.report.mechanisms"}
-    assert places("train_step(") <= {"bncli.train", "bncli.lrfind", "bncli.report.cost"}
-    assert places("order_rng.permutation(") == {"bncli.train"}  # the one batch iterator
+    assert places("train_step(") <= {"bncli.training", "bncli.lrfind", "bncli.report.cost"}
+    assert places("order_rng.permutation(") == {"bncli.training"}  # the one batch iterator

@@ -129,6 +129,18 @@ def test_plot_out_writes_elsewhere(results, copy_of, tmp_path, kind):
     assert after == before  # the results directory is not touched
 
 
+def test_train_and_sweep_figures_are_returned_without_writing(copy_of):
+    """What `bncli.load(...).figure()` shows: the figure `bncli plot` draws, as a Figure, no file written."""
+    from matplotlib.figure import Figure
+
+    for kind, draw in (("train", plot_mod.train_figure), ("sweep", plot_mod.sweep_figure)):
+        d = copy_of(kind)
+        fig = draw(d)
+        assert isinstance(fig, Figure) and fig.axes and figures_in(d) == []
+        assert json.loads((d / f"{'experiment' if kind == 'train' else 'sweep'}.json").read_text())["name"] \
+            in fig._suptitle.get_text()
+
+
 # -- usage errors -------------------------------------------------------------------------------------------------------
 def usage_error(r, *fragments):
     assert r.exit_code == 2, r.output
@@ -266,9 +278,9 @@ def test_each_diverged_run_is_a_thin_line_ending_in_x(drawn):
 
 def test_legend_counts_the_diverged_runs(drawn):
     texts = legend_texts(drawn)
-    assert "no BN (n=4)" in texts
-    assert "BN before activation (n=5; 2 diverged, not in the mean)" in texts
-    assert "BN after activation (n=3; 3 diverged, not in the mean)" in texts  # proxy handle, no mean line
+    assert "no BN (n=4; 2/4 reached 0.9)" in texts
+    assert "BN before activation (n=5; 2 diverged, not in the mean; 3/5 reached 0.9)" in texts
+    assert "BN after activation (n=3; 3 diverged, not in the mean; 1/3 reached 0.9)" in texts  # proxy, no mean line
     assert "target 0.9" in texts
     assert "diverged runs: thin lines ending in x, excluded from the mean" in drawn._suptitle.get_text()
 
@@ -290,8 +302,7 @@ def test_reached_panel_counts_every_run(drawn):
         for x, y in zip(xs, ys):  # the fraction in force at step x
             i = np.searchsorted(line.get_xdata(), x, side="right") - 1
             assert line.get_ydata()[i] == pytest.approx(y), (arm, x)
-    texts = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert texts == ["no BN: reached 2/4", "BN before activation: reached 3/5", "BN after activation: reached 1/3"]
+    assert ax.get_legend() is None  # the counts are in the figure's legend, below the panels: it hides no step
 
 
 def test_without_flags_a_non_finite_last_loss_counts_as_diverged(tmp_path):
@@ -339,7 +350,7 @@ def test_plot_dir_passes_run_status_and_target_split(copy_of, monkeypatch):
     ((args, kwargs, fig),) = seen
     assert kwargs["diverged"] == {"none": [True, False], "before": [False, True]}
     assert kwargs["target_column"] == "train_eval_acc"
-    assert "(n=2; 1 diverged, not in the mean)" in " ".join(legend_texts(fig))
+    assert "(n=2; 1 diverged, not in the mean; " in " ".join(legend_texts(fig))
     assert "training" in fig.axes[2].get_ylabel()
     cols, rows = read_metrics(run_dir(d, "before", 0) / "metrics.csv")
     (line,) = by_gid(fig.axes[1], "mean:before")

@@ -20,7 +20,7 @@ from ..config import ExperimentConfig, load_config
 from ..errors import UsageError
 from ..examples import SHIPPED
 from ..runs import RunSpec, check_with_data, dispatch, plan, prepare_output, run_rows, sweep_points
-from ..sweep import collect
+from ..sweeps import collect
 
 STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regularization", "c05_test_time",
            "c06_placement", "c07_bias", "c08_gamma_beta", "c09_covariate_shift", "c10_depth", "c11_batch_size",
@@ -133,8 +133,12 @@ def plan_report(mode="quick", out_dir=None, experiments=None, only=None) -> tupl
     """(output folder, {study name: Study}) with every run planned, the finished ones marked done. The studies are
     the experiments shipped with bncli unless ``experiments`` names a folder (e.g. edited copies)."""
     experiments = SHIPPED if experiments is None else Path(experiments)
-    if not experiments.is_dir():
-        raise UsageError(f"--experiments {experiments}: not a folder; it should hold the claim experiments "
+    try:
+        is_dir = experiments.is_dir()
+    except OSError:  # a name too long to look up, ...
+        is_dir = False
+    if not is_dir:
+        raise UsageError(f"--experiments {str(experiments)[:200]}: not a folder; it should hold the claim experiments "
                          "(c01_*.yaml ...; `bncli examples DIR` copies the shipped ones out)")
     missing = [n for n in STUDIES if not (experiments / f"{n}.yaml").is_file()
                and (not only or any(_matches(n, o) for o in only))]

@@ -70,7 +70,7 @@ def diverged_notes(rows) -> list[str]:
     if not bad:
         return []
     from ..plotting import ARM_LABELS, short_key
-    from ..train import DIVERGED_RULE
+    from ..training import DIVERGED_RULE
 
     point_keys = [k for k in bad[0] if "." in k]  # the swept keys (dotted); summary keys have no dot
     groups: dict[tuple, list] = {}

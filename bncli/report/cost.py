@@ -10,7 +10,7 @@ import numpy as np
 
 from ..executor import one_blas_thread
 from ..runs import dataset_for
-from ..train import build_optimizer, evaluate, train_run, train_step
+from ..training import build_optimizer, evaluate, train_run, train_step
 
 CALLS = 5  # calls per timed repetition (its time is their mean)
 WARMUP = 5  # untimed rounds of every job first

@@ -12,7 +12,8 @@ The file is ``figures/figures.json`` in the report folder (written atomically by
      ]}
 
 ``draw`` is one of `DRAWERS` (an explicit allow-list: nothing else is ever called); ``args`` are its keyword
-arguments but ``path``, which replay supplies as ``<figures folder>/<name>.<format>``. Arguments are stored as JSON:
+arguments but ``path``, which replay supplies as ``<figures folder>/<name>.<format>``. An argument added to a drawer
+later has a default (the older drawing), so that a file written before it still replays. Arguments are stored as JSON:
 numpy arrays become (nested) lists, numpy scalars Python numbers, tuples lists; dictionaries need string keys.
 
 One rule for floats that JSON cannot hold: a NaN, +inf or -inf, wherever it occurs (inside arrays or alone), is
@@ -45,6 +46,7 @@ DRAWERS = {
     "bncli.report.figures.bars": figures.bars,
     "bncli.report.figures.lines": figures.lines,
     "bncli.report.figures.percentiles": figures.percentiles,
+    "bncli.report.figures.differences": figures.differences,
     "bncli.plotting.learning_curves": plotting.learning_curves,
     "bncli.plotting.range_figure": plotting.range_figure,
 }
@@ -121,12 +123,15 @@ NUMS = ("list", float)
 CURVE4 = ("tuple", [NUMS, NUMS, NUMS, NUMS])
 ARG_SHAPES = {
     "bncli.report.figures.bars": {
-        "title": str, "ylabel": str, "note": str, "over": str,
+        "title": str, "ylabel": str, "note": str, "over": str, "zero": bool,
         "panels": ("list", ("tuple", [str, ("list", ANY), ("dict", ("list", ("tuple", [float, float, float])))]))},
     "bncli.report.figures.lines": {
         "title": str, "xlabel": str, "ylabel": str, "logx": bool,
         "panels": ("list", ("tuple", [str, ("dict", CURVE4)]))},
     "bncli.report.figures.percentiles": {"title": str, "curves": ("dict", CURVE4), "unit": int},
+    "bncli.report.figures.differences": {
+        "title": str, "ylabel": str, "margin": ("or", float, None), "note": str,
+        "rows": ("list", ("tuple", [str, NUMS, ("tuple", [float, float, float])]))},
     "bncli.plotting.learning_curves": {
         "curves_by_arm": ("dict", ("list", ("tuple", [("list", str), ("list", NUMS)]))), "title": str,
         "target": ("or", float, None), "diverged": ("or", None, ("dict", ("list", bool))), "target_column": str},
@@ -134,7 +139,7 @@ ARG_SHAPES = {
         "range_rows": ("list", ("dict", ANY)), "usable": ("list", ("dict", ANY)), "keys": ("list", str),
         "range_key": str, "title": str},
 }
-PANEL_ARGS = {"panels", "curves", "curves_by_arm"}  # one panel or column each: capped
+PANEL_ARGS = {"panels", "curves", "curves_by_arm", "rows"}  # one panel or column each: capped
 MAX_PANELS = 100
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "an integer",
                float: "a number", type(None): "null"}

@@ -9,8 +9,8 @@ from .. import stats
 from ..experiment import budget_of, km_entry
 from ..plotting import ARM_LABELS, learning_curves, range_figure
 from ..runs import read_metrics
-from ..sweep import range_table, seed_ranges, usable_ranges
-from ..train import TAIL_EVALS
+from ..sweeps import range_table, seed_ranges, usable_ranges
+from ..training import TAIL_EVALS
 from .claim import Claim, by_seed, diff_by_seed, events, mean, n_diverged, paired_diffs, select, study_seeds
 from .verdict import Effect, censored_effect, paired_effect, sign_check
 

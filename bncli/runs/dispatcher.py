@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import atomic
 from ..config import ExperimentConfig
 from ..executor import blas_threads, execute
-from ..train import train_run
+from ..training import train_run
 from .inputs import dataset_for
 from .store import dumps, failure_path, write_run
 

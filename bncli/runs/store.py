@@ -29,7 +29,7 @@ import numpy as np
 from .. import atomic
 from ..config import ExperimentConfig, to_yaml
 from ..executor import blas_threads
-from ..train import RunResult
+from ..training import RunResult
 from .provenance import code_hash, platform_now, versions
 
 

@@ -263,3 +263,26 @@ def test_random_search_with_a_billion_draws(case_dir):
     p = cwd / "sweep.yaml"
     p.write_text(yaml.safe_dump(doc), encoding="utf-8")
     check(dry_run(p, cwd), "sweep section (corpus)", says=str(p))
+
+
+@pytest.mark.parametrize("kind", ["under-a-file", "long-name", "device", "proc", "a-file", "unknown-only",
+                                  "traversal-only", "bare-long-name", "edited-copy"])
+def test_hostile_examples_and_experiments_paths(case_dir, kind):
+    """`bncli examples DIR`, `--experiments DIR` and a CONFIG that names no file: one line, exit 2, nothing lost."""
+    cwd = case_dir()
+    (cwd / "file").write_text("x")
+    args = {"under-a-file": ["examples", cwd / "file" / "x"], "long-name": ["examples", cwd / ("d" * 5000)],
+            "device": ["examples", "/dev/null"], "proc": ["examples", "/proc/self/nope"],
+            "a-file": ["report", "--experiments", cwd / "file"],
+            "unknown-only": ["examples", cwd / "out", "--only", "nope"],
+            "traversal-only": ["examples", cwd / "out", "--only", "../../etc/passwd"],
+            "bare-long-name": ["train", "q" * 5000],
+            "edited-copy": ["examples", cwd / "mine"]}[kind]
+    if kind == "edited-copy":
+        (cwd / "mine").mkdir()
+        (cwd / "mine" / "quickstart.yaml").write_text("name: edited\n")
+    o = check(bncli([str(a) for a in args], cwd), "examples and experiments paths (corpus)")
+    assert len(o.stderr) < 1000, o.stderr[:300]
+    assert not (cwd / "out").exists()
+    if kind == "edited-copy":
+        assert (cwd / "mine" / "quickstart.yaml").read_text() == "name: edited\n"

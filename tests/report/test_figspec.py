@@ -62,7 +62,7 @@ def test_what_json_cannot_hold_faithfully_is_refused(bad):
 
 def test_only_allow_listed_functions_and_safe_names():
     assert all(name == f"{fn.__module__}.{fn.__qualname__}" for name, fn in figspec.DRAWERS.items())
-    assert set(figspec.DRAWERS.values()) == {figures.bars, figures.lines, figures.percentiles,
+    assert set(figspec.DRAWERS.values()) == {figures.bars, figures.lines, figures.percentiles, figures.differences,
                                             plotting.learning_curves, plotting.range_figure}
     with pytest.raises(ValueError, match="not an allowed"):
         figspec.make("x", print, {})

@@ -18,7 +18,7 @@ import yaml
 from bncli.config import load_config
 from bncli.experiment import run_experiment
 from bncli.runs import platform_info
-from bncli.sweep import run_sweep
+from bncli.sweeps import run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests" / "fixtures" / "golden_metrics.json").read_text())

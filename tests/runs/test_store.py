@@ -16,7 +16,7 @@ import pytest
 import bncli
 from bncli.config import ExperimentConfig, load_config
 from bncli.runs import csv_text as metrics_csv, dataset_for, platform_info, read_metrics, run_task
-from bncli.train import train_run
+from bncli.training import train_run
 
 BASE = {
     "name": "tinyruns",

@@ -1,4 +1,4 @@
-"""bncli.train.train_run: one arm, one seed, no I/O."""
+"""bncli.training.train_run: one arm, one seed, no I/O."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from bncli.config import ExperimentConfig, resolved_budget
 from bncli.runs import dataset_for
-from bncli.train import build_model, seed_streams, train_run
+from bncli.training import build_model, seed_streams, train_run
 
 BASE = {
     "name": "tiny",
@@ -300,7 +300,7 @@ def test_progress_callback_sees_every_evaluation():
 
 # -- the one definition of divergence ------------------------------------------------------------------------------------
 def test_divergence_compares_training_losses_like_with_like():
-    from bncli.train import divergence
+    from bncli.training import divergence
 
     assert divergence("diverged", None, 2.3)[0]
     assert divergence("ok", math.inf, 2.3)[0] and divergence("ok", math.nan, 2.3)[0]
@@ -319,7 +319,7 @@ def test_initial_train_loss_is_the_first_minibatch_before_any_update_and_tail_ac
 
 
 def test_a_blown_up_but_finite_run_is_diverged_with_its_reason():
-    from bncli.train import summarize
+    from bncli.training import summarize
 
     cols = ["step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
     rows = [[0, 0, 0.1, math.nan, math.nan, 2.3, 0.1], [10, 1, 0.1, 50.0, 0.1, 60.0, 0.1]]

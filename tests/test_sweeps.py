@@ -1,4 +1,4 @@
-"""bncli.sweep as a library: grids, random draws, validation, the plan, run_sweep's outputs, statistics, usable
+"""bncli.sweeps as a library: grids, random draws, validation, the plan, run_sweep's outputs, statistics, usable
 ranges, resuming, failures, worker counts and stale temporary directories."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-import bncli.sweep
+import bncli.sweeps
 from bncli import atomic
 from bncli.config import ExperimentConfig, SweepConfig, SweepParam, load_config, sweep_override
 from bncli.errors import UsageError
 from bncli.runs import grid_values, points
-from bncli.sweep import plan_sweep as plan, run_sweep, seed_ranges, usable_ranges
+from bncli.sweeps import plan_sweep as plan, run_sweep, seed_ranges, usable_ranges
 
 from sweep_helpers import (as_float, check_complete, hidden_leftovers, line_of, numbers, read_csv,
                            run_dirs, write_config)
@@ -686,7 +686,7 @@ def test_code_hash_covers_the_numeric_sources():
 
     pkg = Path(bncli.runs.__file__).parent.parent
     files = {p.relative_to(pkg).as_posix() for pattern in bncli.runs.provenance._NUMERIC_SOURCES for p in pkg.glob(pattern)}
-    assert {"core/batchnorm.py", "core/layers.py", "core/model.py", "core/optim.py", "train.py",
+    assert {"core/batchnorm.py", "core/layers.py", "core/model.py", "core/optim.py", "training.py",
             "config.py", "data/datasets.py"} <= files
     assert len(bncli.runs.code_hash()) == 16
 

@@ -27,7 +27,7 @@ from . import atomic, stats
 from .config import ExperimentConfig, Source, to_yaml
 from .runs import (RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, prepare_output, run_rows, sweep_points,
                    versions)
-from .train import DIVERGED_RULE as DIVERGED, TAIL_EVALS
+from .training import DIVERGED_RULE as DIVERGED, TAIL_EVALS
 
 
 @dataclass
