@@ -282,7 +282,7 @@ def read_sweep(d: Path) -> dict:
     for i, r in enumerate(rows, 2):
         if not _int_cell(r["diverged"]):
             raise damaged(d / "range.csv", f"{RANGE}; 'diverged' on line {i} is not a count", "sweep")
-        lo, m, hi = (plotting._num(r[c]) for c in ("acc_ci_low", "acc_mean", "acc_ci_high"))
+        lo, m, hi = (plotting.as_float(r[c]) for c in ("acc_ci_low", "acc_mean", "acc_ci_high"))
         if m - lo < 0 or hi - m < 0:  # NaN (not computed) passes; an interval not around its mean does not
             raise damaged(d / "range.csv", f"{RANGE}; on line {i} the interval [acc_ci_low, acc_ci_high] does not "
                                            "hold acc_mean", "sweep")

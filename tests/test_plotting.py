@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from bncli import plotting
 from bncli.experiment import draw_learning_curves
 from bncli.lrfind import MIN_DESCENT, clear_descent, flat_arms
+from bncli.plotting import style
 
 NAN, INF = math.nan, math.inf
 COLS = ["step", "train_loss", "test_acc", "train_eval_acc", "train_eval_loss", "test_loss"]
@@ -104,11 +105,11 @@ def test_draw_learning_curves_returns_the_figure(tmp_path):
 def test_text_is_sized_for_the_width_the_report_shows():
     """A wide figure is shrunk to about 900 px: its text is larger, so that it reads at about 9 px or more."""
     for width in (6.0, 10.0, 13.0, 15.0):
-        px = plotting.text_size(width) * plotting.DPI / 72 * min(1.0, plotting.SHOWN_PX / (width * plotting.DPI))
+        px = style.text_size(width) * style.DPI / 72 * min(1.0, style.SHOWN_PX / (width * style.DPI))
         assert px >= 9.0, width
     fig = drawers()["learning_curves"](None)
     sizes = {t.get_size() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}
-    assert sizes == {plotting.text_size(fig.get_figwidth())}
+    assert sizes == {style.text_size(fig.get_figwidth())}
 
 
 # -- learning curves ---------------------------------------------------------------------------------------------------
