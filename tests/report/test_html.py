@@ -153,7 +153,7 @@ def test_figures_are_embedded_with_alt_text_that_says_what_they_show(report):
 def test_every_drawing_function_has_a_description_beyond_its_title():
     """A new kind of figure (figspec.DRAWERS) needs its line in describe_figure, or its alt text is the title only."""
     from bncli.report.figspec import DRAWERS
-    from bncli.report.render import describe_figure
+    from bncli.report.html import describe_figure
 
     for draw in DRAWERS:
         alt = describe_figure({"name": "f", "draw": draw, "args": {"title": "Title"}})
