@@ -130,7 +130,7 @@ def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES,
     """Learning-rate range test (Smith 2015): one short run per arm with a geometric learning-rate ramp."""
     from rich.table import Table
 
-    from ..lrfind import run_lrfind
+    from ..lrfind import MIN_DESCENT, flat_arms, run_lrfind
 
     if not 0 < start < end:
         raise UsageError(f"--start {start:g} / --end {end:g}: expected 0 < start < end")
@@ -142,7 +142,7 @@ def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES,
                         f"iterations {start:g} -> {end:g})", title_justify="left")
     for c in ("arm", "iterations", "stopped at lr", "min loss at lr", "loss drop", "steepest", "minimum/10"):
         table.add_column(c, justify="left" if c == "arm" else "right")
-    flat = [arm for arm, s in result.suggestions.items() if not s["descent"] >= 0.05]
+    flat = flat_arms(result.suggestions)
     for arm, s in result.suggestions.items():
         # a curve without a clear descent suggests nothing: its row shows where it stopped, not a learning rate
         lr = (lambda v: "—") if arm in flat else (lambda v: f"{v:.3g}")  # noqa: E731
@@ -150,6 +150,6 @@ def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES,
                       f"{s['descent']:.0%}", lr(s["steep_lr"]), lr(s["min_lr"] / 10))
     console.print(table)
     if flat:
-        warn(f"no clear descent (smoothed loss fell < 5%) for {', '.join(flat)}: no learning rate is suggested "
+        warn(f"no clear descent (smoothed loss fell < {MIN_DESCENT:.0%}) for {', '.join(flat)}: no learning rate is suggested "
              f"for {'them' if len(flat) > 1 else 'it'}; try more iterations or another range")
     status(f"wrote {out_dir}/ (lr_find.csv, lr_find.json, lr_find.png)", markup=False, highlight=False)
