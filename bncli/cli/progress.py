@@ -12,7 +12,7 @@ import threading
 import time
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .ui import VERBOSITY, console
 
@@ -25,15 +25,41 @@ def _duration(s: float) -> str:
 
 
 class _Counts:
-    def __init__(self, total: int, label):
+    """Runs done, and the share of the work done: runs differ in size (a report mixes runs of 189 and 50,000
+    steps), so the ETA is the elapsed time scaled by the work left, each run weighted by its matrix products
+    (``runs.cost``) and a running run counted by its steps done."""
+
+    def __init__(self, total: int, label, work: dict | None = None):
         self.total, self.label = total, label
         self.done = self.diverged = self.failed = 0
         self.finished: set[str] = set()
+        self.work = work or {}
+        self.work_total = sum(self.work.values()) if work else float(total)
+        self.work_done = 0.0
+        self.partial: dict[str, float] = {}  # running run -> its work done so far
         self.t0 = time.monotonic()
+
+    def weight(self, spec) -> float:
+        return self.work.get(spec.hash, 1.0) if self.work else 1.0
+
+    def step(self, spec, step, total):
+        if total:
+            self.partial[spec.hash] = self.weight(spec) * min(step, total) / total
+
+    def fraction(self) -> float:
+        if not self.work_total:
+            return 1.0
+        return min(1.0, (self.work_done + sum(self.partial.values())) / self.work_total)
+
+    def eta(self) -> str:
+        f, elapsed = self.fraction(), time.monotonic() - self.t0
+        return "ETA " + (_duration(elapsed * (1 - f) / f) if f > 0 else "unknown")
 
     def finish(self, spec, res) -> str | None:
         """Count a finished run; the line to print now (a failure), if any."""
         self.finished.add(spec.hash)
+        self.partial.pop(spec.hash, None)
+        self.work_done += self.weight(spec)
         self.done += 1
         if isinstance(res, BaseException):
             self.failed += 1
@@ -64,12 +90,12 @@ class RunProgress:
     """Use as a context manager around ``dispatch``; picks bars or plain lines from the console."""
 
     def __init__(self, total: int, title="runs", label=lambda spec: spec.label(), plain=None,
-                 every_s=PLAIN_EVERY_S, out=None):
+                 every_s=PLAIN_EVERY_S, out=None, work: dict | None = None):
         self.out = out or console
         # --quiet: no bars, no lines (failures are listed by the command when it ends); --verbose: a line per run
         self.verbose = VERBOSITY["level"] > 0
         total = 0 if VERBOSITY["level"] < 0 else total
-        self.counts = _Counts(total, label)
+        self.counts = _Counts(total, label, work)
         self.title = title
         self.plain = (not self.out.is_terminal) if plain is None else plain
         self.every_s = every_s
@@ -85,11 +111,13 @@ class RunProgress:
             self._thread = threading.Thread(target=self._tick, daemon=True)
             self._thread.start()
         else:
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            # the overall bar advances by work (per mille), so its ETA is weighted like the plain line's
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                      console=self.out)
             self.progress.__enter__()
-            self.overall = self.progress.add_task(f"[bold]{escape(self.title)}", total=self.counts.total, info="")
+            self.overall = self.progress.add_task(f"[bold]{escape(self.title)}", total=1000, info="",
+                                                  count=f"0/{self.counts.total} runs")
         return self
 
     def __exit__(self, *exc):
@@ -106,15 +134,18 @@ class RunProgress:
         with self._lock:
             if spec.hash in self.counts.finished or self.counts.total == 0:
                 return
+            self.counts.step(spec, step, total)
             if self.plain:
                 self.running[spec.hash] = step
                 return
             if spec.hash not in self.running:
                 self.running[spec.hash] = self.progress.add_task(f"  {escape(self.counts.label(spec))}",
-                                                                 total=total, info="")
+                                                                 total=total, info="", count="")
             loss_s = "" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}  "
             acc_s = "" if acc is None or not math.isfinite(acc) else f"test acc {acc:.3f}"
-            self.progress.update(self.running[spec.hash], completed=step, info=loss_s + acc_s)
+            self.progress.update(self.running[spec.hash], completed=step, info=loss_s + acc_s,
+                                 count=f"{step}/{total}")
+            self.progress.update(self.overall, completed=round(1000 * self.counts.fraction()))
 
     def on_done(self, spec, res):
         with self._lock:
@@ -134,7 +165,8 @@ class RunProgress:
                 self.progress.console.print(f"[red]failed[/] {escape(line[len('failed '):])}", highlight=False)
             elif line:
                 self.progress.console.print(line, markup=False, highlight=False)
-            self.progress.update(self.overall, advance=1, info=self.counts.tally())
+            self.progress.update(self.overall, completed=round(1000 * self.counts.fraction()), info=self.counts.tally(),
+                                 count=f"{self.counts.done}/{self.counts.total} runs")
 
     # -- plain lines -----------------------------------------------------------------------------------------
     def _tick(self):
@@ -146,8 +178,8 @@ class RunProgress:
     def _line(self):
         c = self.counts
         elapsed = time.monotonic() - c.t0
-        eta = "ETA " + (_duration(elapsed / c.done * (c.total - c.done)) if c.done else "unknown")
         tally = c.tally()
-        self.out.print(f"[{_duration(elapsed)}] {self.title}: {c.done}/{c.total} done"
+        work = f" ({c.fraction():.0%} of the work)" if c.work and c.done < c.total else ""
+        self.out.print(f"[{_duration(elapsed)}] {self.title}: {c.done}/{c.total} done{work}"
                        + (f" ({tally})" if tally else "") + f", {len(self.running)} running, "
-                       + (eta if c.done < c.total else "finished"), markup=False, highlight=False)
+                       + (c.eta() if c.done < c.total else "finished"), markup=False, highlight=False)

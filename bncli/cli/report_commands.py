@@ -49,6 +49,7 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
                                                  show_default=False)):
     """Measure every claim of CLAIMS.md: run what is missing, then write REPORT.md, report.html and figures."""
     from ..report import plan_report, run_report
+    from ..runs.cost import plan_work
 
     check_executor(executor)
     mode = "quick" if quick else "full"
@@ -57,10 +58,11 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
     specs = {r.hash: r for s in studies.values() for r in s.runs}
     todo = [r for r in specs.values() if not r.done]
     workers = workers_for(workers, len(todo))
+    work = {h: w.flops for h, w in plan_work(todo).items()}
     status(f"[bold]report ({mode})[/]: {len(studies)} studies, {len(specs)} distinct runs, "
-                  f"{len(specs) - len(todo)} reused, {len(todo)} to train on {workers} workers -> "
-                  f"{escape(str(out_dir))}", highlight=False)
-    with RunProgress(len(todo), title="report runs", label=_report_label) as ui:
+           f"{len(specs) - len(todo)} reused, {len(todo)} to train ({sum(work.values()) / 1e12:,.1f} TFLOP of matrix "
+           f"products) on {workers} workers -> {escape(str(out_dir))}", highlight=False)
+    with RunProgress(len(todo), title="report runs", label=_report_label, work=work) as ui:
         claims = run_report(mode, out_dir, experiments, workers=workers, executor=executor, studies=studies,
                             on_progress=ui.on_progress, on_done=ui.on_done)
     table = Table(title="claims", title_justify="left")

@@ -25,6 +25,13 @@ def _where(executor: str, workers: int) -> str:
     return f"on {workers} local worker process{'es' if workers > 1 else ''} (one BLAS thread each)"
 
 
+def _work(specs) -> dict:
+    """Each run's matrix-product work, which weights the progress ETA."""
+    from ..runs.cost import plan_work
+
+    return {h: w.flops for h, w in plan_work([s for s in specs if not s.done]).items()}
+
+
 def _machine():
     from ..runs import platform_info
 
@@ -72,7 +79,7 @@ def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out
            f"{len(p.specs)} runs; {len(p.specs) - p.todo} already done, {p.todo} to train "
            f"{_where(executor, workers)} -> {escape(str(p.out))}", highlight=False)
     t0 = time.perf_counter()
-    with RunProgress(p.todo, label=lambda s: f"{s.arm:<6} seed {s.seed}") as ui:
+    with RunProgress(p.todo, label=lambda s: f"{s.arm:<6} seed {s.seed}", work=_work(p.specs)) as ui:
         result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done).outcome
     for table in experiment_tables(cfg, result):
         console.print(table)
@@ -106,7 +113,7 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
     _machine()
     status(_where(executor, workers), markup=False)
     t0 = time.perf_counter()
-    with RunProgress(p.todo, label=lambda s: s.label(keys)) as ui:
+    with RunProgress(p.todo, label=lambda s: s.label(keys), work=_work(runs)) as ui:
         result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done).outcome
     table = usable_table(result)
     if table is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -158,16 +159,33 @@ def plain_console():
 def test_plain_progress_prints_steady_lines_and_a_last_one():
     out = plain_console()
     with RunProgress(3, out=out, every_s=0.05) as ui:
+        time.sleep(0.15)  # nothing has moved yet: no ETA to give
         ui.on_progress(spec(0), 10, 100, 0.5, 0.8)
         time.sleep(0.3)
         ui.on_done(spec(0), {"status": "diverged"})
         ui.on_done(spec(1), RuntimeError("boom"))
         ui.on_done(spec(2), {"status": "ok"})
     lines = out.file.getvalue().splitlines()
-    assert any("runs: 0/3 done, 1 running, ETA unknown" in ln for ln in lines), lines
+    assert any("runs: 0/3 done, 0 running, ETA unknown" in ln for ln in lines), lines
+    assert any(re.search(r"runs: 0/3 done, 1 running, ETA \d+s$", ln) for ln in lines), lines  # from its steps
     assert "failed before s1: boom" in lines
     assert lines[-1].endswith("runs: 3/3 done (1 diverged, 1 failed), 0 running, finished")
     assert all(ln.startswith("[") or ln.startswith("failed") for ln in lines)
+
+
+def test_the_eta_weights_runs_by_their_work():
+    """A report mixes runs a thousandfold apart in size: the ETA follows the work done, not the runs counted."""
+    from bncli.cli.progress import _Counts
+
+    c = _Counts(2, str, work={"h0": 1.0, "h1": 99.0})
+    c.t0 -= 10  # ten seconds in
+    c.finish(spec(0), {"status": "ok"})
+    assert c.fraction() == pytest.approx(0.01) and c.eta() == "ETA 16m30s"  # 10 s x 99
+    c.step(spec(1), 50, 100)  # the big run half done
+    assert c.fraction() == pytest.approx(0.505) and c.eta() == "ETA 10s"
+    unweighted = _Counts(2, str)
+    unweighted.finish(spec(0), {"status": "ok"})
+    assert unweighted.fraction() == 0.5
 
 
 def test_piped_commands_print_progress_lines(tmp_path):
