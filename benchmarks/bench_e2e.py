@@ -1,8 +1,17 @@
-"""End-to-end timings, as a user runs bncli: the Ioffe & Szegedy experiment on the bundled data (both arms, 5 seeds,
-all cores), an estimate of the full-MNIST setting (50,000 steps x 2 arms x 5 seeds) from the measured step rates,
-optionally `bncli report --quick`, and the peak memory of one run against the size of its dataset in float32.
+"""The report end to end against its own matrix-multiply floor, measured on this machine in this run.
 
-    python benchmarks/bench_e2e.py [--report] [--json benchmarks/results/e2e.json]
+The floor of a report: every run it plans (`bncli.report.plan_report`), its matrix products counted by
+`bncli.runs.cost` (the one count the progress ETA uses), each timed here at its own shapes with one BLAS thread —
+a training step's forward, dW and dX products on preallocated float32 arrays, an evaluation's forward products in
+the 4,096-example chunks the model uses — divided by the workers. Wall time over that floor is what bncli adds:
+activations, BN, the optimizer, Python per step, run start-up, data loading.
+
+    python benchmarks/bench_e2e.py                        # quick: the floor; the wall time of results/report-quick
+    python benchmarks/bench_e2e.py --run                  # ... and time `bncli report --quick` now (about 10 min)
+    BNCLI_DATA=../shared/data python benchmarks/bench_e2e.py --mode full   # the full report's floor and projection
+    python benchmarks/bench_e2e.py --memory               # peak memory of one run against its float32 dataset
+
+Prints ratios (wall / floor) and writes benchmarks/results/e2e-<mode>.json.
 """
 
 from __future__ import annotations
@@ -14,70 +23,172 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the floor is per worker: one BLAS thread, as bncli's workers
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bncli.report import plan_report  # noqa: E402
+from bncli.runs import dataset_for  # noqa: E402
+from bncli.runs.cost import dims, plan_work  # noqa: E402
+
+EVAL_CHUNK = 4096  # MLP.logits
+
+
+def best_time(fn, repeats: int, rounds=5) -> float:
+    """Seconds per call: the fastest of ``rounds`` rounds of ``repeats`` calls (the floor is what the machine can do)."""
+    fn()
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return best
+
+
+def step_floor(sizes: list[int], batch: int, dtype) -> float:
+    """One training step's products alone: forward, dW and (but the first layer) dX, into preallocated outputs."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+    xs = [rng.standard_normal((batch, a)).astype(dtype) for a in sizes[:-1]]
+    ys = [np.empty((batch, b), dtype) for b in sizes[1:]]
+    dWs = [np.empty_like(W) for W in Ws]
+    dxs = [np.empty_like(x) for x in xs]
+
+    def step():
+        for x, W, y in zip(xs, Ws, ys):
+            np.matmul(x, W, out=y)
+        for i in range(len(Ws) - 1, -1, -1):
+            np.matmul(xs[i].T, ys[i], out=dWs[i])
+            if i:
+                np.matmul(ys[i], Ws[i].T, out=dxs[i])
+
+    return best_time(step, max(5, int(2e8 / max(1, sum(a * b for a, b in zip(sizes, sizes[1:])) * batch))))
+
+
+def eval_floor_per_example(sizes: list[int], dtype) -> float:
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+    xs = [rng.standard_normal((EVAL_CHUNK, a)).astype(dtype) for a in sizes[:-1]]
+    ys = [np.empty((EVAL_CHUNK, b), dtype) for b in sizes[1:]]
+
+    def forward():
+        for x, W, y in zip(xs, Ws, ys):
+            np.matmul(x, W, out=y)
+
+    return best_time(forward, 3) / EVAL_CHUNK
+
+
+def sgemm_rate() -> float:
+    """The machine's single-thread float32 GEMM rate on a large square product (GFLOP/s), for reference."""
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    out = np.empty_like(a)
+    return 2 * 1024 ** 3 / best_time(lambda: np.matmul(a, a, out=out), 3) / 1e9
+
+
+def floor_of(mode: str, out_dir: str) -> dict:
+    """The planned runs of the report, their work and their floor (seconds of one BLAS thread)."""
+    _, studies = plan_report(mode, out_dir=out_dir)
+    specs = list({r.hash: r for s in studies.values() for r in s.runs}.values())
+    work = plan_work(specs)
+    steps, evals = defaultdict(int), defaultdict(int)
+    for s in specs:
+        data = dataset_for(s.config)
+        sizes = tuple(dims(s.config, data.X_train.shape[1], data.n_classes))
+        dtype = s.config.train.dtype
+        steps[(sizes, s.config.train.batch_size, dtype)] += work[s.hash].steps
+        per_example = 2 * sum(a * b for a, b in zip(sizes, sizes[1:]))
+        evals[(sizes, dtype)] += round(work[s.hash].eval_flops / per_example)
+    train_s = sum(n * step_floor(list(sz), b, np.dtype(dt)) for (sz, b, dt), n in steps.items())
+    eval_s = sum(n * eval_floor_per_example(list(sz), np.dtype(dt)) for (sz, dt), n in evals.items())
+    return {"runs": len(specs), "steps": sum(w.steps for w in work.values()),
+            "train_tflop": sum(w.train_flops for w in work.values()) / 1e12,
+            "eval_tflop": sum(w.eval_flops for w in work.values()) / 1e12,
+            "shapes": len(steps), "train_floor_s": train_s, "eval_floor_s": eval_s}
+
+
+def measured_wall(mode: str, run: bool, workers: int, tmp: str) -> tuple[float | None, str]:
+    if run:
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "bncli", "-q", "report", f"--{mode}", "--out", f"{tmp}/report",
+                            "-j", str(workers)], cwd=ROOT, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"bncli report --{mode} failed:\n{p.stderr[-2000:]}")
+        return time.perf_counter() - t0, "timed now"
+    published = ROOT / "results" / f"report-{mode}" / "report.json"
+    if not published.is_file():
+        return None, "no published report"
+    info = json.loads(published.read_text())
+    return info["elapsed_s"], f"the published report's own time ({info['n_trained']:,} runs trained)"
+
+
+# The peak from /proc (VmHWM, this process's own address space): ru_maxrss would start at the parent's peak, which
+# a child inherits across fork and exec on Linux.
 PEAK = """
-import resource, sys, time
+import sys
 from bncli.config import load_config
-from bncli.runs import run_task
+from bncli.runs import dataset_for, run_task
+def hwm():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 cfg, _ = load_config(sys.argv[1], sys.argv[3:])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from bncli.runs import dataset_for
-data = dataset_for(cfg.run_config(cfg.model.bn[-1], 0))
+one = cfg.run_config(cfg.model.bn[-1], cfg.train.seeds[0])
+base = hwm()
+data = dataset_for(one)
 nbytes = sum(a.nbytes for a in (data.X_train, data.X_test) if a is not None)
-after_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-run_task({"config": cfg.run_config(cfg.model.bn[-1], 0).to_dict(), "run_dir": sys.argv[2]})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base * 1024, after_data * 1024, peak * 1024, nbytes)
+run_task({"config": one.to_dict(), "run_dir": sys.argv[2]})
+print(base, hwm(), nbytes)
 """
 
 
-def bncli(*args, cwd):
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "bncli", *args], cwd=cwd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"bncli {' '.join(args)} failed:\n{p.stderr[-2000:]}")
-    return time.perf_counter() - t0
+def memory(tmp: str):
+    full = os.environ.get("BNCLI_DATA")
+    overrides = ["data.name=mnist", "train.steps=2000"] if full else ["train.steps=2000"]
+    p = subprocess.run([sys.executable, "-c", PEAK, str(ROOT / "experiments" / "bn_paper_mnist.yaml"),
+                        f"{tmp}/peak", *overrides], cwd=ROOT, capture_output=True, text=True, check=True)
+    base, top, nbytes = map(int, p.stdout.split())
+    print(f"peak memory of one run ({'full MNIST' if full else 'bundled subset'}): {(top - base) / 2**20:.0f} MiB "
+          f"above the interpreter and libraries; its float32 dataset {nbytes / 2**20:.1f} MiB -> "
+          f"{(top - base) / nbytes:.2f}x (goal <= 2x)")
+    return {"peak_above_base_bytes": top - base, "dataset_bytes": nbytes}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report", action="store_true", help="also time `bncli report --quick` (about 10 minutes)")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "e2e.json"))
+    ap.add_argument("--mode", choices=("quick", "full"), default="quick")
+    ap.add_argument("--run", action="store_true", help="time `bncli report` now instead of reading its report.json")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--memory", action="store_true", help="also measure one run's peak memory")
+    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    out = {"cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        exp = ROOT / "experiments" / "bn_paper_mnist.yaml"
-        out["bn_paper_mnist_s"] = bncli("train", str(exp), "--out", f"{tmp}/paper", cwd=ROOT)
-        rates = {}
-        for arm in ("none", "before"):
-            s = json.loads((Path(tmp) / "paper" / arm / "seed-0" / "summary.json").read_text())
-            rates[arm] = s["steps_done"] / s["time_s"]  # whole run: steps, evaluations and all
-        out["steps_per_s_per_core"] = rates
-        # 50,000 steps x 5 seeds per arm on full MNIST; per-step cost does not depend on the training-set size,
-        # evaluation on 10,000 test images every 1,000 steps adds ~1%.
-        work = sum(50_000 * 5 / r for r in rates.values())
-        out["full_mnist_estimate_s"] = work / min(2, os.cpu_count() or 1)
-        peak = subprocess.run([sys.executable, "-c", PEAK, str(exp), f"{tmp}/peak", "train.seeds=1"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.split()
-        base, after_data, top, nbytes = map(int, peak)
-        out["peak_rss_bytes"], out["baseline_rss_bytes"], out["dataset_bytes_float32"] = top, base, nbytes
-        out["peak_over_dataset"] = (top - base) / nbytes
-        if args.report:
-            out["report_quick_s"] = bncli("report", "--quick", "--out", f"{tmp}/report", cwd=ROOT)
-    print(f"bn_paper_mnist.yaml (2 arms x 5 seeds x 5,000 steps, all cores): {out['bn_paper_mnist_s']:.1f} s")
-    print("steps/s per core (whole run): " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
-    print(f"estimate, full-MNIST Ioffe & Szegedy setting (50,000 steps x 2 arms x 5 seeds) on two cores: "
-          f"{out['full_mnist_estimate_s'] / 60:.1f} min (target <= 5 min)")
-    print(f"peak memory of one run: {top / 2**20:.0f} MiB, of which {(top - base) / 2**20:.0f} MiB above the "
-          f"interpreter + libraries ({base / 2**20:.0f} MiB); dataset in float32 {nbytes / 2**20:.1f} MiB -> "
-          f"{out['peak_over_dataset']:.1f}x (target <= 4x)")
-    if "report_quick_s" in out:
-        print(f"bncli report --quick: {out['report_quick_s'] / 60:.1f} min (target <= 15 min)")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.json}")
+        out = {"mode": args.mode, "workers": args.workers, "sgemm_gflops_1thread": sgemm_rate()}
+        out.update(floor_of(args.mode, f"{tmp}/plan"))
+        w = args.workers
+        print(f"machine: single-thread sgemm {out['sgemm_gflops_1thread']:.0f} GFLOP/s (1024^3); {w} workers")
+        print(f"report --{args.mode}: {out['runs']:,} runs, {out['steps']:,} training steps in {out['shapes']} shapes; "
+              f"matrix products {out['train_tflop']:.1f} TFLOP training + {out['eval_tflop']:.1f} TFLOP evaluation")
+        floor, floor_all = out["train_floor_s"] / w, (out["train_floor_s"] + out["eval_floor_s"]) / w
+        print(f"floor on {w} workers, each product timed at its own shape: training {floor / 60:.1f} min; with the "
+              f"evaluations {floor_all / 60:.1f} min")
+        wall, how = measured_wall(args.mode, args.run, w, tmp)
+        if wall is not None:
+            out.update(wall_s=wall, wall_over_floor=wall / floor, wall_over_floor_with_eval=wall / floor_all)
+            print(f"wall time {wall / 60:.1f} min ({how}) = {wall / floor:.2f}x the training floor, "
+                  f"{wall / floor_all:.2f}x the floor with evaluations (goal <= 1.4x)")
+        else:
+            print(f"wall time: {how}; run with --run (the full report takes hours today)")
+        if args.memory:
+            out.update(memory(tmp))
+    path = Path(args.json or ROOT / "benchmarks" / "results" / f"e2e-{args.mode}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
