@@ -13,7 +13,9 @@ from ..errors import UsageError
 
 @lru_cache(maxsize=4)
 def _dataset(data_json: str, dtype: str):
-    return load_dataset(DataConfig.model_validate_json(data_json), dtype)
+    from .arrays import cached_dataset
+
+    return cached_dataset(DataConfig.model_validate_json(data_json), dtype, load_dataset)
 
 
 def dataset_for(cfg: ExperimentConfig):
