@@ -156,7 +156,7 @@ def test_readme_override_examples_load(readme):
         configs.append(load_config(ROOT / args[0], overrides)[0])
     cfg = next(c for c in configs if c.name == "quickstart")
     assert cfg.optimizer.lr == 0.05 and cfg.train.seeds == [0, 1, 2] and cfg.model.bn == ["none", "before"]
-    budget = next(c for c in configs if c.train.steps is not None)  # train.steps=N replaces the file's epochs
+    budget = next(c for c in configs if c.name == "quickstart" and c.train.steps is not None)  # steps replace epochs
     assert (budget.train.steps, budget.train.epochs) == (300, None)
 
 
