@@ -6,7 +6,8 @@ pages (the operating system's page cache) instead of each decoding and holding i
 The key covers everything the arrays depend on: the data config, the dtype, the code hash of the numeric modules
 (data/*.py among them) and the identity (path, size, modification time) of every source file. A cache entry that
 does not open cleanly — damaged, partial, edited, of another shape — is decoded again and replaced; a cache folder
-that cannot be written leaves each process decoding its own copy, as before. ``BNCLI_ARRAY_CACHE=0`` turns it off.
+that cannot be written leaves each process decoding its own copy, as before. Entries of other code are removed
+when a new one is stored. ``BNCLI_ARRAY_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def store(folder: Path, data: Dataset):
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic.hidden_sibling(folder.parent, folder.name, ".tmp")
     try:
-        meta = {"name": data.name, "n_classes": data.n_classes, "info": data.info, "arrays": {}}
+        meta = {"name": data.name, "n_classes": data.n_classes, "info": data.info, "code_hash": code_hash(),
+                "arrays": {}}
         for split in SPLITS:
             a = getattr(data, split)
             if a is not None:
@@ -72,6 +74,21 @@ def store(folder: Path, data: Dataset):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    prune(folder.parent)
+
+
+def prune(decoded: Path):
+    """Remove the entries written by other code (an upgrade, a local change to the numeric modules): no run of this
+    code can use them, and each is the size of a dataset."""
+    for entry in decoded.iterdir():
+        if entry.name.startswith("."):
+            continue
+        try:
+            stale = json.loads((entry / "meta.json").read_text()).get("code_hash") != code_hash()
+        except (OSError, ValueError, AttributeError):
+            stale = False  # being written, or not ours to judge
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def open_cached(folder: Path) -> Dataset | None:

@@ -90,3 +90,12 @@ def test_switched_off_or_unwritable_falls_back_to_decoding(tmp_path, mnist, monk
     (tmp_path / "cache").write_text("a file where the cache folder would go")
     data = cached_dataset(mnist, "float32", calls(n))
     assert len(n) == 2 and same(data, load_dataset(mnist, "float32"))
+
+
+def test_entries_of_other_code_are_removed_when_a_new_one_is_stored(tmp_path, mnist, monkeypatch):
+    cached_dataset(mnist, "float32", calls([]))
+    (old,) = entries(tmp_path)
+    meta = json.loads((old / "meta.json").read_text())
+    (old / "meta.json").write_text(json.dumps({**meta, "code_hash": "an older bncli"}))
+    cached_dataset(mnist.model_copy(update={"limit_test": 5}), "float32", calls([]))
+    assert not old.exists() and len(entries(tmp_path)) == 1
