@@ -79,17 +79,22 @@ def batches(X, y, order_rng: np.random.Generator, b: int):
     """Minibatches of ``b`` examples in a fresh random order each epoch, without end. An epoch's last, smaller batch
     is kept unless it would hold a single example (BN cannot normalize one sample). The yielded ``xb`` is a reused
     buffer: use it before asking for the next batch. The one batch iterator of training and the lr range test."""
-    n = len(X)
+    xbuf = np.empty((b, X.shape[1]), X.dtype)
+    for idx in batch_indices(len(X), order_rng, b):
+        yield (np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]), y[idx]
+
+
+def batch_indices(n: int, order_rng: np.random.Generator, b: int):
+    """The example indices of each minibatch of `batches` (also what a stacked run draws per model)."""
     if n < 2 or b < 2:
         raise ValueError(f"minibatches need >= 2 examples (batch size {b}, {n} training examples)")
-    xbuf = np.empty((b, X.shape[1]), X.dtype)
     while True:
         perm = order_rng.permutation(n)
         for start in range(0, n, b):
             idx = perm[start:start + b]
             if len(idx) < 2:
                 break
-            yield (np.take(X, idx, axis=0, out=xbuf) if len(idx) == b else X[idx]), y[idx]
+            yield idx
 
 
 class Recorder:

@@ -93,8 +93,9 @@ def constant_vector(n, value, dtype):
 
 def column_sum(x, out=None, scale=1.0):
     """``scale * x.sum(axis=0)`` as one BLAS matrix-vector product: a third of NumPy's axis-0 reduction at batch
-    256 and one call instead of two for a mean. (OpenBLAS's result does not depend on the arrays' alignment.)"""
-    return np.matmul(constant_vector(x.shape[0], scale, x.dtype), x, out=out)
+    256 and one call instead of two for a mean. (OpenBLAS's result does not depend on the arrays' alignment.) On a
+    stack of models (M, n, D) it sums each model's n rows: (M, D)."""
+    return np.matmul(constant_vector(x.shape[-2], scale, x.dtype), x, out=out)
 
 
 def bn_train_forward(x, gamma, beta, eps, overwrite_x=False, stats=None):

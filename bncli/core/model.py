@@ -28,6 +28,11 @@ class Flat(NamedTuple):
     decay_mask: np.ndarray
 
 
+def offset(base: np.ndarray, view: np.ndarray) -> int:
+    """Where ``view`` starts in the flat array ``base``, in elements."""
+    return (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // base.itemsize
+
+
 class MLP:
     """``bn_impl="fused"`` (the default) builds BN layers on the fast path (batchnorm.py section 2), "textbook"
     on the textbook path (section 1): the same network up to rounding."""
@@ -91,6 +96,28 @@ class MLP:
                 flat.decay_mask[offset:end] = k == "W"
                 offset = end
         return flat
+
+    def rehome(self, params, grads, running, batch_stats):
+        """Move every parameter, gradient and fused BN statistic into the given arrays (laid out as ``flat`` and
+        ``_running``), keeping their values: `core.stack.Stack` gives each model a row of its stacked arrays."""
+        base, stats_base = self.flat.params, self._running[0]
+        for _, layer in self.layers:
+            for k, v in layer.params.items():
+                o = offset(base, v)
+                params[o:o + v.size] = v.reshape(-1)
+                grads[o:o + v.size] = layer.grads[k].reshape(-1)
+                layer.params[k] = params[o:o + v.size].reshape(v.shape)
+                layer.grads[k] = grads[o:o + v.size].reshape(v.shape)
+        running[...], batch_stats[...] = self._running, self._batch_stats
+        for _, layer in self.bn_layers():
+            if layer.fused:
+                s, d = offset(stats_base, layer.buffers["running_mean"]), layer.params["gamma"].size
+                layer.buffers = {"running_mean": running[0, s:s + d], "running_var": running[1, s:s + d]}
+                layer.batch_stats = batch_stats[:, s:s + d]
+        self._running, self._batch_stats = running, batch_stats
+        self.flat = Flat(params, grads, self.flat.decay_mask)
+        self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
+        self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
 
     # -- training and inference ------------------------------------------------------------------------------
     def forward(self, x, mode="train"):

@@ -75,6 +75,10 @@ class Optimizer:
             step_size = lr * math.sqrt(c2) / c1
             eps_hat = self.eps * math.sqrt(c2)
         for (p, g, decay), state, tmp in zip(self.groups, self.state, self.scratch):
+            if isinstance(lr, np.ndarray):  # one learning rate per stacked model (core/stack.py): rounded to the
+                lr = lr.astype(p.dtype)  # parameters' dtype as a scalar is, never computed in float64
+                if name == "adam":
+                    step_size = step_size.astype(p.dtype)
             if self.weight_decay and decay is not False:
                 g = g + self.weight_decay * (p if decay is True else p * decay)
             if name == "sgd":

@@ -90,7 +90,7 @@ def platform_info() -> dict:
 
 
 # The modules whose code decides a run's numbers: the math, the training loop, the config defaults, the data.
-_NUMERIC_SOURCES = ("core/*.py", "training.py", "config.py", "data/*.py")
+_NUMERIC_SOURCES = ("core/*.py", "training.py", "stacking.py", "config.py", "data/*.py")
 
 
 @lru_cache(maxsize=1)
