@@ -69,11 +69,14 @@ def train_stack(cfgs: list[ExperimentConfig], data: Dataset, progress=None) -> l
         r.record(0)
     stack = Stack([models[i] for i in active])
     opt = _optimizer(cfgs[0], stack)
-    step = 0
+    step, xbufs = 0, {}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         while active and step < total:
             idx = [next(orders[i]) for i in active]
-            xb = np.empty((len(active), len(idx[0]), X.shape[1]), X.dtype)
+            shape = (len(active), len(idx[0]), X.shape[1])  # a few shapes per run: the stack, an epoch's last batch
+            if shape not in xbufs:
+                xbufs[shape] = np.empty(shape, X.dtype)
+            xb = xbufs[shape]
             for j, ix in enumerate(idx):
                 np.take(X, ix, axis=0, out=xb[j])
             yb = np.stack([y[ix] for ix in idx])

@@ -7,15 +7,7 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import (
-    ARM_COLORS,
-    ARM_LABELS,
-    clamp_log_axis,
-    finish,
-    log_ticks,
-    styled,
-    wrap,
-)
+from .style import ARM_COLORS, ARM_LABELS, clamp_log_axis, finish, log_ticks, styled, wrap
 
 
 def lrfind_plot(curves: dict, suggestions: dict, path=None, title="", flat=()):

@@ -8,20 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .style import (
-    ARM_COLORS,
-    ARM_LABELS,
-    KEY_UNITS,
-    LOG_MAX,
-    as_float,
-    clamp_log_axis,
-    finish,
-    key_name,
-    log_ticks,
-    short_key,
-    styled,
-    wrap,
-)
+from .style import (ARM_COLORS, ARM_LABELS, KEY_UNITS, LOG_MAX, as_float, clamp_log_axis, finish, key_name,
+                    log_ticks, short_key, styled, wrap)
 
 
 def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], range_key: str, path=None, title=""):
