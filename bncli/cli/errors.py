@@ -4,6 +4,7 @@
     BncliError, DataError (runtime: damaged file, failed run)     one line, exit 1
     OSError (full disk, read-only or missing folder, ...)         one line naming the file, exit 1
     Ctrl-C                                                        one line, exit 130 (finished work is kept)
+    kill (SIGTERM)                                                one line, exit 143: stopped like Ctrl-C, workers too
     anything else (a bug)                                         one line and where the traceback was saved, exit 1;
                                                                   with --debug (or BNCLI_DEBUG=1) the traceback itself
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import signal
 import sys
+import threading
 import tempfile
 import time
 import traceback
@@ -64,20 +67,34 @@ def crash_report(exc: BaseException) -> Path | None:
     return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``), raised in the main thread: it takes Ctrl-C's way out, so the worker pool is shut
+    down and its processes terminated (by default the signal would end this process alone, and its workers would
+    compute on, orphaned, until their current run ends)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def handled(fn):
     """Wrap a command: every failure becomes one line on stderr and its exit code (see the module docstring)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             from .ui import err_console
 
-            err_console.print("[yellow]interrupted[/]: finished work is kept; run the command again to resume",
+            what, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+            err_console.print(f"[yellow]{what}[/]: finished work is kept; run the command again to resume",
                               highlight=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(code) from None
         except UsageError as e:
             say_error(str(e), 2)
         except BncliError as e:
@@ -92,4 +109,7 @@ def handled(fn):
             where = f"the traceback is in {path}" if path else "no traceback file could be written"
             say_error(f"unexpected {type(e).__name__}: {e} (a bug in bncli: {where}; run with --debug to print "
                       "it)", 1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper

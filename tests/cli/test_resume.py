@@ -31,6 +31,8 @@ def interrupt(cmd, out: Path, cwd: Path, how: str) -> subprocess.CompletedProces
             import os
 
             os.killpg(proc.pid, signal.SIGKILL)
+        elif how == "kill":  # SIGTERM to the main process only, as `kill PID` sends it
+            proc.send_signal(signal.SIGTERM)
         else:
             proc.send_signal(signal.SIGINT)  # the main process only, as a terminal's Ctrl-C reaches it first
         stdout, stderr = proc.communicate(timeout=60)
@@ -38,15 +40,24 @@ def interrupt(cmd, out: Path, cwd: Path, how: str) -> subprocess.CompletedProces
         if proc.poll() is None:
             kill_group(proc)
     assert group_gone(proc.pid), "the workers were not reaped"
+    if how == "kill":  # the workers stopped with the command: no run finishes after it has ended
+        import time
+
+        ended = snapshot_runs(out)
+        time.sleep(1.5)
+        assert snapshot_runs(out) == ended
     if how == "kill -9":
         assert proc.returncode == -signal.SIGKILL
+    elif how == "kill":
+        assert proc.returncode == 143, stderr[-3000:]
+        assert "terminated" in stderr and "Traceback" not in stderr
     else:
         assert proc.returncode == 130, stderr[-3000:]
         assert "interrupted" in stderr and "Traceback" not in stderr
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
+@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C", "kill"])
 def test_train_interrupted_then_resumed_redoes_no_finished_run(tmp_path, how):
     cfg = write_config(tmp_path)
     out = tmp_path / "out"
