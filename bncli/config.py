@@ -84,6 +84,21 @@ class DataConfig(Strict):
 MAX_WIDTH = 10_000
 MAX_LAYERS = 200
 MAX_HIDDEN_WEIGHTS = 100_000_000  # between hidden layers: 400 MB of float32 weights, before gradients and moments
+MAX_CONV_LAYERS = 20
+MAX_CHANNELS = 1024
+MAX_KERNEL = 15
+
+
+class ConvLayerConfig(Strict):
+    """One convolution block: conv (kernel x kernel, stride, zero padding) -> [BN] -> activation -> [BN] ->
+    optional pooling (pool x pool windows, stride pool). Whether the sizes fit the images is checked with the data."""
+
+    channels: int = Field(ge=1, le=MAX_CHANNELS)
+    kernel: int = Field(3, ge=1, le=MAX_KERNEL)
+    stride: int = Field(1, ge=1, le=MAX_KERNEL)
+    padding: int = Field(0, ge=0, le=MAX_KERNEL)
+    pool: int = Field(0, ge=0, le=8)  # 0 or 1: no pooling
+    pool_type: Literal["max", "avg"] = "max"
 
 
 class ModelConfig(Strict):
@@ -98,6 +113,10 @@ class ModelConfig(Strict):
     bn_eps: float = Field(1e-5, gt=0)
     bias_with_bn: bool = False  # keep the (redundant) dense bias in front of BN
     bn_eval: Literal["running", "population"] = "running"  # statistics used in eval mode
+    # Convolution blocks before the dense ``hidden`` layers (images only); BN of a conv output normalizes each
+    # channel over (N, H, W) ("channel", BatchNorm2d) or each (c, h, w) activation over N ("activation", CLAIMS C13).
+    conv: list[ConvLayerConfig] = Field([], max_length=MAX_CONV_LAYERS)
+    bn_per: Literal["channel", "activation"] = "channel"
 
     @field_validator("bn", mode="before")
     @classmethod
@@ -168,9 +187,13 @@ class TrainConfig(Strict):
     dtype: Literal["float32", "float64"] = "float32"
     # Extra measurements: "percentiles" records the 15/50/85th percentiles of every unit's input to the last
     # hidden nonlinearity on the first ``percentile_images`` test images at each evaluation (CLAIMS C9);
-    # "eval_variants" compares test-time statistics after training (CLAIMS C5).
-    measure: list[Literal["percentiles", "eval_variants"]] = []
+    # "eval_variants" compares test-time statistics after training (CLAIMS C5); "shifted" the test accuracy on
+    # images translated by 0-3 pixels (images only, CLAIMS C13).
+    measure: list[Literal["percentiles", "eval_variants", "shifted"]] = []
     percentile_images: int = Field(1000, ge=2)
+    # Whose inputs "percentiles" records: the last hidden nonlinearity (null), or an activation layer by name: act1,
+    # act2, ... (dense) or convact1, ... (a convolution block's; each channel is one unit, over images and positions).
+    percentile_layer: str | None = Field(None, pattern=r"^(conv)?act[1-9][0-9]{0,2}$")
 
     @field_validator("batch_size")
     @classmethod
@@ -339,7 +362,9 @@ class ExperimentConfig(Strict):
 
     def run_config(self, arm: str, seed: int) -> "ExperimentConfig":
         """The resolved config of one run: a single BN placement and a single seed."""
-        return self.model_copy(update={"model": self.model.model_copy(update={"bn": [arm]}),
+        # Without BN, bn_per means nothing: one identity for both values, so a study sweeping it trains no BN once.
+        model = {"bn": [arm]} | ({"bn_per": "channel"} if arm == "none" else {})
+        return self.model_copy(update={"model": self.model.model_copy(update=model),
                                        "train": self.train.model_copy(update={"seeds": [seed]}), "sweep": None,
                                        "full": []})
 
@@ -351,6 +376,8 @@ class ExperimentConfig(Strict):
         d = self.to_dict()
         d.pop("name"), d.pop("description"), d.pop("sweep"), d.pop("full")
         d["data"].pop("path")  # where the files are does not change the numbers (their checksums are checked)
+        if not d["model"]["conv"]:  # an MLP keeps the identity it had before convolutions existed
+            d["model"].pop("conv"), d["model"].pop("bn_per")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

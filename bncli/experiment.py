@@ -112,6 +112,8 @@ def describe_setup(cfg: ExperimentConfig, swept=()) -> str:
     """The setup in a few words, for figure subtitles; a swept key is named as swept, not given a value."""
     m, o, t = cfg.model, cfg.optimizer, cfg.train
     net = "depth swept" if "model.hidden" in swept else f"{'-'.join(map(str, m.hidden))}"
+    if m.conv:  # e.g. "conv 6-16 + 120-84": a convnet's channels, then its dense widths
+        net = f"conv {'-'.join(str(c.channels) for c in m.conv)}" + (f" + {net}" if m.hidden else "")
     lr = "lr swept" if "optimizer.lr" in swept else f"lr={o.lr:g}"
     opt = "optimizer swept" if "optimizer.name" in swept else o.name
     batch = "batch swept" if "train.batch_size" in swept else f"batch {t.batch_size}"

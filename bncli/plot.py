@@ -242,7 +242,50 @@ def plot_train(d: Path, out: Path, fmt: str) -> list[Path]:
     if curves and all(all(c in cols for c in gap) for cs in curves.values() for cols, _ in cs):
         paths.append(out / f"generalization_gap.{fmt}")
         plotting.gap_curves(curves, paths[-1], title=exp.get("title", exp["name"]), diverged=diverged)
+    pct = _percentile_curves(d, exp)
+    if pct:
+        from .report.figures import percentiles
+
+        paths.append(out / f"percentiles.{fmt}")
+        percentiles(exp.get("title", exp["name"]), pct["curves"], 0, paths[-1], layer=pct["layer"],
+                    images=pct["images"], seed=pct["seed"], activation=pct["activation"])
     return paths
+
+
+def _cell(v: str) -> float:
+    """A CSV cell as a float; NaN (not plotted) for anything that is not a number."""
+    try:
+        return float(v)
+    except ValueError:
+        return math.nan
+
+
+PERCENTILES = "the percentiles.csv of a run with `measure: [percentiles]`: step, unit, p15, p50, p85 per row"
+
+
+def _percentile_curves(d: Path, exp: dict) -> dict | None:
+    """Unit 0's percentiles over training, per arm, from the lowest seed's run of each arm that recorded them
+    (CLAIMS C9's figure for a `bncli train` folder); None when no run did."""
+    from .yamlio import YamlError, load_with_lines
+
+    curves, meta = {}, None
+    ok = [r for r in exp["runs"] if r.get("status") == "ok"]
+    for r in sorted(ok, key=lambda r: r["seed"] if isinstance(r.get("seed"), int) else 1 << 62):
+        run = d / "runs" / r["hash"]
+        if r["arm"] in curves or not (run / "percentiles.csv").is_file():
+            continue
+        rows = [x for x in read_table(run / "percentiles.csv", ("step", "unit", "p15", "p50", "p85"), PERCENTILES,
+                                      "train") if x["unit"] == "0"]
+        curves[r["arm"]] = tuple([_cell(x[k]) for x in rows] for k in ("step", "p15", "p50", "p85"))
+        if meta is None:
+            try:
+                cfg = load_with_lines((run / "config.yaml").read_text())[0] or {}
+            except (OSError, UnicodeDecodeError, YamlError):  # labels only: a damaged config leaves the defaults
+                cfg = {}
+            tc, mc = cfg.get("train") or {}, cfg.get("model") or {}
+            meta = {"layer": tc.get("percentile_layer") or "last hidden layer", "images": tc.get("percentile_images",
+                    1000), "seed": r.get("seed", 0), "activation": mc.get("activation", "sigmoid")}
+    return {"curves": curves, **meta} if curves else None
 
 
 SWEEP = "the sweep.json of `bncli sweep`: an object with 'name', the swept 'keys' and the 'range_key'"

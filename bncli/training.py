@@ -14,9 +14,9 @@ import numpy as np
 
 from .config import ExperimentConfig, resolved_budget
 from .core import MLP, Optimizer, cross_entropy_eval, lr_at, softmax_cross_entropy
+from .core.convnet import ConvNet, ConvSpec
 from .data import Dataset
 
-EVAL_CHUNK = 4096
 # A run has diverged when its loss became non-finite, or when the mean minibatch training loss of its last evaluation
 # window exceeds BLOWUP x the loss of its first minibatch (both training-mode losses on minibatches: like with like).
 BLOWUP = 4.0
@@ -38,16 +38,21 @@ class RunResult:
 
 def evaluate(model: MLP, X, y, mode="eval"):
     """(mean loss, accuracy) over a whole split, in chunks; float64 accumulation."""
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(X), EVAL_CHUNK):
-        ls, c = cross_entropy_eval(model.forward(X[i:i + EVAL_CHUNK], mode), y[i:i + EVAL_CHUNK])
+    loss_sum, correct, chunk = 0.0, 0, model.eval_chunk
+    for i in range(0, len(X), chunk):
+        ls, c = cross_entropy_eval(model.forward(X[i:i + chunk], mode), y[i:i + chunk])
         loss_sum += ls
         correct += c
     return loss_sum / len(X), correct / len(X)
 
 
-def build_model(cfg: ExperimentConfig, data: Dataset, rng: np.random.Generator) -> MLP:
+def build_model(cfg: ExperimentConfig, data: Dataset, rng: np.random.Generator) -> MLP | ConvNet:
     m = cfg.model
+    if m.conv:
+        return ConvNet(data.image_shape, [ConvSpec(**c.model_dump()) for c in m.conv], m.hidden, data.n_classes,
+                       rng=rng, activation=m.activation, bn=m.bn[0], init=m.init, init_std=m.init_std,
+                       bn_decay=m.bn_decay, bn_eps=m.bn_eps, bias_with_bn=m.bias_with_bn, dtype=cfg.train.dtype,
+                       bn_per=m.bn_per)
     return MLP(data.n_features, m.hidden, data.n_classes, rng=rng, activation=m.activation, bn=m.bn[0],
                init=m.init, init_std=m.init_std, bn_decay=m.bn_decay, bn_eps=m.bn_eps,
                bias_with_bn=m.bias_with_bn, dtype=cfg.train.dtype)
@@ -119,6 +124,7 @@ class Recorder:
         self.window = [0.0, 0, 0]  # minibatch loss sum, correct, samples since the last evaluation
         self.eval_time = 0.0
         self.pct_X = data.X_test[:tc.percentile_images] if "percentiles" in tc.measure else None
+        self.pct_layer = tc.percentile_layer
         self.percentiles: list[list] = []
 
     def add(self, loss, correct, n):
@@ -130,7 +136,7 @@ class Recorder:
         te = time.perf_counter()
         if self.pct_X is not None:
             with np.errstate(all="ignore"):
-                inputs = self.model.activation_inputs(self.pct_X).astype(np.float64)
+                inputs = self.model.activation_inputs(self.pct_X, layer=self.pct_layer).astype(np.float64)
                 p = np.percentile(inputs, (15, 50, 85), axis=0)
             self.percentiles.extend([step, u, *q] for u, q in enumerate(p.T.tolist()))
         loss_sum, correct, seen = self.window
@@ -202,6 +208,8 @@ def finish_run(cfg, data, model, rec: Recorder, step, diverged_at, first_loss, t
         tables["percentiles"] = (["step", "unit", "p15", "p50", "p85"], rec.percentiles)
     if "eval_variants" in tc.measure and model.bn_layers() and status == "ok":
         summary["eval_variants"] = eval_variants(model, data, tc.batch_size)
+    if "shifted" in tc.measure and status == "ok":
+        summary["shifted_acc"] = shifted_accuracy(model, data)
     summary.update(arm=cfg.model.bn[0], seed=tc.seeds[0], total_steps=total, steps_per_epoch=per_epoch,
                    steps_done=step, diverged_at_step=diverged_at, time_s=train_time, eval_time_s=rec.eval_time,
                    steps_per_s=step / max(train_time - rec.eval_time, 1e-9), target_split=tc.target_split,
@@ -231,6 +239,27 @@ def eval_variants(model: MLP, data: Dataset, batch_size: int) -> dict:
     out["single_batchstats_acc"] = float((collapsed == y).mean())
     out["single_batchstats_majority_fraction"] = float(np.bincount(collapsed).max() / len(collapsed))
     return out
+
+
+SHIFTS = (0, 1, 2, 3)  # pixels, down and right at once
+
+
+def shift_images(X, image_shape, k):
+    """Every image of X (rows in (C, H, W) order) moved k pixels down and k right; the pixels that enter are 0,
+    the background of unstandardized images."""
+    if k == 0:
+        return X
+    c, h, w = image_shape
+    out = np.zeros((len(X), c, h, w), X.dtype)
+    out[:, :, k:, k:] = X.reshape(-1, c, h, w)[:, :, :h - k, :w - k]
+    return out.reshape(len(X), -1)
+
+
+def shifted_accuracy(model, data: Dataset) -> dict:
+    """CLAIMS C13: test accuracy (eval mode) on the test images translated by each of SHIFTS pixels. A network
+    whose normalization treats every position alike (BN per channel) should lose less to a shift than one with
+    statistics per position (BN per activation), whose running averages belong to where things were in training."""
+    return {str(k): evaluate(model, shift_images(data.X_test, data.image_shape, k), data.y_test)[1] for k in SHIFTS}
 
 
 def divergence(status, final_train_loss, initial_train_loss):

@@ -109,7 +109,9 @@ def places(pattern: str) -> set[str]:
 def test_one_place_for_each_job():
     assert places("csv.writer(") | places("csv.DictWriter(") == {"bncli.runs.store"}
     assert places("execute(") == {"bncli.runs.dispatcher", "bncli.executor"}  # the executor defines it
-    # stored runs are planned in one place; the rest are in-process measurements (lr range test, C8 checks, C12 timings)
-    assert places(".run_config(") == {"bncli.runs.plan", "bncli.lrfind", "bncli.report.cost", "bncli.report.mechanisms"}
+    # stored runs are planned in one place; the rest are in-process measurements (lr range test, C8 checks, C12
+    # timings, C13's parameter counts)
+    assert places(".run_config(") == {"bncli.runs.plan", "bncli.lrfind", "bncli.report.cost", "bncli.report.mechanisms",
+                                      "bncli.report.images"}
     assert places("train_step(") <= {"bncli.training", "bncli.lrfind", "bncli.report.cost"}
     assert places("order_rng.permutation(") == {"bncli.training"}  # the one batch iterator

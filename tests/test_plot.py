@@ -517,3 +517,24 @@ def test_bad_out_or_path_is_exit_2(copy_of, tmp_path, what):
         r = invoke("plot", tmp_path / ("x" * 5000))
         usage_error(r, "not a directory")
         assert len(r.stderr) < 600
+
+
+def test_percentiles_of_a_layer_are_drawn_and_a_damaged_cell_is_not_plotted(tmp_path):
+    """CLAIMS C9's figure for a train folder that recorded percentiles (here of the first hidden layer); a cell that
+    is not a number is a gap in the curve, never a traceback."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(tiny_config("pct", extra_train="  measure: [percentiles]\n  percentile_layer: act1\n"
+                                                  "  percentile_images: 50\n"))
+    out = tmp_path / "out"
+    ok(invoke("train", cfg, "--out", out, "-j", "1"))
+    ok(invoke("plot", out))
+    assert (out / "percentiles.png").is_file()
+    pct = run_dir(out, "before", 0) / "percentiles.csv"
+    lines = pct.read_text().splitlines()
+    lines[1] = ",".join(lines[1].split(",")[:2] + ["oops", "1", "2"])
+    pct.write_text("\n".join(lines) + "\n")
+    (out / "percentiles.png").unlink()
+    ok(invoke("plot", out))
+    assert (out / "percentiles.png").is_file()
+    r = invoke("train", cfg, "train.percentile_layer=act9", "--out", tmp_path / "bad", "-j", "1")
+    assert r.exit_code == 2 and "train.percentile_layer: no activation layer 'act9'" in r.output

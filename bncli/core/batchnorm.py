@@ -20,6 +20,8 @@ The module, in reading order:
    model in one call. MLP trains with it by default.
 3. Inference: ``bn_eval_forward`` and ``fold_into_dense``, shared by both paths.
 4. ``BatchNorm``, the layer: ``fused=False`` runs section 1, ``fused=True`` section 2.
+5. BN for images: ``SpatialBatchNorm`` is section 4's layer on a 2-D view of a channels-last (N, H, W, C) array,
+   one gamma and beta per channel over N*H*W values (or per activation, CLAIMS C13's control).
 
 tests/core/test_batchnorm.py ties the two paths: both pass the float64 central-difference gradient check with a
 random upstream gradient, and they agree to rounding (float64 to 1e-12, float32 loosely) on y, the batch
@@ -240,3 +242,94 @@ class BatchNorm:
         g["gamma"][...] = dgamma  # in place: the arrays may be views into a model's flat gradient buffer
         g["beta"][...] = dbeta
         return dx
+
+
+# -- 5. BN for images --------------------------------------------------------------------------------------------
+BN_PER = ("channel", "activation")
+_MODES = ("train", "eval", "batch")
+
+
+class SpatialBatchNorm:
+    """BN of a channels-last array (N, ..., C): a convolution's output (N, H, W, C), or (N, D). It is ``BatchNorm``
+    (the attribute ``bn``) on a 2-D view of the input, so images and the MLP share one implementation of the math.
+
+    ``per="channel"`` (spatial BN, the paper's Sec. 3.2, PyTorch's BatchNorm2d): the rows are x.reshape(-1, C), so
+    each channel is normalized over all N*H*W values of the batch, with one gamma, beta and pair of running
+    statistics per channel: every position of a feature map is transformed alike, as the convolution treats it.
+    The running variance's unbiased factor n/(n-1) uses n = N*H*W, the number of values each statistic is over.
+    ``per="activation"`` (CLAIMS C13's control): the rows are x.reshape(N, -1), each (h, w, c) unit normalized over
+    the N images alone, with H*W*C parameters; ``spatial=(H, W)`` sizes them (it is ignored for "channel"). On
+    (N, D) input both are the usual BN of D = ``channels`` features.
+
+    ``fused=True`` runs section 2 on the layer's own (2, D) state arrays ``state=(running, batch_stats)`` and
+    updates the running statistics itself after each "train" forward (one ``update_running_stacked`` call);
+    ``fused=False`` runs section 1. Neither overwrites its input or upstream gradient, whose owners may still read
+    them. ``params``, ``grads`` and ``buffers`` are the wrapped layer's dicts (the same arrays); modes are its modes;
+    ``count`` is the number of values each statistic of the last batch-statistics forward was computed over.
+    """
+
+    def __init__(self, channels, *, decay=0.9, eps=1e-5, dtype=np.float32, fused=True, per="channel", spatial=None):
+        if per not in BN_PER:
+            raise ValueError(f"unknown BN granularity {per!r}; expected one of {BN_PER}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.channels, self.per, self.spatial = channels, per, spatial
+        # The shape after the batch axis whose every entry is one feature: (C,) per channel (any spatial shape).
+        self.unit_shape = (*spatial, channels) if per == "activation" and spatial is not None else (channels,)
+        dim = int(np.prod(self.unit_shape))
+        kw = {"decay": decay, "eps": eps, "dtype": dtype}
+        if fused:
+            self.state = (np.zeros((2, dim), dtype), np.zeros((2, dim), dtype))
+            self.bn = BatchNorm(dim, **kw, fused=True, state=self.state)
+        else:
+            self.state = None
+            self.bn = BatchNorm(dim, **kw)
+        self.params, self.grads, self.buffers = self.bn.params, self.bn.grads, self.bn.buffers
+        self.count = None
+        self.shapes = None  # (input shape, rows shape) of the last forward
+
+    # What a model reads of its BN layers, from the wrapped layer (its batch_stats are rebound on the textbook path).
+    decay = property(lambda self: self.bn.decay)
+    eps = property(lambda self: self.bn.eps)
+    fused = property(lambda self: self.bn.fused)
+    batch_stats = property(lambda self: self.bn.batch_stats, doc="(mean, biased var) of the last batch per feature")
+
+    def _rows(self, x):
+        """The 2-D array BN normalizes column by column: a view of a contiguous input (a convolution's output);
+        any other input is copied once, explicitly, so the copy is not a surprise inside reshape."""
+        if self.per == "channel":
+            if x.ndim < 2 or x.shape[-1] != self.channels:
+                raise ValueError(f"expected (N, ..., {self.channels}) input (channels last), got shape {x.shape}")
+            return np.ascontiguousarray(x).reshape(-1, self.channels)
+        if x.shape[1:] != self.unit_shape:
+            raise ValueError(f"expected (N, {', '.join(map(str, self.unit_shape))}) input, got shape {x.shape}")
+        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+
+    def _one_value_message(self, shape, n):
+        if self.per == "activation":
+            what = f"at least 2 values per activation (got {n}: the batch has N = {shape[0]} sample{'s' * (n != 1)})"
+        else:
+            names = {2: "N", 3: "N*L", 4: "N*H*W"}.get(len(shape), "the product of the non-channel sizes")
+            sizes = "*".join(map(str, shape[:-1]))
+            what = f"at least 2 values per channel (got {n} value{'s' * (n != 1)} per channel: {names} = {sizes})"
+        return (f"batch normalization in training mode needs {what}: the batch variance of a single value is 0 and "
+                "its output would be beta alone")
+
+    def forward(self, x, mode="train"):
+        if mode not in _MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {_MODES}")
+        rows = self._rows(x)
+        n = rows.shape[0]
+        if mode == "train" and n < 2:
+            raise BatchOfOneError(self._one_value_message(x.shape, n))
+        y = self.bn.forward(rows, mode)
+        if mode == "train" and self.state is not None:
+            update_running_stacked(*self.state, n, self.bn.decay)
+        if mode != "eval":
+            self.count = n
+        self.shapes = (x.shape, rows.shape)
+        return y.reshape(x.shape)
+
+    def backward(self, dy):
+        x_shape, rows_shape = self.shapes
+        return self.bn.backward(dy.reshape(rows_shape)).reshape(x_shape)

@@ -1,4 +1,5 @@
-"""The MLP builder: dense -> [BN] -> activation -> [BN] per hidden layer, then a dense output layer.
+"""Networks: ``Network`` (what every model does with its list of layers) and ``MLP``, dense -> [BN] -> activation
+-> [BN] per hidden layer, then a dense output layer. ``convnet.ConvNet`` puts convolution blocks in front.
 
 ``bn="before"`` puts BN between the dense layer and its activation (the paper's and the notes' usual choice) and
 drops that dense layer's bias, which BN's mean subtraction cancels (CLAIMS C7; ``bias_with_bn=True`` keeps it for
@@ -11,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batchnorm import BatchNorm, fold_into_dense, update_running_stacked
+from .batchnorm import BatchNorm, SpatialBatchNorm, fold_into_dense, update_running_stacked
 from .layers import Activation, Dense, init_weights
 
 PLACEMENTS = ("none", "before", "after")
@@ -33,7 +34,113 @@ def offset(base: np.ndarray, view: np.ndarray) -> int:
     return (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // base.itemsize
 
 
-class MLP:
+class Network:
+    """What every model does with ``self.layers`` (a list of (name, layer)): forward and backward passes, inference
+    in chunks, its BN layers' statistics, and one flat buffer for every parameter and gradient. A subclass builds
+    the layers, then calls ``_finish``."""
+
+    eval_chunk = 4096  # examples per inference chunk
+
+    def _finish(self):
+        self.flat = self._flatten()
+        self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
+        self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
+
+    def _flatten(self):
+        """Re-home every parameter and gradient into one buffer each (in layer order) and lay out the weight-decay
+        mask alongside: weight decay applies to weight matrices only (optim.py)."""
+        total = sum(v.size for _, layer in self.layers for v in layer.params.values())
+        flat = Flat(np.empty(total, self.dtype), np.zeros(total, self.dtype), np.zeros(total, self.dtype))
+        offset = 0
+        for _, layer in self.layers:
+            for k, v in layer.params.items():
+                end = offset + v.size
+                layer.params[k] = flat.params[offset:end].reshape(v.shape)
+                layer.params[k][...] = v
+                layer.grads[k] = flat.grads[offset:end].reshape(v.shape)
+                flat.decay_mask[offset:end] = k == "W"
+                offset = end
+        return flat
+
+    # -- training and inference ------------------------------------------------------------------------------
+    def forward(self, x, mode="train"):
+        """mode: "train" (batch stats, running averages updated), "eval" (running/population stats),
+        "batch" (batch stats, buffers untouched)."""
+        if mode not in ("train", "eval", "batch"):
+            raise ValueError(f"unknown mode {mode!r}; expected 'train', 'eval' or 'batch'")
+        n = x.shape[0]
+        for _, layer in self.layers:
+            x = layer.forward(x, mode)
+        if mode == "train" and self._running.size:
+            self.update_running_stats(n)
+        return x
+
+    def update_running_stats(self, n):
+        """Every fused BN layer's running averages from its last batch statistics, in one call."""
+        update_running_stacked(self._running, self._batch_stats, n, self.bn_decay)
+
+    def backward(self, dlogits):
+        d = dlogits
+        for _, layer in reversed(self.layers):
+            d = layer.backward(d)
+            if d is None:
+                break
+
+    def activation_inputs(self, X, mode="eval", layer=None):
+        """The array entering the last hidden layer's nonlinearity (Ioffe & Szegedy Fig. 1b,c), or the one of the
+        activation layer named ``layer``, for X."""
+        acts = [i for i, (n, a) in enumerate(self.layers) if isinstance(a, Activation) and layer in (None, n)]
+        if not acts:
+            names = [n for n, a in self.layers if isinstance(a, Activation)]
+            raise ValueError(f"no activation layer {layer!r}; expected one of {names}")
+        for _, layer in self.layers[:acts[-1]]:
+            X = layer.forward(X, mode)
+        return X
+
+    def logits(self, X, mode="eval", chunk=None):
+        """Inference in large chunks (per-example results do not depend on the chunking in eval mode)."""
+        chunk = chunk or self.eval_chunk
+        if len(X) <= chunk:
+            return self.forward(X, mode)
+        return np.concatenate([self.forward(X[i:i + chunk], mode) for i in range(0, len(X), chunk)])
+
+    # -- BN statistics ---------------------------------------------------------------------------------------
+    def bn_layers(self):
+        return [(n, layer) for n, layer in self.layers if isinstance(layer, (BatchNorm, SpatialBatchNorm))]
+
+    def get_buffers(self):
+        return {f"{n}.{k}": v.copy() for n, layer in self.bn_layers() for k, v in layer.buffers.items()}
+
+    def set_buffers(self, buffers):
+        for n, layer in self.bn_layers():
+            for k in layer.buffers:
+                layer.buffers[k][...] = buffers[f"{n}.{k}"]
+
+    def population_stats(self, X, batch_size):
+        """Ioffe & Szegedy Alg. 2: over training minibatches of size m, E[x] = mean of batch means and
+        Var[x] = c/(c-1) * mean of biased batch variances, c the values behind each statistic (m, or m·H·W). Returns buffers; the model is not changed."""
+        bns = self.bn_layers()
+        m = batch_size
+        n_batches = len(X) // m
+        if n_batches == 0 or m < 2:
+            raise ValueError(f"population statistics need batches of >= 2 samples and >= 1 batch (N={len(X)}, m={m})")
+        sums = {n: [np.zeros(layer.params["gamma"].shape), np.zeros(layer.params["gamma"].shape)] for n, layer in bns}
+        counts = {}  # values behind each statistic: m, or m * H * W for the per-channel BN of a feature map
+        for i in range(n_batches):
+            self.forward(X[i * m:(i + 1) * m], "batch")
+            for n, layer in bns:
+                mean, var = layer.batch_stats
+                sums[n][0] += mean
+                sums[n][1] += var
+                counts[n] = getattr(layer, "count", m)
+        out = {}
+        for n, _ in bns:
+            c = counts[n]
+            out[f"{n}.running_mean"] = (sums[n][0] / n_batches).astype(self.dtype)
+            out[f"{n}.running_var"] = (sums[n][1] / n_batches * (c / (c - 1))).astype(self.dtype)
+        return out
+
+class MLP(Network):
     """``bn_impl="fused"`` (the default) builds BN layers on the fast path (batchnorm.py section 2), "textbook"
     on the textbook path (section 1): the same network up to rounding."""
 
@@ -67,9 +174,7 @@ class MLP:
                 self.layers.append((f"bn{i}", self._bn_layer(start, b, input_is_fresh=False)))
         W = init_weights(rng, sizes[-1], n_out, init, init_std, self.dtype)
         self.layers.append(("out", Dense(W, bias=True, need_dx=len(sizes) > 1)))
-        self.flat = self._flatten()
-        self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
-        self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
+        self._finish()
 
     def _bn_layer(self, start, dim, input_is_fresh):
         """Every BN layer of the model is built here. ``input_is_fresh``: its input is a dense layer's output,
@@ -80,22 +185,6 @@ class MLP:
         state = (self._running[:, start:start + dim], self._batch_stats[:, start:start + dim])
         # The upstream gradient of a BN layer is always a fresh array (an activation's or a dense layer's dx).
         return BatchNorm(dim, **kw, fused=True, state=state, overwrite_input=input_is_fresh, overwrite_grad=True)
-
-    def _flatten(self):
-        """Re-home every parameter and gradient into one buffer each (in layer order) and lay out the weight-decay
-        mask alongside: weight decay applies to weight matrices only (optim.py)."""
-        total = sum(v.size for _, layer in self.layers for v in layer.params.values())
-        flat = Flat(np.empty(total, self.dtype), np.zeros(total, self.dtype), np.zeros(total, self.dtype))
-        offset = 0
-        for _, layer in self.layers:
-            for k, v in layer.params.items():
-                end = offset + v.size
-                layer.params[k] = flat.params[offset:end].reshape(v.shape)
-                layer.params[k][...] = v
-                layer.grads[k] = flat.grads[offset:end].reshape(v.shape)
-                flat.decay_mask[offset:end] = k == "W"
-                offset = end
-        return flat
 
     def rehome(self, params, grads, running, batch_stats):
         """Move every parameter, gradient and fused BN statistic into the given arrays (laid out as ``flat`` and
@@ -118,76 +207,6 @@ class MLP:
         self.flat = Flat(params, grads, self.flat.decay_mask)
         self.params = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.params.items()}
         self.grads = {f"{n}.{k}": v for n, layer in self.layers for k, v in layer.grads.items()}
-
-    # -- training and inference ------------------------------------------------------------------------------
-    def forward(self, x, mode="train"):
-        """mode: "train" (batch stats, running averages updated), "eval" (running/population stats),
-        "batch" (batch stats, buffers untouched)."""
-        if mode not in ("train", "eval", "batch"):
-            raise ValueError(f"unknown mode {mode!r}; expected 'train', 'eval' or 'batch'")
-        n = x.shape[0]
-        for _, layer in self.layers:
-            x = layer.forward(x, mode)
-        if mode == "train" and self._running.size:
-            self.update_running_stats(n)
-        return x
-
-    def update_running_stats(self, n):
-        """Every fused BN layer's running averages from its last batch statistics, in one call."""
-        update_running_stacked(self._running, self._batch_stats, n, self.bn_decay)
-
-    def backward(self, dlogits):
-        d = dlogits
-        for _, layer in reversed(self.layers):
-            d = layer.backward(d)
-            if d is None:
-                break
-
-    def activation_inputs(self, X, mode="eval"):
-        """The array entering the last hidden layer's nonlinearity (Ioffe & Szegedy Fig. 1b,c), for X."""
-        last = max(i for i, (_, layer) in enumerate(self.layers) if isinstance(layer, Activation))
-        for _, layer in self.layers[:last]:
-            X = layer.forward(X, mode)
-        return X
-
-    def logits(self, X, mode="eval", chunk=4096):
-        """Inference in large chunks (per-example results do not depend on the chunking in eval mode)."""
-        if len(X) <= chunk:
-            return self.forward(X, mode)
-        return np.concatenate([self.forward(X[i:i + chunk], mode) for i in range(0, len(X), chunk)])
-
-    # -- BN statistics ---------------------------------------------------------------------------------------
-    def bn_layers(self):
-        return [(n, layer) for n, layer in self.layers if isinstance(layer, BatchNorm)]
-
-    def get_buffers(self):
-        return {f"{n}.{k}": v.copy() for n, layer in self.bn_layers() for k, v in layer.buffers.items()}
-
-    def set_buffers(self, buffers):
-        for n, layer in self.bn_layers():
-            for k in layer.buffers:
-                layer.buffers[k][...] = buffers[f"{n}.{k}"]
-
-    def population_stats(self, X, batch_size):
-        """Ioffe & Szegedy Alg. 2: over training minibatches of size m, E[x] = mean of batch means and
-        Var[x] = m/(m-1) * mean of biased batch variances. Returns buffers; the model is not changed."""
-        bns = self.bn_layers()
-        m = batch_size
-        n_batches = len(X) // m
-        if n_batches == 0 or m < 2:
-            raise ValueError(f"population statistics need batches of >= 2 samples and >= 1 batch (N={len(X)}, m={m})")
-        sums = {n: [np.zeros(layer.params["gamma"].shape), np.zeros(layer.params["gamma"].shape)] for n, layer in bns}
-        for i in range(n_batches):
-            self.forward(X[i * m:(i + 1) * m], "batch")
-            for n, layer in bns:
-                mean, var = layer.batch_stats
-                sums[n][0] += mean
-                sums[n][1] += var
-        out = {}
-        for n, _ in bns:
-            out[f"{n}.running_mean"] = (sums[n][0] / n_batches).astype(self.dtype)
-            out[f"{n}.running_var"] = (sums[n][1] / n_batches * (m / (m - 1))).astype(self.dtype)
-        return out
 
     # -- inference-time folding (CLAIMS C12) ---------------------------------------------------------------
     def folded_layers(self):

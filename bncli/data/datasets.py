@@ -18,6 +18,8 @@ from ..errors import BncliError, UsageError
 
 MNIST5K_SHA256 = "2cff4c6d7d4e14fbd26ef6042c850895a9894ce0f08bc49774c731930468b2cb"
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "synthetic")
+# (channels, height, width) of each image dataset; a row of X is the image in that (C, H, W) order.
+IMAGE_SHAPES = {"mnist-5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 class DataError(BncliError):
@@ -51,6 +53,12 @@ class Dataset:
     @property
     def n_features(self):
         return self.X_train.shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of the images a row of X holds; None for data that are not images (synthetic)."""
+        shape = IMAGE_SHAPES.get(self.name)
+        return shape if shape and math.prod(shape) == self.n_features else None
 
     def split(self, name):
         """(X, y) of "train", "val" or "test"."""

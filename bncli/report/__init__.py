@@ -24,7 +24,7 @@ from ..sweeps import collect
 
 STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regularization", "c05_test_time",
            "c06_placement", "c07_bias", "c08_gamma_beta", "c09_covariate_shift", "c10_depth", "c11_batch_size",
-           "c12_cost"]
+           "c12_cost", "c13_per_channel", "c11_batch_size_conv"]
 # Studies whose claims are measured in this process (deterministic checks, timings) rather than by training runs.
 IN_PROCESS = {"c08_gamma_beta", "c12_cost"}
 
@@ -54,6 +54,10 @@ STUDY_NEEDS = {
     "c11_batch_size": {"sweep": {"train.batch_size": ()}, "range_key": "train.batch_size",
                        "arms": ("none", "before")},
     "c12_cost": {"sweep": None, "arms": ("none", "before")},
+    "c13_per_channel": {"sweep": {"model.bn_per": ("channel", "activation")}, "arms": ("none", "before"),
+                        "measure": ("shifted",)},
+    "c11_batch_size_conv": {"sweep": {"model.bn_per": ("channel", "activation"), "train.batch_size": ()},
+                            "arms": ("none", "before")},
 }
 
 

@@ -94,10 +94,11 @@ def lines(title, panels, xlabel, ylabel, logx=False, path=None):
     return finish(fig, path)
 
 
-def percentiles(title, curves, unit, path=None):
+def percentiles(title, curves, unit, path=None, layer="last hidden layer", images=1000, seed=0, activation="sigmoid"):
     """Ioffe & Szegedy Fig. 1(b, c): the 15th, 50th and 85th percentiles of one unit's input to the last hidden
-    sigmoid over training; one panel per arm, on one y scale so that the panels compare. ``curves[arm] = (steps,
-    p15, p50, p85)``."""
+    sigmoid (or to the activation ``layer`` names; a convolution's unit is a channel, over images and positions)
+    over training; one panel per arm, on one y scale so that the panels compare. ``curves[arm] = (steps, p15, p50,
+    p85)``."""
     width = 10.0
     fig = Figure(figsize=(width, 4.6), layout="constrained")
     with styled(width):
@@ -110,12 +111,12 @@ def percentiles(title, curves, unit, path=None):
             ax.plot(steps, p85, color=c, lw=0.8)
             ax.set(title=ARM_LABELS.get(arm, arm), xlabel="training step")
             ax.grid(alpha=0.3)
-        axes[0].set_ylabel(f"input to the sigmoid (unit {unit},\nlast hidden layer)")
+        axes[0].set_ylabel(f"input to the {activation} ({'channel' if 'conv' in layer else 'unit'} {unit},\n{layer})")
         # neutral keys: the panel titles name the arms, the colours repeat them
         _legend_below(fig, {"median": Line2D([], [], color="0.3", lw=1.8),
                             "15th-85th percentile": Patch(color="0.3", alpha=0.25, lw=0)})
-        fig.suptitle(wrap(f"{title}\n15th, 50th and 85th percentiles over 1,000 fixed test images, seed 0, one y scale "
-                          "for both panels", width))
+        fig.suptitle(wrap(f"{title}\n15th, 50th and 85th percentiles over {images:,} fixed test images, seed {seed}, one "
+                          "y scale for all panels", width))
     return finish(fig, path)
 
 

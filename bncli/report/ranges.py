@@ -11,6 +11,7 @@ from ..plotting import ARM_LABELS, learning_curves, range_figure
 from ..runs import read_metrics
 from ..sweeps import range_table, seed_ranges, usable_ranges
 from ..training import TAIL_EVALS
+from .images import conv_batch_effects
 from .claim import Claim, by_seed, diff_by_seed, events, mean, n_diverged, paired_diffs, select, study_seeds
 from .verdict import Effect, censored_effect, paired_effect, sign_check
 
@@ -105,6 +106,11 @@ def c01(ctx) -> Claim:
     budget = budget_of(rows)
     for act in ("sigmoid", "relu"):
         _c01_effects(c, rows, act, budget)
+    conv = ctx.studies.get("c13_per_channel")
+    if conv is not None and conv.rows:  # the convnet's runs (CLAIMS.md C13: C1 on the convnet, secondary)
+        none, bn = (select(conv.rows, arm=a, **{"model.bn_per": "channel"}) for a in ("none", "before"))
+        c.effects.append(_steps_effect(conv.rows, "LeNet (c13_per_channel), sigmoid: steps(no BN) - steps(BN per "
+                                       "channel)", none, bn, ("no BN", "BN")))
     if ctx.draw:
         lr0 = _best_value(rows, "none", "optimizer.lr", **{"model.activation": "sigmoid"})
         curves, div = _curves(rows, ["none", "before", "after"], **{"model.activation": "sigmoid",
@@ -358,5 +364,8 @@ def c11(ctx) -> Claim:
     for b in sizes:
         diff = paired_diffs(acc("none", b), acc("before", b))
         c.effects.append(paired_effect(f"batch {b}: final test accuracy, BN - no BN", diff, unit="accuracy"))
+    conv = ctx.studies.get("c11_batch_size_conv")
+    if conv is not None and conv.rows:  # CLAIMS.md C13: C11 on the convnet, secondary (the verdict stays C11's)
+        c.effects += conv_batch_effects(conv)
     _draw_range(ctx, c, t, rows, "train.batch_size", "c11_range", "C11: accuracy against the training batch size")
     return c

@@ -8,7 +8,7 @@ from __future__ import annotations
 from copy import copy
 from pathlib import Path
 
-from . import figspec, mechanisms, ranges
+from . import figspec, images, mechanisms, ranges
 from .claim import Claim, Context, diverged_notes, study_seeds
 
 # (study, claim id, analysis): the whole list, in report order.
@@ -25,6 +25,7 @@ REGISTRY = [
     ("c10_depth", "C10", ranges.c10),
     ("c11_batch_size", "C11", ranges.c11),
     ("c12_cost", "C12", mechanisms.c12),
+    ("c13_per_channel", "C13", images.c13),
 ]
 
 # Claims whose statistics are not over seeds: leaving a seed out does not apply.

@@ -3,8 +3,9 @@ progress ETA (runs of a report differ a thousandfold in size: a run count is no 
 benchmarks/bench_e2e.py.
 
 Counted: the dense layers' products, 2·m·k·n FLOPs each. A training step of batch b does, per layer of d_in x
-d_out, the forward product, dW and (except the first layer, which needs no dX) dX. An evaluation is one forward
-product per example of every split it evaluates. Everything else (activations, BN, the optimizer, Python) is what a
+d_out, the forward product, dW and (except the first layer, which needs no dX) dX. A convolution counts as the
+dense layer its im2col product is: per example, H'·W' rows of kh·kw·C_in values times a (kh·kw·C_in, C_out)
+matrix. An evaluation is one forward product per example of every split it evaluates. Everything else (activations, BN, the optimizer, Python) is what a
 measured time adds to this floor.
 """
 
@@ -27,17 +28,43 @@ class Work:
 
 
 def dims(cfg: ExperimentConfig, n_features: int, n_classes: int) -> list[int]:
+    """(d_0, ..., d_L) of the dense layers; with convolutions, d_0 is the flattened last feature map."""
     return [n_features, *cfg.model.hidden, n_classes]
 
 
-def step_flops(sizes: list[int], batch: int) -> float:
-    """The products of one training step on ``batch`` examples through layers ``sizes`` (d_0, ..., d_L)."""
-    pairs = list(zip(sizes, sizes[1:]))
-    return 2.0 * batch * sum((2 if i == 0 else 3) * a * b for i, (a, b) in enumerate(pairs))
+def products(cfg: ExperimentConfig, data) -> list[tuple[int, int, int]]:
+    """Every layer's product per example as (rows, k, n): a dense layer is (1, d_in, d_out), a convolution
+    (H'·W', kh·kw·C_in, C_out)."""
+    sizes = [data.X_train.shape[1], *cfg.model.hidden, data.n_classes]
+    if not cfg.model.conv:
+        return [(1, a, b) for a, b in zip(sizes, sizes[1:])]
+    from ..core.convnet import ConvSpec, conv_shapes
+
+    c, out = data.image_shape[0], []
+    shapes = conv_shapes(data.image_shape, [ConvSpec(**s.model_dump()) for s in cfg.model.conv])
+    for s, ((h, w, ch), _) in zip(cfg.model.conv, shapes):
+        out.append((h * w, s.kernel * s.kernel * c, ch))
+        c = ch
+    h, w, ch = shapes[-1][1]
+    sizes[0] = h * w * ch
+    return out + [(1, a, b) for a, b in zip(sizes, sizes[1:])]
 
 
-def forward_flops(sizes: list[int], examples: int) -> float:
-    return 2.0 * examples * sum(a * b for a, b in zip(sizes, sizes[1:]))
+def step_flops(layers, batch: int) -> float:
+    """The products of one training step on ``batch`` examples: ``layers`` as `products` gives them, or the dense
+    sizes (d_0, ..., d_L)."""
+    layers = _as_products(layers)
+    return 2.0 * batch * sum((2 if i == 0 else 3) * r * k * n for i, (r, k, n) in enumerate(layers))
+
+
+def forward_flops(layers, examples: int) -> float:
+    return 2.0 * examples * sum(r * k * n for r, k, n in _as_products(layers))
+
+
+def _as_products(layers):
+    if layers and isinstance(layers[0], int):
+        return [(1, a, b) for a, b in zip(layers, layers[1:])]
+    return layers
 
 
 def run_work(cfg: ExperimentConfig, data) -> Work:
@@ -46,7 +73,7 @@ def run_work(cfg: ExperimentConfig, data) -> Work:
     tc = cfg.train
     n_train = len(data.X_train)
     steps, per_epoch = resolved_budget(tc, n_train)
-    sizes = dims(cfg, data.X_train.shape[1], data.n_classes)
+    sizes = products(cfg, data)
     every = tc.eval_every or per_epoch
     evals = 1 + steps // every + (1 if steps % every else 0)  # the first, every ``every`` steps, the last
     per_eval = len(data.X_test) + (len(data.X_val) if data.X_val is not None else 0) \

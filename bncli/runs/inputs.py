@@ -35,7 +35,53 @@ def check_with_data(cfg: ExperimentConfig, src: Source):
     if cfg.train.batch_size > n:
         raise src.error(("train", "batch_size"),
                         f"{cfg.train.batch_size} is larger than the training split ({n} examples)")
+    if cfg.model.conv:
+        check_conv(cfg, src, data)
+    layer = cfg.train.percentile_layer
+    if layer is not None:
+        names = [f"convact{i}" for i in range(1, len(cfg.model.conv) + 1)]
+        names += [f"act{i}" for i in range(1, len(cfg.model.hidden) + 1)]
+        if layer not in names:
+            raise src.error(("train", "percentile_layer"), f"no activation layer {layer!r} in this model; expected "
+                            f"one of {', '.join(names) or 'none (the model has no hidden layer)'}")
+    if "shifted" in cfg.train.measure and data.image_shape is None:
+        raise src.error(("train", "measure"), f"'shifted' translates images; data.name {cfg.data.name!r} is not "
+                        "images (expected mnist-5k, mnist, fashion-mnist or cifar10)")
     return data
+
+
+MAX_STEP_VALUES = 1 << 28  # values a convnet's training step holds per batch (im2col columns, feature maps): 1 GB
+
+
+def check_conv(cfg: ExperimentConfig, src: Source, data):
+    """Convolutions need images, kernels and pooling windows that fit the maps they slide over, and a batch whose
+    im2col columns and feature maps fit in memory."""
+    from ..config import MAX_HIDDEN_WEIGHTS
+    from ..core.convnet import ConvShapeError, ConvSpec, conv_shapes
+
+    if data.image_shape is None:
+        raise src.error(("model", "conv"), f"convolutions need image data; data.name {cfg.data.name!r} is not "
+                        "images (expected mnist-5k, mnist, fashion-mnist or cifar10, or model.conv: [])")
+    specs = [ConvSpec(**c.model_dump()) for c in cfg.model.conv]
+    try:
+        shapes = conv_shapes(data.image_shape, specs)
+    except ConvShapeError as e:
+        raise src.error(("model", "conv", e.index, e.key), f"{e} (image {'x'.join(map(str, data.image_shape))} "
+                        "as C x H x W)") from None
+    c, per_example = data.image_shape[0], 0
+    for s, ((h, w, ch), _) in zip(specs, shapes):
+        per_example += h * w * (s.kernel * s.kernel * c + 4 * ch)
+        c = ch
+    if per_example * cfg.train.batch_size > MAX_STEP_VALUES:
+        raise src.error(("train", "batch_size"), f"{cfg.train.batch_size} images of {per_example:,} values of "
+                        f"im2col columns and feature maps each exceed {MAX_STEP_VALUES:,} values per step; use a "
+                        "smaller batch or fewer/smaller convolution channels")
+    h, w, ch = shapes[-1][1]
+    first = (cfg.model.hidden or [data.n_classes])[0]
+    if h * w * ch * first > MAX_HIDDEN_WEIGHTS:
+        raise src.error(("model", "conv"), f"the last feature map ({h}x{w}x{ch}) times the first dense layer's "
+                        f"{first} units is {h * w * ch * first:,} weights, more than {MAX_HIDDEN_WEIGHTS:,}; pool "
+                        "more or use fewer channels")
 
 
 def prepare_output(out_dir: Path):
