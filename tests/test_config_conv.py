@@ -82,7 +82,7 @@ def test_a_pool_that_does_not_fit_and_non_images_are_refused(tmp_path):
 def test_a_batch_too_large_for_memory_is_refused_before_anything_is_allocated(tmp_path):
     p = write(tmp_path, LENET.replace("{channels: 6, kernel: 5, pool: 2}", "{channels: 1024, kernel: 5, pool: 2}"))
     msg = refused(p, ["train.batch_size=2000"], with_data=True)
-    assert "train.batch_size: 2000 images of" in msg and "per step" in msg
+    assert "train.batch_size: 2000 x " in msg and "per step" in msg
 
 
 def test_mlp_identity_is_unchanged_and_bn_per_is_moot_without_bn(tmp_path):

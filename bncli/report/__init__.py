@@ -25,6 +25,9 @@ from ..sweeps import collect
 STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regularization", "c05_test_time",
            "c06_placement", "c07_bias", "c08_gamma_beta", "c09_covariate_shift", "c10_depth", "c11_batch_size",
            "c12_cost", "c13_per_channel", "c11_batch_size_conv"]
+# Studies with no claim of their own: their runs are rows of another claim's analysis (CLAIMS.md C13: C11 on the
+# convnet), named here with that claim's study.
+SUPPORTING = {"c11_batch_size_conv": "c11_batch_size"}
 # Studies whose claims are measured in this process (deterministic checks, timings) rather than by training runs.
 IN_PROCESS = {"c08_gamma_beta", "c12_cost"}
 

@@ -128,7 +128,8 @@ ARG_SHAPES = {
     "bncli.report.figures.lines": {
         "title": str, "xlabel": str, "ylabel": str, "logx": bool,
         "panels": ("list", ("tuple", [str, ("dict", CURVE4)]))},
-    "bncli.report.figures.percentiles": {"title": str, "curves": ("dict", CURVE4), "unit": int},
+    "bncli.report.figures.percentiles": {"title": str, "curves": ("dict", CURVE4), "unit": int, "layer": str,
+                                         "images": int, "seed": int, "activation": str},
     "bncli.report.figures.differences": {
         "title": str, "ylabel": str, "margin": ("or", float, None), "note": str,
         "rows": ("list", ("tuple", [str, NUMS, ("tuple", [float, float, float])]))},

@@ -73,9 +73,9 @@ def check_conv(cfg: ExperimentConfig, src: Source, data):
         per_example += h * w * (s.kernel * s.kernel * c + 4 * ch)
         c = ch
     if per_example * cfg.train.batch_size > MAX_STEP_VALUES:
-        raise src.error(("train", "batch_size"), f"{cfg.train.batch_size} images of {per_example:,} values of "
-                        f"im2col columns and feature maps each exceed {MAX_STEP_VALUES:,} values per step; use a "
-                        "smaller batch or fewer/smaller convolution channels")
+        raise src.error(("train", "batch_size"), f"{cfg.train.batch_size} x {per_example:,} values of im2col "
+                        f"columns and feature maps per image = {per_example * cfg.train.batch_size:,}, more than "
+                        f"{MAX_STEP_VALUES:,} per step; use a smaller batch or fewer/smaller convolution channels")
     h, w, ch = shapes[-1][1]
     first = (cfg.model.hidden or [data.n_classes])[0]
     if h * w * ch * first > MAX_HIDDEN_WEIGHTS:

@@ -36,6 +36,9 @@ def shrink(name: str, doc: dict) -> dict:
     d["data"] = copy.deepcopy(DATA)
     d["full"] = []
     m, t = d["model"], d["train"]
+    if m.get("conv"):  # images: 240/120 bundled digits, one small convolution block
+        d["data"] = {"name": "mnist-5k", "limit_train": 240, "limit_test": 120}
+        m["conv"] = [{"channels": 2, "kernel": 5, "pool": 4, "pool_type": "avg"}]
     if "hidden" in m:
         m["hidden"] = [16, 16]
     else:
@@ -90,10 +93,14 @@ def grid_size(p: dict) -> int:
 
 
 def n_runs(doc: dict) -> int:
-    n = len(doc["model"]["bn"]) * doc["train"]["seeds"]
-    for p in (doc.get("sweep") or {}).get("parameters", {}).values():
-        n *= grid_size(p)
-    return n
+    """Arms x seeds x points; without BN a swept bn_per is moot, so that arm is trained once per other point."""
+    params = (doc.get("sweep") or {}).get("parameters", {})
+    points = math.prod(grid_size(p) for p in params.values())
+    arms = doc["model"]["bn"]
+    if "model.bn_per" in params and "none" in arms:
+        per = grid_size(params["model.bn_per"])
+        return doc["train"]["seeds"] * ((len(arms) - 1) * points + points // per)
+    return len(arms) * doc["train"]["seeds"] * points
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +158,8 @@ CHECKS = {
     ("C8", "float64:"): lambda v: v < 1e-12,
     ("C8", "float32:"): lambda v: v < 1e-5,
     ("C12", "folded outputs"): lambda v: v < 1e-5,
+    ("C13", "conv BN gammas per channel, minus C per layer"): lambda v: v == 0,
+    ("C13", "conv BN gammas per activation, minus H*W*C per layer"): lambda v: v == 0,
 }
 
 
@@ -173,11 +182,11 @@ def rule_combine(verdicts):
     return "contradicted" if "contradicted" in verdicts else "inconclusive"
 
 
-def test_report_files_and_twelve_claims(report):
+def test_report_files_and_every_claim(report):
     out, claims, info = report
     for name in ("REPORT.md", "report.html", "report.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
-    assert [c["id"] for c in info["claims"]] == [f"C{i}" for i in range(1, 13)]
+    assert [c["id"] for c in info["claims"]] == [f"C{i}" for i in range(1, 14)]
     assert [c.id for c in claims] == [c["id"] for c in info["claims"]]
     assert info["mode"] == "quick" and info["studies"] == STUDIES and info["failed"] == []
     for c in info["claims"]:
@@ -264,7 +273,7 @@ def test_report_md_summary_and_errata(report):
     md = (out / "REPORT.md").read_text()
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
     rows = [ln for ln in summary.splitlines() if re.match(r"\| C\d+: ", ln)]
-    assert len(rows) == 12
+    assert len(rows) == len(info["claims"]) == 13
     for row, c in zip(rows, info["claims"]):
         cells = [x.strip() for x in row.strip("|").split(" | ")]
         assert cells[0] == f"{c['id']}: {c['title']}"
@@ -299,7 +308,7 @@ def test_cli_report_prints_the_claims_table(rerun):
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output
     text = " ".join(r.stdout.split())
-    assert "report (quick): 12 studies" in text and "0 to train" in text
+    assert f"report (quick): {len(STUDIES)} studies" in text and "0 to train" in text
     table = r.stdout.split("claims", 1)[1]
     lines = [ln for ln in table.splitlines() if re.search(r"\bC\d+\b", ln)]
     for c in second["claims"]:
