@@ -61,7 +61,7 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
     work = {h: w.flops for h, w in plan_work(todo).items()}
     status(f"[bold]report ({mode})[/]: {len(studies)} studies, {len(specs)} distinct runs, "
            f"{len(specs) - len(todo)} reused, {len(todo)} to train ({sum(work.values()) / 1e12:,.1f} TFLOP of matrix "
-           f"products) on {workers} workers -> {escape(str(out_dir))}", highlight=False)
+           f"products) on {workers} worker{'s' * (workers != 1)} -> {escape(str(out_dir))}", highlight=False)
     with RunProgress(len(todo), title="report runs", label=_report_label, work=work) as ui:
         claims = run_report(mode, out_dir, experiments, workers=workers, executor=executor, studies=studies,
                             on_progress=ui.on_progress, on_done=ui.on_done)

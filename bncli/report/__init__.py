@@ -155,7 +155,7 @@ def plan_report(mode="quick", out_dir=None, experiments=None, only=None) -> tupl
     out_dir = Path(out_dir or f"results/report-{mode}")
     names = [n for n in STUDIES if not only or any(_matches(n, o) for o in only)]
     if not names:
-        raise UsageError(f"--only {' '.join(only)}: no claim matches (expected claim ids C1 ... C12, or study names "
+        raise UsageError(f"--only {' '.join(only)}: no claim matches (expected claim ids C1 ... C13, or study names "
                          "such as c07_bias)")
     return out_dir, {n: load_study(experiments, n, mode == "full", out_dir / "runs") for n in names}
 

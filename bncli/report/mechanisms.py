@@ -371,14 +371,31 @@ def c09(ctx) -> Claim:
 
 
 # -- C12 ----------------------------------------------------------------------------------------------------------
+def _cost_key(cfg) -> dict:
+    """What a C12 measurement depends on: the study's config, the numeric code and the timing code itself."""
+    import hashlib
+
+    from ..runs.provenance import code_hash
+
+    timing = hashlib.sha256(Path(measure_cost.__code__.co_filename).read_bytes()).hexdigest()[:16]
+    return {"config": cfg.hash(), "code": code_hash(), "timing_code": timing}
+
+
 def _cost_measurement(ctx, cfg) -> dict:
-    """The C12 timings (``cost.measure_cost``), measured once per report folder and kept in
-    studies/c12_cost/measure.json."""
+    """The C12 timings (``cost.measure_cost``), kept in studies/c12_cost/measure.json with the key they were
+    measured under (``_cost_key``): the leave-one-seed-out recomputations and a rerun of the same report reuse
+    them; after a change of config or code they are measured again, like a run whose code changed."""
     cache = ctx.out_dir / "studies" / "c12_cost" / "measure.json"
+    key = _cost_key(cfg)
     if cache.exists():
-        return json.loads(cache.read_text())
+        try:
+            stored = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            stored = None
+        if isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("measure"), dict):
+            return stored["measure"]
     m = measure_cost(cfg)
-    atomic.write_text(cache, dumps(m))
+    atomic.write_text(cache, dumps({"key": key, "measure": m}))
     return m
 
 
