@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bncli.report import plan_report  # noqa: E402
 from bncli.runs import dataset_for  # noqa: E402
-from bncli.runs.cost import dims, plan_work  # noqa: E402
+from bncli.runs.cost import plan_work, products  # noqa: E402
 
 EVAL_CHUNK = 4096  # MLP.logits
 
@@ -52,12 +52,14 @@ def best_time(fn, repeats: int, rounds=5) -> float:
     return best
 
 
-def step_floor(sizes: list[int], batch: int, dtype) -> float:
-    """One training step's products alone: forward, dW and (but the first layer) dX, into preallocated outputs."""
+def step_floor(prods, batch: int, dtype) -> float:
+    """One training step's products alone: forward, dW and (but the first layer) dX, into preallocated outputs.
+    ``prods`` per layer (rows per example, k, n) as `bncli.runs.cost.products` gives them: a dense layer is
+    (1, d_in, d_out), a convolution its im2col product (H'*W', kh*kw*C_in, C_out)."""
     rng = np.random.default_rng(0)
-    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
-    xs = [rng.standard_normal((batch, a)).astype(dtype) for a in sizes[:-1]]
-    ys = [np.empty((batch, b), dtype) for b in sizes[1:]]
+    Ws = [rng.standard_normal((k, n)).astype(dtype) for _, k, n in prods]
+    xs = [rng.standard_normal((batch * r, k)).astype(dtype) for r, k, _ in prods]
+    ys = [np.empty((batch * r, n), dtype) for r, _, n in prods]
     dWs = [np.empty_like(W) for W in Ws]
     dxs = [np.empty_like(x) for x in xs]
 
@@ -69,20 +71,22 @@ def step_floor(sizes: list[int], batch: int, dtype) -> float:
             if i:
                 np.matmul(ys[i], Ws[i].T, out=dxs[i])
 
-    return best_time(step, max(5, int(2e8 / max(1, sum(a * b for a, b in zip(sizes, sizes[1:])) * batch))))
+    return best_time(step, max(5, int(2e8 / max(1, sum(r * k * n for r, k, n in prods) * batch))))
 
 
-def eval_floor_per_example(sizes: list[int], dtype) -> float:
+def eval_floor_per_example(prods, dtype) -> float:
+    """The forward products per example, in chunks as large as the models use (a convnet's are smaller)."""
+    chunk = max(1, min(EVAL_CHUNK, (1 << 24) // max(r * k for r, k, _ in prods)))
     rng = np.random.default_rng(0)
-    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
-    xs = [rng.standard_normal((EVAL_CHUNK, a)).astype(dtype) for a in sizes[:-1]]
-    ys = [np.empty((EVAL_CHUNK, b), dtype) for b in sizes[1:]]
+    Ws = [rng.standard_normal((k, n)).astype(dtype) for _, k, n in prods]
+    xs = [rng.standard_normal((chunk * r, k)).astype(dtype) for r, k, _ in prods]
+    ys = [np.empty((chunk * r, n), dtype) for r, _, n in prods]
 
     def forward():
         for x, W, y in zip(xs, Ws, ys):
             np.matmul(x, W, out=y)
 
-    return best_time(forward, 3) / EVAL_CHUNK
+    return best_time(forward, 3) / chunk
 
 
 def sgemm_rate() -> float:
@@ -100,13 +104,13 @@ def floor_of(mode: str, out_dir: str) -> dict:
     steps, evals = defaultdict(int), defaultdict(int)
     for s in specs:
         data = dataset_for(s.config)
-        sizes = tuple(dims(s.config, data.X_train.shape[1], data.n_classes))
+        prods = tuple(products(s.config, data))
         dtype = s.config.train.dtype
-        steps[(sizes, s.config.train.batch_size, dtype)] += work[s.hash].steps
-        per_example = 2 * sum(a * b for a, b in zip(sizes, sizes[1:]))
-        evals[(sizes, dtype)] += round(work[s.hash].eval_flops / per_example)
-    train_s = sum(n * step_floor(list(sz), b, np.dtype(dt)) for (sz, b, dt), n in steps.items())
-    eval_s = sum(n * eval_floor_per_example(list(sz), np.dtype(dt)) for (sz, dt), n in evals.items())
+        steps[(prods, s.config.train.batch_size, dtype)] += work[s.hash].steps
+        per_example = 2 * sum(r * k * n for r, k, n in prods)
+        evals[(prods, dtype)] += round(work[s.hash].eval_flops / per_example)
+    train_s = sum(n * step_floor(list(p), b, np.dtype(dt)) for (p, b, dt), n in steps.items())
+    eval_s = sum(n * eval_floor_per_example(list(p), np.dtype(dt)) for (p, dt), n in evals.items())
     return {"runs": len(specs), "steps": sum(w.steps for w in work.values()),
             "train_tflop": sum(w.train_flops for w in work.values()) / 1e12,
             "eval_tflop": sum(w.eval_flops for w in work.values()) / 1e12,
