@@ -52,6 +52,9 @@ def _optimizer(cfg: ExperimentConfig, stack: Stack, state=None, t=0) -> Optimize
 def train_stack(cfgs: list[ExperimentConfig], data: Dataset, progress=None) -> list[RunResult]:
     """Train the single-arm, single-seed runs ``cfgs`` (one `stack_key`) together. ``progress``: a list with one
     ``progress(step, total, info)`` (or None) per run."""
+    if cfgs[0].model.conv:
+        raise ValueError("stacked training covers MLPs only (core/stack.py stacks dense layers); train a convnet's "
+                         "runs one by one")
     t0 = time.perf_counter()
     tc = cfgs[0].train
     X, y = data.X_train, data.y_train

@@ -66,3 +66,12 @@ def test_only_seed_and_learning_rate_may_differ(tmp_path):
     a, b = configs(tmp_path, [], lrs=(0.1, 0.2), seeds=(0, 1))
     c = configs(tmp_path, ["train.batch_size=20"], lrs=(0.1,), seeds=(0,))[0]
     assert stack_key(a) == stack_key(b) != stack_key(c)
+
+
+def test_a_convnet_is_refused_with_a_clear_message():
+    from bncli.config import ExperimentConfig, ModelConfig
+    from bncli.stacking import train_stack
+
+    cfg = ExperimentConfig(model=ModelConfig(conv=[{"channels": 2, "kernel": 3}], bn=["before"]))
+    with pytest.raises(ValueError, match="MLPs only"):
+        train_stack([cfg.run_config("before", 0)], None)
