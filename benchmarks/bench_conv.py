@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bncli.config import load_config  # noqa: E402
 from bncli.core.convnet import ConvSpec, conv_shapes  # noqa: E402
 from bncli.core.layers import softmax_cross_entropy  # noqa: E402
+from bncli.runs.cost import products  # noqa: E402
 from bncli.data.datasets import Dataset  # noqa: E402
 from bncli.training import build_model, build_optimizer, seed_streams, train_step  # noqa: E402
 
@@ -52,15 +53,7 @@ def fake_data(name, shape, n=2048):
 def gemm_floor(cfg, data, batch):
     """A function doing the step's matrix products alone, on preallocated float32 arrays."""
     rng = np.random.default_rng(0)
-    specs = [ConvSpec(**c.model_dump()) for c in cfg.model.conv]
-    shapes = conv_shapes(data.image_shape, specs)
-    prods, c = [], data.image_shape[0]
-    for s, ((h, w, ch), _) in zip(specs, shapes):
-        prods.append((batch * h * w, s.kernel * s.kernel * c, ch))
-        c = ch
-    h, w, ch = shapes[-1][1]
-    sizes = [h * w * ch, *cfg.model.hidden, 10]
-    prods += [(batch, a, b) for a, b in zip(sizes, sizes[1:])]
+    prods = [(batch * r, k, n) for r, k, n in products(cfg, data)]
     arrays = []
     for i, (m, k, n) in enumerate(prods):
         x, W = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)

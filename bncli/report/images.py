@@ -113,8 +113,8 @@ def conv_batch_effects(study) -> list:
         return by_seed(select(rows, arm=arm, **{"model.bn_per": per, "train.batch_size": b}), "final_test_acc")
 
     def drop(per):
-        return {sd: acc("before", per, ref)[sd] - v for sd, v in acc("before", per, small).items()
-                if sd in acc("before", per, ref)}
+        big, little = acc("before", per, ref), acc("before", per, small)
+        return {sd: big[sd] - v for sd, v in little.items() if sd in big}
 
     # [acc(act, small) - acc(act, ref)] - [acc(ch, small) - acc(ch, ref)] = drop(ch) - drop(act)
     out = [paired_effect(f"LeNet: interaction, per activation's change minus per channel's, batch {small} vs {ref}",
