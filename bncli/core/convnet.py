@@ -66,6 +66,16 @@ def conv_shapes(image_shape, specs) -> list[tuple[tuple[int, int, int], tuple[in
     return out
 
 
+def conv_products(image_shape, specs) -> list[tuple[int, int, int]]:
+    """Each convolution's im2col product per image as (rows, k, n) = (H'*W', kh*kw*C_in, C_out)."""
+    c, out = image_shape[0], []
+    for s, ((h, w, ch), _) in zip(specs, conv_shapes(image_shape, specs)):
+        s = ConvSpec(*s) if not isinstance(s, ConvSpec) else s
+        out.append((h * w, s.kernel * s.kernel * c, ch))
+        c = ch
+    return out
+
+
 class ConvNet(Network):
     """``image_shape`` (C, H, W); ``conv`` a list of ConvSpec (or tuples in its field order); ``hidden`` the dense
     widths after flattening. Weights are drawn in the same order for every placement, so arms with the same seed
@@ -91,12 +101,10 @@ class ConvNet(Network):
         self.layers: list[tuple[str, object]] = []
         shapes = conv_shapes(self.image_shape, specs)
         c_in = self.image_shape[0]
-        cols = 0  # the largest im2col row count per example, to size inference chunks
         for i, (s, ((h, w, c), _)) in enumerate(zip(specs, shapes), start=1):
             W = init_conv(rng, s.kernel, s.kernel, c_in, s.channels, init, init_std, self.dtype)
             b = np.zeros(s.channels, self.dtype) if bias else None
             self.layers.append((f"conv{i}", Conv2d(W, b, stride=s.stride, padding=s.padding, need_dx=i > 1)))
-            cols = max(cols, h * w * s.kernel * s.kernel * c_in)
             if bn == "before":
                 self.layers.append((f"convbn{i}", self._bn(c, (h, w), bn_per)))
             self.layers.append((f"convact{i}", Activation(activation, inplace=True)))
@@ -118,7 +126,8 @@ class ConvNet(Network):
                 self.layers.append((f"bn{i}", self._bn(b_, None, "channel")))
         W = init_weights(rng, sizes[-1], n_out, init, init_std, self.dtype)
         self.layers.append(("out", Dense(W, bias=True)))
-        self.eval_chunk = int(max(1, min(4096, EVAL_VALUES // max(cols, 1))))
+        cols = max(r * k for r, k, _ in conv_products(self.image_shape, specs))  # im2col values per image
+        self.eval_chunk = int(max(1, min(4096, EVAL_VALUES // cols)))
         self._finish()
 
     def _bn(self, channels, spatial, per):

@@ -38,14 +38,11 @@ def products(cfg: ExperimentConfig, data) -> list[tuple[int, int, int]]:
     sizes = [data.X_train.shape[1], *cfg.model.hidden, data.n_classes]
     if not cfg.model.conv:
         return [(1, a, b) for a, b in zip(sizes, sizes[1:])]
-    from ..core.convnet import ConvSpec, conv_shapes
+    from ..core.convnet import ConvSpec, conv_products, conv_shapes
 
-    c, out = data.image_shape[0], []
-    shapes = conv_shapes(data.image_shape, [ConvSpec(**s.model_dump()) for s in cfg.model.conv])
-    for s, ((h, w, ch), _) in zip(cfg.model.conv, shapes):
-        out.append((h * w, s.kernel * s.kernel * c, ch))
-        c = ch
-    h, w, ch = shapes[-1][1]
+    specs = [ConvSpec(**s.model_dump()) for s in cfg.model.conv]
+    out = conv_products(data.image_shape, specs)
+    h, w, ch = conv_shapes(data.image_shape, specs)[-1][1]
     sizes[0] = h * w * ch
     return out + [(1, a, b) for a, b in zip(sizes, sizes[1:])]
 

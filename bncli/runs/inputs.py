@@ -57,19 +57,19 @@ def check_conv(cfg: ExperimentConfig, src: Source, data):
     """Convolutions need images, kernels and pooling windows that fit the maps they slide over, and a batch whose
     im2col columns and feature maps fit in memory."""
     from ..config import MAX_HIDDEN_WEIGHTS
-    from ..core.convnet import ConvShapeError, ConvSpec, conv_shapes
-    from .cost import products
+    from ..core.convnet import ConvShapeError, ConvSpec, conv_products, conv_shapes
 
     if data.image_shape is None:
         raise src.error(("model", "conv"), f"convolutions need image data; data.name {cfg.data.name!r} is not "
                         "images (expected mnist-5k, mnist, fashion-mnist or cifar10, or model.conv: [])")
+    specs = [ConvSpec(**c.model_dump()) for c in cfg.model.conv]
     try:
-        shapes = conv_shapes(data.image_shape, [ConvSpec(**c.model_dump()) for c in cfg.model.conv])
+        shapes = conv_shapes(data.image_shape, specs)
     except ConvShapeError as e:
         raise src.error(("model", "conv", e.index, e.key), f"{e} (image {'x'.join(map(str, data.image_shape))} "
                         "as C x H x W)") from None
     # per image: each convolution's im2col columns (rows x k) and a few feature maps of its output (rows x n)
-    per_example = sum(r * (k + 4 * n) for r, k, n in products(cfg, data)[:len(cfg.model.conv)])
+    per_example = sum(r * (k + 4 * n) for r, k, n in conv_products(data.image_shape, specs))
     if per_example * cfg.train.batch_size > MAX_STEP_VALUES:
         raise src.error(("train", "batch_size"), f"{cfg.train.batch_size} x {per_example:,} values of im2col "
                         f"columns and feature maps per image = {per_example * cfg.train.batch_size:,}, more than "
