@@ -9,6 +9,8 @@ activations, BN, the optimizer, Python per step, run start-up, data loading.
     python benchmarks/bench_e2e.py                        # quick: the floor; the wall time of results/report-quick
     python benchmarks/bench_e2e.py --run                  # ... and time `bncli report --quick` now (about 10 min)
     BNCLI_DATA=../shared/data python benchmarks/bench_e2e.py --mode full   # the full report's floor and projection
+    BNCLI_DATA=../shared/data python benchmarks/bench_e2e.py --mode full --runs RUNS   # ... and a resumed report's
+                                                                     # last invocation against the floor of its runs
     python benchmarks/bench_e2e.py --memory               # peak memory of one run against its float32 dataset
 
 Prints ratios (wall / floor) and writes benchmarks/results/e2e-<mode>.json.
@@ -24,7 +26,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the floor is per worker: one BLAS thread, as bncli's workers
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -33,6 +37,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bncli.config import load_config  # noqa: E402
 from bncli.report import plan_report  # noqa: E402
 from bncli.runs import dataset_for  # noqa: E402
 from bncli.runs.cost import plan_work, products  # noqa: E402
@@ -99,7 +104,11 @@ def sgemm_rate() -> float:
 def floor_of(mode: str, out_dir: str) -> dict:
     """The planned runs of the report, their work and their floor (seconds of one BLAS thread)."""
     _, studies = plan_report(mode, out_dir=out_dir)
-    specs = list({r.hash: r for s in studies.values() for r in s.runs}.values())
+    return floor_of_specs(list({r.hash: r for s in studies.values() for r in s.runs}.values()))
+
+
+def floor_of_specs(specs) -> dict:
+    """The work and floor of runs given as objects with ``hash`` and ``config``."""
     work = plan_work(specs)
     steps, evals = defaultdict(int), defaultdict(int)
     for s in specs:
@@ -129,7 +138,19 @@ def measured_wall(mode: str, run: bool, workers: int, tmp: str) -> tuple[float |
     if not published.is_file():
         return None, "no published report"
     info = json.loads(published.read_text())
-    return info["elapsed_s"], f"the published report's own time ({info['n_trained']:,} runs trained)"
+    return info["elapsed_s"], info["n_trained"]
+
+
+def last_invocation(runs_dir: Path, elapsed: float) -> list:
+    """The run folders that a report's last invocation trained: those started after the last run ended minus the
+    invocation's elapsed time (an earlier, stopped invocation left its runs before that)."""
+    metas = [(d, json.loads((d / "meta.json").read_text())) for d in sorted(runs_dir.iterdir())
+             if (d / "meta.json").is_file() and (d / "config.yaml").is_file()]
+    ok = [(d, m) for d, m in metas if m.get("status") in ("ok", "diverged")]  # a diverged run trained too
+    end = max(datetime.fromisoformat(m["ended"]) for _, m in ok)
+    start = end - timedelta(seconds=elapsed)
+    return [SimpleNamespace(hash=d.name, config=load_config(d / "config.yaml")[0])
+            for d, m in ok if datetime.fromisoformat(m["started"]) >= start]
 
 
 # The peak from /proc (VmHWM, this process's own address space): ru_maxrss would start at the parent's peak, which
@@ -193,6 +214,8 @@ def main():
     ap.add_argument("--run", action="store_true", help="time `bncli report` now instead of reading its report.json")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--memory", action="store_true", help="also measure one run's peak memory")
+    ap.add_argument("--runs", default=None, help="the run folders of the published report: when it was resumed, its "
+                    "time is compared with the floor of the runs its last invocation trained")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,11 +229,26 @@ def main():
         print(f"floor on {w} workers, each product timed at its own shape: training {floor / 60:.1f} min; with the "
               f"evaluations {floor_all / 60:.1f} min")
         wall, how = measured_wall(args.mode, args.run, w, tmp)
+        if isinstance(how, int) and how < out["runs"] and args.runs:
+            # A resumed report's own time covers only what its last invocation trained: compare it with the floor
+            # of those runs, never with the whole report's.
+            part = floor_of_specs(last_invocation(Path(args.runs), wall))
+            floor, floor_all = part["train_floor_s"] / w, (part["train_floor_s"] + part["eval_floor_s"]) / w
+            out["last_invocation"] = part
+            how = (f"the published report's last invocation: {part['runs']:,} of {out['runs']:,} runs, "
+                   f"{part['train_tflop']:.1f} TFLOP; its floor {floor / 60:.1f} min training, "
+                   f"{floor_all / 60:.1f} min with evaluations")
+        elif isinstance(how, int) and how < out["runs"]:
+            print(f"wall time: the published report was resumed; its time covers {how:,} of {out['runs']:,} runs, "
+                  f"so it is not compared with this floor (give --runs RUNS_DIR of that report, or --run)")
+            wall = None
+        elif isinstance(how, int):
+            how = f"the published report's own time ({how:,} runs trained)"
         if wall is not None:
             out.update(wall_s=wall, wall_over_floor=wall / floor, wall_over_floor_with_eval=wall / floor_all)
             print(f"wall time {wall / 60:.1f} min ({how}) = {wall / floor:.2f}x the training floor, "
                   f"{wall / floor_all:.2f}x the floor with evaluations (goal <= 1.4x)")
-        else:
+        elif how == "no published report":
             print(f"wall time: {how}; run with --run (the full report takes hours today)")
         if args.memory:
             out.update(memory(tmp))

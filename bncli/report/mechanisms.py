@@ -347,13 +347,14 @@ def c09(ctx) -> Claim:
     c.notes.append("Context: Santurkar et al. (2018) argue that BN's benefit comes from a smoother loss landscape "
                    "rather than from reduced internal covariate shift; a smaller drift does not show causation.")
     drift, curves = {}, {}
+    first = min((r["seed"] for r in rows), default=0)
     for r in rows:
         p = Path(r["run_dir"]) / "percentiles.csv"
         if not p.exists():
             continue
         value, curve = _drift(str(p))
         drift.setdefault(r["arm"], {})[r["seed"]] = value
-        if r["seed"] == min(rr["seed"] for rr in rows):
+        if r["seed"] == first:
             curves[r["arm"]] = curve
     d = paired_diffs(drift.get("before", {}), drift.get("none", {}))
     c.effects.append(paired_effect("drift of the last hidden layer's sigmoid inputs, no BN - BN", d, direction=+1,
@@ -366,7 +367,7 @@ def c09(ctx) -> Claim:
     if curves:
         ctx.figure(c, "c09_percentiles", figures.percentiles,
                    title="C9: Ioffe & Szegedy Fig. 1(b, c), the inputs to one sigmoid of the last hidden layer",
-                   curves=curves, unit=0)
+                   curves=curves, unit=0, seed=first)
     return c
 
 

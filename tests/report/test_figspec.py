@@ -261,9 +261,11 @@ def test_the_argument_shapes_cover_every_drawing_function_exactly():
         assert set(figspec.ARG_SHAPES[name]) == params, name
 
 
-def test_the_published_reports_specs_pass_the_checks(tmp_path):
-    """Every spec of the report in the repository (results/report-quick) has the shapes replay checks."""
-    src = Path(__file__).resolve().parents[2] / "results" / "report-quick"
+@pytest.mark.parametrize("report", ["report-quick", "report-full"])
+def test_the_published_reports_specs_pass_the_checks(tmp_path, report):
+    """Every spec of each report in the repository (results/report-quick, results/report-full) has the shapes
+    replay checks."""
+    src = Path(__file__).resolve().parents[2] / "results" / report
     if not (src / "figures" / figspec.FILE).is_file():
         pytest.skip("no published report")
     specs = figspec.read(src)
