@@ -22,7 +22,7 @@ from . import yamlio
 from .core.model import PLACEMENTS
 from .errors import UsageError
 
-Placement = Literal["none", "before", "after"]
+Placement = Literal["none", "before", "after", "noisy"]
 
 
 def _got(v) -> str:
@@ -117,6 +117,12 @@ class ModelConfig(Strict):
     # channel over (N, H, W) ("channel", BatchNorm2d) or each (c, h, w) activation over N ("activation", CLAIMS C13).
     conv: list[ConvLayerConfig] = Field([], max_length=MAX_CONV_LAYERS)
     bn_per: Literal["channel", "activation"] = "channel"
+    # Arm "noisy" (CLAIMS C14, Santurkar et al. 2018): BN before the activation, then y = s_j * x + m_j per unit,
+    # log s_j uniform on [log noise_scale_low, log noise_scale_high], m_j uniform on [-noise_mean, noise_mean],
+    # redrawn every training step (core/noise.py).
+    noise_mean: float = Field(1.0, ge=0, le=100)
+    noise_scale_low: float = Field(0.5, gt=0, le=100)
+    noise_scale_high: float = Field(2.0, gt=0, le=100)
 
     @field_validator("bn", mode="before")
     @classmethod
@@ -146,6 +152,11 @@ class ModelConfig(Strict):
         if self.hidden is None:
             self.hidden = [self.width or 100] * (2 if self.depth is None else self.depth)
             self.depth = self.width = None
+        if "noisy" in self.bn and self.conv:
+            raise ValueError("the noisy arm is implemented for dense layers only; use it without model.conv")
+        if self.noise_scale_low > self.noise_scale_high:
+            raise ValueError(f"model.noise_scale_low ({self.noise_scale_low:g}) must be <= model.noise_scale_high "
+                             f"({self.noise_scale_high:g})")
         weights = sum(a * b for a, b in zip(self.hidden, self.hidden[1:]))
         if weights > MAX_HIDDEN_WEIGHTS:
             raise ValueError(f"{weights:,} weights between hidden layers, more than {MAX_HIDDEN_WEIGHTS:,}; use "
@@ -188,12 +199,23 @@ class TrainConfig(Strict):
     # Extra measurements: "percentiles" records the 15/50/85th percentiles of every unit's input to the last
     # hidden nonlinearity on the first ``percentile_images`` test images at each evaluation (CLAIMS C9);
     # "eval_variants" compares test-time statistics after training (CLAIMS C5); "shifted" the test accuracy on
-    # images translated by 0-3 pixels (images only, CLAIMS C13).
-    measure: list[Literal["percentiles", "eval_variants", "shifted"]] = []
+    # images translated by 0-3 pixels (images only, CLAIMS C13); "ics" and "smoothness" probe every ``probe_every``
+    # steps the gradient change caused by the lower layers' update and the loss and gradient along the gradient at
+    # step sizes ``probe_lr_multiples`` x lr (core/probes.py, CLAIMS C14, C15).
+    measure: list[Literal["percentiles", "eval_variants", "shifted", "ics", "smoothness"]] = []
+    probe_every: int = Field(100, ge=1)
+    probe_lr_multiples: list[float] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, max_length=20)
     percentile_images: int = Field(1000, ge=2)
     # Whose inputs "percentiles" records: the last hidden nonlinearity (null), or an activation layer by name: act1,
     # act2, ... (dense) or convact1, ... (a convolution block's; each channel is one unit, over images and positions).
     percentile_layer: str | None = Field(None, pattern=r"^(conv)?act[1-9][0-9]{0,2}$")
+
+    @field_validator("probe_lr_multiples")
+    @classmethod
+    def _positive_multiples(cls, v):
+        if any(not (0 < m <= 1000) for m in v):
+            raise ValueError(f"each multiple of the learning rate must be > 0 and <= 1000 (got {_got(v)})")
+        return v
 
     @field_validator("batch_size")
     @classmethod
@@ -378,6 +400,11 @@ class ExperimentConfig(Strict):
         d["data"].pop("path")  # where the files are does not change the numbers (their checksums are checked)
         if not d["model"]["conv"]:  # an MLP keeps the identity it had before convolutions existed
             d["model"].pop("conv"), d["model"].pop("bn_per")
+        if "noisy" not in d["model"]["bn"]:  # likewise every config before the noisy arm existed
+            for k in ("noise_mean", "noise_scale_low", "noise_scale_high"):
+                d["model"].pop(k)
+        if not {"ics", "smoothness"} & set(d["train"]["measure"]):
+            d["train"].pop("probe_every"), d["train"].pop("probe_lr_multiples")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

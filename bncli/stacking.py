@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import ExperimentConfig, resolved_budget
 from .core import Optimizer, lr_at
-from .core.stack import Stack, softmax_cross_entropy_stacked
+from .core.stack import NOISY_REFUSED, Stack, softmax_cross_entropy_stacked
 from .data import Dataset
 from .training import Recorder, RunResult, batch_indices, build_model, finish_run, seed_streams
 
@@ -55,6 +55,11 @@ def train_stack(cfgs: list[ExperimentConfig], data: Dataset, progress=None) -> l
     if cfgs[0].model.conv:
         raise ValueError("stacked training covers MLPs only (core/stack.py stacks dense layers); train a convnet's "
                          "runs one by one")
+    if cfgs[0].model.bn[0] == "noisy":
+        raise ValueError(NOISY_REFUSED)
+    if any({"ics", "smoothness"} & set(c.train.measure) for c in cfgs):
+        raise ValueError("stacked training does not take the ics and smoothness probes (core/probes.py probes one "
+                         "model); train those runs one at a time")
     t0 = time.perf_counter()
     tc = cfgs[0].train
     X, y = data.X_train, data.y_train

@@ -15,6 +15,7 @@ import numpy as np
 from .config import ExperimentConfig, resolved_budget
 from .core import MLP, Optimizer, cross_entropy_eval, lr_at, softmax_cross_entropy
 from .core.convnet import ConvNet, ConvSpec
+from .core.probes import probe_step
 from .data import Dataset
 
 # A run has diverged when its loss became non-finite, or when the mean minibatch training loss of its last evaluation
@@ -55,7 +56,8 @@ def build_model(cfg: ExperimentConfig, data: Dataset, rng: np.random.Generator) 
                        bn_per=m.bn_per)
     return MLP(data.n_features, m.hidden, data.n_classes, rng=rng, activation=m.activation, bn=m.bn[0],
                init=m.init, init_std=m.init_std, bn_decay=m.bn_decay, bn_eps=m.bn_eps,
-               bias_with_bn=m.bias_with_bn, dtype=cfg.train.dtype)
+               bias_with_bn=m.bias_with_bn, dtype=cfg.train.dtype, noise_mean=m.noise_mean,
+               noise_scale=(m.noise_scale_low, m.noise_scale_high))
 
 
 def build_optimizer(cfg: ExperimentConfig, model: MLP) -> Optimizer:
@@ -78,6 +80,44 @@ def train_step(model: MLP, opt: Optimizer, xb, yb, lr):
 def seed_streams(seed: int):
     init_ss, order_ss = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init_ss), np.random.default_rng(order_ss)
+
+
+def noise_stream(seed: int) -> np.random.Generator:
+    """The noisy arm's per-step draws: a third child of the seed (the first two are `seed_streams`' and do not
+    change), so a noisy run starts from the weights and batches of the other arms with the same seed."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+
+
+class Prober:
+    """CLAIMS C14, C15: every ``probe_every`` steps the step is taken by ``core.probes.probe_step`` (the same update,
+    measured around it) and its rows are kept: Santurkar et al.'s gradient change per layer (``ics``) and the loss and
+    gradient along the gradient direction (``smoothness``)."""
+
+    ICS_COLUMNS = ("step", "layer", "rel_change", "cosine", "grad_norm", "l2_diff")
+    SMOOTH_COLUMNS = ("step", "multiple", "eta", "loss", "grad_diff", "base_loss", "grad_norm")
+
+    def __init__(self, tc):
+        self.every, self.multiples = tc.probe_every, list(tc.probe_lr_multiples)
+        self.ics, self.smooth = "ics" in tc.measure, "smoothness" in tc.measure
+        self.ics_rows: list[list] = []
+        self.smooth_rows: list[list] = []
+
+    def step(self, model, opt, xb, yb, lr, step):
+        loss, correct, ics, sm = probe_step(model, opt, xb, yb, lr, self.multiples, ics=self.ics, smooth=self.smooth)
+        for layer, l2, cos, norm in ics:
+            self.ics_rows.append([step, layer, l2 / norm if norm > 0 else math.nan, cos, norm, l2])
+        if sm is not None:
+            for m, eta, ls, gd in sm.rows:
+                self.smooth_rows.append([step, m, eta, ls, gd, sm.base_loss, sm.grad_norm])
+        return loss, correct
+
+    def tables(self) -> dict:
+        out = {}
+        if self.ics:
+            out["ics"] = (list(self.ICS_COLUMNS), self.ics_rows)
+        if self.smooth:
+            out["smoothness"] = (list(self.SMOOTH_COLUMNS), self.smooth_rows)
+        return out
 
 
 def batches(X, y, order_rng: np.random.Generator, b: int):
@@ -126,6 +166,7 @@ class Recorder:
         self.pct_X = data.X_test[:tc.percentile_images] if "percentiles" in tc.measure else None
         self.pct_layer = tc.percentile_layer
         self.percentiles: list[list] = []
+        self.prober = Prober(tc) if {"ics", "smoothness"} & set(tc.measure) else None
 
     def add(self, loss, correct, n):
         self.window[0] += loss * n
@@ -135,7 +176,8 @@ class Recorder:
     def record(self, step):
         te = time.perf_counter()
         if self.pct_X is not None:
-            with np.errstate(all="ignore"):
+            # The noisy arm's inputs as its training step sees them: with the step's noise (CLAIMS C14).
+            with np.errstate(all="ignore"), self.model.noise_always():
                 inputs = self.model.activation_inputs(self.pct_X, layer=self.pct_layer).astype(np.float64)
                 p = np.percentile(inputs, (15, 50, 85), axis=0)
             self.percentiles.extend([step, u, *q] for u, q in enumerate(p.T.tolist()))
@@ -171,12 +213,19 @@ def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=Fa
     base_lr = oc.lr * (tc.batch_size / oc.lr_reference_batch if oc.lr_reference_batch else 1)
     lr_of = lambda s: lr_at(s, total, base_lr, oc.schedule, oc.step_size, oc.gamma, oc.min_lr, oc.warmup)  # noqa: E731
     rec = Recorder(cfg, data, model, per_epoch, lr_of, progress, total)
+    noise_rng = noise_stream(tc.seeds[0]) if model.noise_layers() else None
+    probe = rec.prober
 
     step, diverged_at, first_loss = 0, None, None
     rec.record(0)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for xb, yb in batches(data.X_train, data.y_train, order_rng, tc.batch_size) if total else ():
-            loss, correct = train_step(model, opt, xb, yb, lr_of(step))
+            if noise_rng is not None:
+                model.draw_noise(noise_rng)
+            if probe is not None and step % probe.every == 0:
+                loss, correct = probe.step(model, opt, xb, yb, lr_of(step), step)
+            else:
+                loss, correct = train_step(model, opt, xb, yb, lr_of(step))
             first_loss = loss if first_loss is None else first_loss
             rec.add(loss, correct, len(yb))
             if not math.isfinite(loss):
@@ -206,6 +255,8 @@ def finish_run(cfg, data, model, rec: Recorder, step, diverged_at, first_loss, t
     tables = {}
     if rec.pct_X is not None:
         tables["percentiles"] = (["step", "unit", "p15", "p50", "p85"], rec.percentiles)
+    if rec.prober is not None:
+        tables.update(rec.prober.tables())
     if "eval_variants" in tc.measure and model.bn_layers() and status == "ok":
         summary["eval_variants"] = eval_variants(model, data, tc.batch_size)
     if "shifted" in tc.measure and status == "ok":

@@ -667,7 +667,7 @@ def test_non_finite_noise_names_the_key(tmp_path):
 
 def test_a_list_in_the_arms_is_a_type_error_not_a_crash(tmp_path):
     p = write(tmp_path, "name: x\nmodel:\n  bn: [none, [before]]\n")
-    assert usage_error(p) == (f"{p}:3: model.bn.1: Input should be 'none', 'before' or 'after' (got ['before'])")
+    assert usage_error(p) == (f"{p}:3: model.bn.1: Input should be 'none', 'before', 'after' or 'noisy' (got ['before'])")
     msg = usage_error(p, ["model.bn=[none,{before: 1}]"])
     assert msg.startswith("command line 'model.bn=[none,{before: 1}]': model.bn.1: Input should be")
 
@@ -873,3 +873,51 @@ def test_max_runs_is_left_out_of_the_dump_at_its_default(tmp_path):
 def test_max_runs_is_validated(tmp_path, value, expect):
     p = write(tmp_path, SWEEP_OK + f"  max_runs: {value}\n")
     assert expect in assert_located(usage_error(p), p, "max_runs", "sweep.max_runs")
+
+
+# -- the noisy arm and the probes (CLAIMS C14, C15) ----------------------------------------------------------------
+def test_noisy_arm_and_probe_keys_load(tmp_path):
+    p = write(tmp_path, """
+        model: {bn: [none, before, noisy], noise_mean: 0.5, noise_scale_low: 0.8, noise_scale_high: 1.25}
+        train: {measure: [ics, smoothness], probe_every: 50, probe_lr_multiples: [0.5, 1, 2]}
+        """)
+    cfg, _ = load_config(p)
+    assert cfg.model.bn == ["none", "before", "noisy"] and cfg.model.noise_scale_high == 1.25
+    assert cfg.train.probe_every == 50 and cfg.train.probe_lr_multiples == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model: {bn: [noisy], noise_scale_low: 2, noise_scale_high: 0.5}",
+     ":1: model: model.noise_scale_low (2) must be <= model.noise_scale_high (0.5)"),
+    ("model: {bn: [noisy], noise_mean: -1}", ":1: model.noise_mean: Input should be greater than or equal to 0"),
+    ("model: {bn: [noisy], noise_scale_low: 0}", ":1: model.noise_scale_low: Input should be greater than 0"),
+    ("train: {probe_lr_multiples: [1, -2]}",
+     ":1: train.probe_lr_multiples: each multiple of the learning rate must be > 0 and <= 1000"),
+    ("train: {probe_lr_multiples: []}", ":1: train.probe_lr_multiples: List should have at least 1 item"),
+    ("train: {probe_every: 0}", ":1: train.probe_every: Input should be greater than or equal to 1"),
+    ("train: {measure: [curvature]}", ":1: train.measure.0: Input should be"),
+])
+def test_bad_noise_and_probe_keys_name_the_key(tmp_path, text, expected):
+    p = write(tmp_path, text + "\n")
+    msg = usage_error(p)
+    assert msg.startswith(f"{p}{expected}"), msg
+
+
+def test_noisy_arm_refuses_convolutions(tmp_path):
+    p = write(tmp_path, """
+        data: {name: mnist-5k}
+        model: {bn: [noisy], conv: [{channels: 4, kernel: 3}]}
+        """)
+    assert "the noisy arm is implemented for dense layers only" in usage_error(p)
+
+
+def test_noise_and_probe_keys_enter_the_hash_only_where_they_act():
+    base = ExperimentConfig()
+    plain = base.run_config("before", 0)
+    tweaked = base.model_copy(update={"model": base.model.model_copy(update={"noise_mean": 3.0}),
+                                      "train": base.train.model_copy(update={"probe_every": 7})})
+    assert tweaked.run_config("before", 0).hash() == plain.hash()  # no noisy arm, no probes: same identity
+    assert tweaked.run_config("noisy", 0).hash() != base.run_config("noisy", 0).hash()
+    probed = base.model_copy(update={"train": base.train.model_copy(update={"measure": ["ics"]})})
+    probed7 = base.model_copy(update={"train": base.train.model_copy(update={"measure": ["ics"], "probe_every": 7})})
+    assert probed.run_config("none", 0).hash() != probed7.run_config("none", 0).hash()

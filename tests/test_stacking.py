@@ -75,3 +75,14 @@ def test_a_convnet_is_refused_with_a_clear_message():
     cfg = ExperimentConfig(model=ModelConfig(conv=[{"channels": 2, "kernel": 3}], bn=["before"]))
     with pytest.raises(ValueError, match="MLPs only"):
         train_stack([cfg.run_config("before", 0)], None)
+
+
+def test_a_noisy_arm_is_refused_with_a_clear_message():
+    """Its noise layers are redrawn per model and step, which core/stack.py does not stack."""
+    from bncli.config import ExperimentConfig
+
+    cfg = ExperimentConfig()
+    with pytest.raises(ValueError, match="noisy BN"):
+        train_stack([cfg.run_config("noisy", 0)], None)
+    with pytest.raises(AttributeError):  # the same call with a stackable arm gets past the check (to the data)
+        train_stack([cfg.run_config("before", 0)], None)

@@ -325,3 +325,60 @@ def test_a_blown_up_but_finite_run_is_diverged_with_its_reason():
     rows = [[0, 0, 0.1, math.nan, math.nan, 2.3, 0.1], [10, 1, 0.1, 50.0, 0.1, 60.0, 0.1]]
     s = summarize(cols, rows, "ok", "test_acc", 0.9, initial_train_loss=2.2)
     assert s["status"] == "diverged" and "exceeds 4 x" in s["diverged_reason"]
+
+
+# -- the noisy arm and the probes (CLAIMS C14, C15) ----------------------------------------------------------------
+def test_noisy_arm_without_noise_trains_exactly_like_bn_before():
+    """noise_mean 0 and scale [1, 1]: the noisy arm's loop (draws every step, noise applied) gives the rows of BN
+    before bit for bit; with the default noise the rows differ (the draws do reach the model)."""
+    quiet = dict(noise_mean=0.0, noise_scale_low=1.0, noise_scale_high=1.0)
+    before = run(make_cfg("before", model={**BASE["model"], **quiet}))
+    silent = run(make_cfg("noisy", model={**BASE["model"], **quiet}))
+    assert canon(silent.rows) == canon(before.rows)
+    noisy = run(make_cfg("noisy"))
+    assert canon(noisy.rows) != canon(before.rows)
+
+
+def test_noisy_arm_is_reproducible_and_its_draws_depend_on_the_seed():
+    a, b = run(make_cfg("noisy")), run(make_cfg("noisy"))
+    assert canon(a.rows) == canon(b.rows)
+    assert canon(run(make_cfg("noisy", seed=1)).rows) != canon(a.rows)
+
+
+def test_noise_stream_leaves_the_weight_and_order_streams_alone():
+    from bncli.training import noise_stream
+
+    init, order = seed_streams(7)
+    first_two = np.random.SeedSequence(7).spawn(2)
+    assert init.random() == np.random.default_rng(first_two[0]).random()
+    assert order.random() == np.random.default_rng(first_two[1]).random()
+    assert noise_stream(7).random() != np.random.default_rng(first_two[0]).random()
+
+
+def test_noisy_percentiles_see_the_noise_of_the_step():
+    """The noisy arm's recorded sigmoid inputs are those its training step sees (with the noise): they differ from
+    BN before's, whose weights start the same, from the first evaluation after a step on."""
+    cfg = {"train": {**BASE["train"], "measure": ["percentiles"], "percentile_images": 20}}
+    noisy = run(make_cfg("noisy", model={**BASE["model"], "activation": "sigmoid"}, **cfg))
+    quiet = run(make_cfg("noisy", model={**BASE["model"], "activation": "sigmoid", "noise_mean": 0.0,
+                                         "noise_scale_low": 1.0, "noise_scale_high": 1.0}, **cfg))
+    pn, pq = (np.array(r.tables["percentiles"][1]) for r in (noisy, quiet))
+    assert pn.shape == pq.shape
+    np.testing.assert_array_equal(pn[pn[:, 0] == 0], pq[pq[:, 0] == 0])  # step 0: nothing drawn yet
+    assert not np.allclose(pn[pn[:, 0] == 10], pq[pq[:, 0] == 10])
+
+
+@pytest.mark.parametrize("arm", ["none", "before", "noisy"])
+def test_probes_do_not_change_training_and_write_their_tables(arm):
+    plain = run(make_cfg(arm))
+    probed = run(make_cfg(arm, train={**BASE["train"], "measure": ["ics", "smoothness"], "probe_every": 15,
+                                      "probe_lr_multiples": [0.5, 2.0]}))
+    assert canon(probed.rows) == canon(plain.rows)
+    cols, rows = probed.tables["ics"]
+    assert cols[:3] == ["step", "layer", "rel_change"]
+    # steps 0, 15, 30 of 40; every dense layer with something below it: dense2 and out
+    assert [(r[0], r[1]) for r in rows] == [(s, n) for s in (0, 15, 30) for n in ("dense2", "out")]
+    assert all(math.isclose(r[2], r[5] / r[4]) for r in rows)
+    cols, rows = probed.tables["smoothness"]
+    assert [(r[0], r[1]) for r in rows] == [(s, m) for s in (0, 15, 30) for m in (0.5, 2.0)]
+    assert all(math.isclose(r[2], r[1] * 0.1) for r in rows)  # eta = multiple x lr

@@ -84,6 +84,8 @@ class ConvNet(Network):
     def __init__(self, image_shape, conv, hidden, n_out, *, rng: np.random.Generator, activation="relu", bn="none",
                  init="he", init_std=0.05, bn_decay=0.9, bn_eps=1e-5, bias_with_bn=False, dtype=np.float32,
                  bn_impl="fused", bn_per="channel"):
+        if bn == "noisy":
+            raise ValueError("noisy BN is implemented for MLPs only")
         if bn not in PLACEMENTS:
             raise ValueError(f"unknown BN placement {bn!r}; expected one of {PLACEMENTS}")
         if bn_impl not in BN_IMPLS:

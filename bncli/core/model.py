@@ -3,19 +3,23 @@
 
 ``bn="before"`` puts BN between the dense layer and its activation (the paper's and the notes' usual choice) and
 drops that dense layer's bias, which BN's mean subtraction cancels (CLAIMS C7; ``bias_with_bn=True`` keeps it for
-the experiment that shows it). ``bn="after"`` normalizes the activation's output instead.
+the experiment that shows it). ``bn="after"`` normalizes the activation's output instead. ``bn="noisy"`` is "before"
+with a `noise.NoisyShift` between each BN and its activation (Santurkar et al. 2018, §2.1): the activation's inputs
+get a random per-unit scale and shift, redrawn each training step by ``draw_noise``; same weights as "before".
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 
 from .batchnorm import BatchNorm, SpatialBatchNorm, fold_into_dense, update_running_stacked
 from .layers import Activation, Dense, init_weights
+from .noise import NoisyShift
 
-PLACEMENTS = ("none", "before", "after")
+PLACEMENTS = ("none", "before", "after", "noisy")
 BN_IMPLS = ("fused", "textbook")
 
 
@@ -140,13 +144,35 @@ class Network:
             out[f"{n}.running_var"] = (sums[n][1] / n_batches * (c / (c - 1))).astype(self.dtype)
         return out
 
+    # -- noisy BN (noise.py) ---------------------------------------------------------------------------------
+    def noise_layers(self):
+        return [(n, layer) for n, layer in self.layers if isinstance(layer, NoisyShift)]
+
+    def draw_noise(self, rng: np.random.Generator):
+        """A new draw for every noise layer, in layer order (once per training step; nothing without noise)."""
+        for _, layer in self.noise_layers():
+            layer.draw(rng)
+
+    @contextmanager
+    def noise_always(self):
+        """Within the block every noise layer applies its current draw in every mode, not only in "train"."""
+        layers = [layer for _, layer in self.noise_layers()]
+        old = [layer.always for layer in layers]
+        for layer in layers:
+            layer.always = True
+        try:
+            yield self
+        finally:
+            for layer, a in zip(layers, old):
+                layer.always = a
+
 class MLP(Network):
     """``bn_impl="fused"`` (the default) builds BN layers on the fast path (batchnorm.py section 2), "textbook"
     on the textbook path (section 1): the same network up to rounding."""
 
     def __init__(self, n_in, hidden, n_out, *, rng: np.random.Generator, activation="relu", bn="none",
                  init="he", init_std=0.05, bn_decay=0.9, bn_eps=1e-5, bias_with_bn=False, dtype=np.float32,
-                 bn_impl="fused"):
+                 bn_impl="fused", noise_mean=1.0, noise_scale=(0.5, 2.0)):
         if bn not in PLACEMENTS:
             raise ValueError(f"unknown BN placement {bn!r}; expected one of {PLACEMENTS}")
         if bn_impl not in BN_IMPLS:
@@ -160,15 +186,20 @@ class MLP(Network):
         self._batch_stats = np.zeros((2, total), self.dtype)
         self.layers: list[tuple[str, object]] = []
         sizes = [n_in, *hidden]
+        before = bn in ("before", "noisy")  # BN between the dense layer and its activation
         # Weights are drawn in the same order for every placement, so arms with the same seed share their weights.
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             W = init_weights(rng, a, b, init, init_std, self.dtype)
-            self.layers.append((f"dense{i}", Dense(W, bias=bn != "before" or bias_with_bn, need_dx=i > 1)))
+            self.layers.append((f"dense{i}", Dense(W, bias=not before or bias_with_bn, need_dx=i > 1)))
             start = sum(sizes[1:i])
-            if bn == "before":
+            if before:
                 self.layers.append((f"bn{i}", self._bn_layer(start, b, input_is_fresh=True)))
-            # Every activation's input (a dense or BN output) and upstream gradient are fresh arrays nobody else
-            # holds, so the activation may work in place.
+            if bn == "noisy":
+                self.layers.append((f"noise{i}", NoisyShift(b, mean=noise_mean, scale_low=noise_scale[0],
+                                                            scale_high=noise_scale[1], dtype=self.dtype,
+                                                            inplace=True)))
+            # Every activation's input (a dense, BN or noise output) and upstream gradient are fresh arrays nobody
+            # else holds, so the activation (and the noise) may work in place.
             self.layers.append((f"act{i}", Activation(activation, inplace=True)))
             if bn == "after":
                 self.layers.append((f"bn{i}", self._bn_layer(start, b, input_is_fresh=False)))
@@ -213,6 +244,9 @@ class MLP(Network):
         """Inference layers with every "before" BN folded into its dense layer: [(W, b, activation or None)]."""
         if self.bn == "after":
             raise ValueError("folding needs BN directly after a dense layer (placement 'before' or 'none')")
+        if self.bn == "noisy":
+            raise ValueError("cannot fold noisy BN: a noise layer sits between each BN and its activation (folding "
+                             "covers placements 'before' and 'none')")
         out, i = [], 0
         while i < len(self.layers):
             _, dense = self.layers[i]

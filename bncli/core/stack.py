@@ -19,6 +19,9 @@ from .layers import Activation, Dense, _shifted_logits, constant_vector
 from .model import MLP
 from .model import offset as _offset
 
+NOISY_REFUSED = ("stacked training does not cover noisy BN (its noise layers are redrawn per model and step); train "
+                 "a noisy arm's runs one by one")
+
 
 class _DenseS:
     def __init__(self, layer: Dense, P, G, base):
@@ -93,6 +96,8 @@ class Stack:
 
     def __init__(self, models: list[MLP]):
         m0 = models[0]
+        if any(m.bn == "noisy" for m in models):
+            raise ValueError(NOISY_REFUSED)
         if m0.bn != "none" and m0.bn_impl != "fused":
             raise ValueError("stacked training runs the fused BN path only")
         M, dtype = len(models), m0.dtype

@@ -15,10 +15,11 @@ from matplotlib.figure import Figure
 
 from .. import atomic
 
-ARM_COLORS = {"none": "#444444", "before": "#1f77b4", "after": "#d95f02"}
+ARM_COLORS = {"none": "#444444", "before": "#1f77b4", "after": "#d95f02", "noisy": "#7570b3"}
 LOG_MAX = 1e200  # the largest value a log axis shows: its tick locator steps up to two strides past the
 # limits in powers of ten computed in floats, which must stay below 1e308
-ARM_LABELS = {"none": "no BN", "before": "BN before activation", "after": "BN after activation"}
+ARM_LABELS = {"none": "no BN", "before": "BN before activation", "after": "BN after activation",
+              "noisy": "noisy BN (BN before, then noise)"}
 DPI = 130  # of the saved raster figures
 SHOWN_PX = 900  # the width the report's page shrinks a wide figure to
 

@@ -24,10 +24,12 @@ from ..sweeps import collect
 
 STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regularization", "c05_test_time",
            "c06_placement", "c07_bias", "c08_gamma_beta", "c09_covariate_shift", "c10_depth", "c11_batch_size",
-           "c12_cost", "c13_per_channel", "c11_batch_size_conv"]
+           "c12_cost", "c13_per_channel", "c11_batch_size_conv", "c14_why_bn"]
 # Studies with no claim of their own: their runs are rows of another claim's analysis (CLAIMS.md C13: C11 on the
 # convnet), named here with that claim's study.
 SUPPORTING = {"c11_batch_size_conv": "c11_batch_size"}
+# Claims judged on another claim's study (CLAIMS.md: one study serves C14, C15 and C16).
+SHARED_STUDY = {15: "c14_why_bn", 16: "c14_why_bn"}
 # Studies whose claims are measured in this process (deterministic checks, timings) rather than by training runs.
 IN_PROCESS = {"c08_gamma_beta", "c12_cost"}
 
@@ -61,6 +63,8 @@ STUDY_NEEDS = {
                         "measure": ("shifted",)},
     "c11_batch_size_conv": {"sweep": {"model.bn_per": ("channel", "activation"), "train.batch_size": ()},
                             "arms": ("none", "before")},
+    "c14_why_bn": {"sweep": {"optimizer.lr": ()}, "range_key": "optimizer.lr", "arms": ("none", "before", "noisy"),
+                   "measure": ("percentiles", "ics", "smoothness")},
 }
 
 
@@ -121,7 +125,7 @@ def _matches(study: str, wanted: str) -> bool:
     """--only C7, c7, c07 or c07_bias all select c07_bias."""
     m = re.fullmatch(r"[cC]0*(\d+)", wanted.strip())
     if m:
-        return study.startswith(f"c{int(m[1]):02d}_")
+        return study == SHARED_STUDY.get(int(m[1])) or study.startswith(f"c{int(m[1]):02d}_")
     return study.startswith(wanted.lower())
 
 
@@ -155,7 +159,7 @@ def plan_report(mode="quick", out_dir=None, experiments=None, only=None) -> tupl
     out_dir = Path(out_dir or f"results/report-{mode}")
     names = [n for n in STUDIES if not only or any(_matches(n, o) for o in only)]
     if not names:
-        raise UsageError(f"--only {' '.join(only)}: no claim matches (expected claim ids C1 ... C13, or study names "
+        raise UsageError(f"--only {' '.join(only)}: no claim matches (expected claim ids C1 ... C16, or study names "
                          "such as c07_bias)")
     return out_dir, {n: load_study(experiments, n, mode == "full", out_dir / "runs") for n in names}
 

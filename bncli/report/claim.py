@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import figspec
-from .verdict import Effect, combine
+from .verdict import INCONCLUSIVE, SUPPORTED, Effect, combine
 
 
 @dataclass
@@ -22,6 +22,9 @@ class Claim:
     study: str
     effects: list[Effect] = field(default_factory=list)
     primary: list[int] = field(default_factory=list)  # indices of the effects the verdict rests on
+    # A manipulation check: effects that must be supported for the primaries to mean anything (CLAIMS.md, verdict
+    # rule); otherwise the claim is inconclusive.
+    requires: list[int] = field(default_factory=list)
     rule: str = ""
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -30,6 +33,8 @@ class Claim:
 
     def decide(self):
         self.verdict = combine([self.effects[i] for i in self.primary])
+        if any(self.effects[i].verdict != SUPPORTED for i in self.requires):
+            self.verdict = INCONCLUSIVE
         return self
 
 

@@ -126,7 +126,7 @@ ARG_SHAPES = {
         "title": str, "ylabel": str, "note": str, "over": str, "zero": bool,
         "panels": ("list", ("tuple", [str, ("list", ANY), ("dict", ("list", ("tuple", [float, float, float])))]))},
     "bncli.report.figures.lines": {
-        "title": str, "xlabel": str, "ylabel": str, "logx": bool,
+        "title": str, "xlabel": str, "ylabel": str, "logx": bool, "logy": bool, "band": str,
         "panels": ("list", ("tuple", [str, ("dict", CURVE4)]))},
     "bncli.report.figures.percentiles": {"title": str, "curves": ("dict", CURVE4), "unit": int, "layer": str,
                                          "images": int, "seed": int, "activation": str},

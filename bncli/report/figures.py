@@ -72,8 +72,9 @@ def _bar_panel(ax, cats, series, zero: bool, handles: dict):
     ax.grid(alpha=0.3, axis="y")
 
 
-def lines(title, panels, xlabel, ylabel, logx=False, path=None):
-    """panels: [(panel title, {series: (xs, means, lows, highs)})], mean with a 95% band."""
+def lines(title, panels, xlabel, ylabel, logx=False, path=None, logy=False, band="95% t-interval"):
+    """panels: [(panel title, {series: (xs, means, lows, highs)})], the mean with a band from low to high (a 95%
+    interval unless ``band`` says what else); a series without points is left out."""
     width = max(6.0, 4.6 * len(panels) + 0.8)
     fig = Figure(figsize=(width, 4.6), layout="constrained")
     with styled(width):
@@ -81,16 +82,20 @@ def lines(title, panels, xlabel, ylabel, logx=False, path=None):
         handles = {}
         for ax, (ptitle, series) in zip(axes, panels):
             for i, (name, (xs, m, lo, hi)) in enumerate(series.items()):
+                if not len(xs):
+                    continue
                 c = _color(name, i)
                 label = ARM_LABELS.get(name, name)
-                handles.setdefault(label, ax.plot(xs, m, marker="o", ms=4, color=c, label=label)[0])
+                handles.setdefault(label, ax.plot(xs, m, marker="o", ms=3, color=c, label=label)[0])
                 ax.fill_between(xs, lo, hi, color=c, alpha=0.2, lw=0)
             if logx:
                 ax.set_xscale("log")
+            if logy:
+                ax.set_yscale("log")
             ax.set(title=ptitle, xlabel=xlabel, ylabel=ylabel if ax is axes[0] else "")
             ax.grid(alpha=0.3)
         _legend_below(fig, handles)
-        fig.suptitle(wrap(f"{title}\nmean over seeds, band = 95% t-interval", width))
+        fig.suptitle(wrap(f"{title}\nmean over seeds, band = {band}", width))
     return finish(fig, path)
 
 

@@ -344,8 +344,10 @@ def c09(ctx) -> Claim:
               "movement of its median over training divided by its final 15-85 spread; averaged over the units.",
               "c09_covariate_shift")
     c.rule = "Primary: drift(no BN) - drift(BN), paired by seed, interval above 0."
-    c.notes.append("Context: Santurkar et al. (2018) argue that BN's benefit comes from a smoother loss landscape "
-                   "rather than from reduced internal covariate shift; a smaller drift does not show causation.")
+    c.notes.append("A stable distribution is not a cause: whether BN helps *because* its layer inputs drift less "
+                   "is claim C14, tested with noisy BN (BN whose outputs are moved and rescaled at every step) and "
+                   "with Santurkar et al.'s (2018) measure of internal covariate shift; C15 tests their alternative, "
+                   "a smoother loss landscape.")
     drift, curves = {}, {}
     first = min((r["seed"] for r in rows), default=0)
     for r in rows:

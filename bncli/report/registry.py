@@ -8,7 +8,7 @@ from __future__ import annotations
 from copy import copy
 from pathlib import Path
 
-from . import figspec, images, mechanisms, ranges
+from . import figspec, images, mechanisms, ranges, why
 from .claim import Claim, Context, diverged_notes, study_seeds
 
 # (study, claim id, analysis): the whole list, in report order.
@@ -26,6 +26,9 @@ REGISTRY = [
     ("c11_batch_size", "C11", ranges.c11),
     ("c12_cost", "C12", mechanisms.c12),
     ("c13_per_channel", "C13", images.c13),
+    ("c14_why_bn", "C14", why.c14),
+    ("c14_why_bn", "C15", why.c15),
+    ("c14_why_bn", "C16", why.c16),
 ]
 
 # Claims whose statistics are not over seeds: leaving a seed out does not apply.

@@ -9,6 +9,7 @@ import pytest
 from bncli.core.batchnorm import BatchNorm, BatchOfOneError
 from bncli.core.layers import Activation, Dense, softmax_cross_entropy
 from bncli.core.model import BN_IMPLS, MLP, PLACEMENTS
+from bncli.core.noise import NoisyShift
 from bncli.core.optim import OPTIMIZERS, Optimizer, lr_at
 
 from .gradcheck import numerical_grad, rel_error
@@ -21,10 +22,11 @@ RELU_MARGIN = 1e-3  # every relu input at least this far from 0, so a 1e-6 pertu
 def _activation_inputs(model, X):
     """Inputs of every Activation layer for a batch-statistics forward (same values as train mode, no buffer update)."""
     out, x = [], X
-    for _, layer in model.layers:
-        if isinstance(layer, Activation):
-            out.append(x.copy())
-        x = layer.forward(x, "batch")
+    with model.noise_always():
+        for _, layer in model.layers:
+            if isinstance(layer, Activation):
+                out.append(x.copy())
+            x = layer.forward(x, "batch")
     return out
 
 
@@ -43,6 +45,7 @@ def _net_problem(bn, activation, n=8, bn_impl="fused"):
         rng = np.random.default_rng(seed)
         model = MLP(6, [5, 4], 3, rng=rng, activation=activation, bn=bn, dtype=np.float64, bn_impl=bn_impl)
         _randomize_affine(model, rng)
+        model.draw_noise(rng)  # bn="noisy": a non-trivial draw, held fixed through the check
         X = rng.standard_normal((n, 6))
         y = rng.integers(0, 3, n)
         R = rng.standard_normal((n, 3))
@@ -56,7 +59,7 @@ def _structurally_zero(bn, activation):
     BN is cancelled by that BN's mean subtraction."""
     if activation != "identity":
         return set()
-    return {"before": {"bn1.beta"}, "after": {"dense1.b", "bn1.beta", "dense2.b"}}.get(bn, set())
+    return {"before": {"bn1.beta"}, "noisy": {"bn1.beta"}, "after": {"dense1.b", "bn1.beta", "dense2.b"}}.get(bn, set())
 
 
 def _net_gradcheck(model, X, loss_and_dlogits, zero=frozenset()):
@@ -81,7 +84,7 @@ def test_mlp_gradcheck_cross_entropy(bn, activation):
     model, X, y, _ = _net_problem(bn, activation)
     expected_keys = {"dense1.W", "dense2.W", "out.W", "out.b"}
     expected_keys |= {"bn1.gamma", "bn1.beta", "bn2.gamma", "bn2.beta"} if bn != "none" else set()
-    expected_keys |= {"dense1.b", "dense2.b"} if bn != "before" else set()
+    expected_keys |= {"dense1.b", "dense2.b"} if bn not in ("before", "noisy") else set()
     assert set(model.params) == expected_keys == set(model.grads)
 
     def ce(logits):
@@ -104,9 +107,11 @@ def test_mlp_gradcheck_random_upstream(bn, activation, bn_impl):
 
 def test_mlp_layer_order_per_placement():
     rng = np.random.default_rng(0)
-    kinds = {Dense: "D", BatchNorm: "B", Activation: "A"}
+    kinds = {Dense: "D", BatchNorm: "B", Activation: "A", NoisyShift: "N"}
     order = {bn: "".join(kinds[type(l)] for _, l in MLP(3, [4, 4], 2, rng=rng, bn=bn).layers) for bn in PLACEMENTS}
-    assert order == {"none": "DADAD", "before": "DBADBAD", "after": "DABDABD"}
+    assert order == {"none": "DADAD", "before": "DBADBAD", "after": "DABDABD", "noisy": "DBNADBNAD"}
+    names = [n for n, _ in MLP(3, [4, 4], 2, rng=rng, bn="noisy").layers]
+    assert names == ["dense1", "bn1", "noise1", "act1", "dense2", "bn2", "noise2", "act2", "out"]
 
 
 def test_unknown_placement_raises():
@@ -349,6 +354,8 @@ def test_dtype_preserved_through_forward_backward_step(dtype, bn, name):
         assert d.dtype == dtype
         model.backward(d)
         opt.step(lr_at(step, 10, 0.01, "cosine", warmup=1))
+        model.draw_noise(rng)
+    assert all(v.dtype == dtype for _, n in model.noise_layers() for v in (n.scale, n.shift))
     for k in model.params:
         assert model.params[k].dtype == dtype, k
         assert model.grads[k].dtype == dtype, k
@@ -377,7 +384,7 @@ def test_same_seed_same_weights():
 def test_weights_shared_across_placements(init):
     models = {bn: MLP(6, [5, 4], 3, rng=np.random.default_rng(3), bn=bn, init=init) for bn in PLACEMENTS}
     for k in ("dense1.W", "dense2.W", "out.W"):
-        for bn in ("before", "after"):
+        for bn in PLACEMENTS:
             np.testing.assert_array_equal(models[bn].params[k], models["none"].params[k])
 
 
@@ -394,13 +401,14 @@ def _without_in_place(model):
             plain.params, plain.grads = layer.params, layer.grads
             model.layers[i] = (name, plain)
             start += dim
-        elif isinstance(layer, Activation):
+        elif isinstance(layer, (Activation, NoisyShift)):
             layer.inplace = False
 
 
 def _train(model, opt, X, y, steps=5, batch=8):
-    losses = []
+    losses, noise_rng = [], np.random.default_rng(99)  # the same noise draws for every model (bn="noisy")
     for step in range(steps):
+        model.draw_noise(noise_rng)
         xb, yb = X[batch * step:batch * (step + 1)], y[batch * step:batch * (step + 1)]
         loss, d, _ = softmax_cross_entropy(model.forward(xb, "train"), yb)
         model.backward(d)
@@ -440,7 +448,7 @@ def _assert_close(actual, desired, what, rtol=1e-11):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
-@pytest.mark.parametrize("bn", ["before", "after"])
+@pytest.mark.parametrize("bn", ["before", "after", "noisy"])
 def test_textbook_and_fused_mlp_train_alike(bn, activation):
     """The same MLP with textbook and with fused BN layers, trained a few steps (momentum, weight decay, flat
     update) in float64: losses, parameters, gradients, running and population statistics, eval outputs and the

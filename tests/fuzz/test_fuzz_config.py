@@ -72,6 +72,15 @@ YAML_CORPUS = {
     "inf-noise": "data: {name: synthetic, synthetic: {noise: .inf}}\n",
     "huge-synthetic": "data: {name: synthetic, synthetic: {n_train: 100000000000}}\n",
     "unknown-sweep-key": "sweep: {parameters: {optimizer.lr: {values: [0.1, 0.2]}}, bogus: 1}\n",
+    "noisy-nan-scale": "model: {bn: [noisy], noise_scale_low: .nan}\n",
+    "noisy-inverted-scale": "model: {bn: [noisy], noise_scale_low: 50, noise_scale_high: 0.01}\n",
+    "noisy-inf-mean": "model: {bn: [noisy], noise_mean: .inf}\n",
+    "noisy-on-conv": "model: {bn: [none, noisy], conv: [{channels: 2}]}\n",
+    "noisy-in-a-sweep": "sweep: {parameters: {model.bn: {values: [noisy]}}}\n",
+    "probe-10000-multiples": "train: {measure: [smoothness], probe_lr_multiples: [" + ", ".join(["1"] * 10000) + "]}\n",
+    "probe-negative-multiple": "train: {measure: [smoothness], probe_lr_multiples: [-1]}\n",
+    "probe-every-zero": "train: {measure: [ics], probe_every: 0}\n",
+    "probe-every-huge": "train: {measure: [ics], probe_every: 1e400}\n",
 }
 
 

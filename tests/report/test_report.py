@@ -186,7 +186,7 @@ def test_report_files_and_every_claim(report):
     out, claims, info = report
     for name in ("REPORT.md", "report.html", "report.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
-    assert [c["id"] for c in info["claims"]] == [f"C{i}" for i in range(1, 14)]
+    assert [c["id"] for c in info["claims"]] == [f"C{i}" for i in range(1, 17)]
     assert [c.id for c in claims] == [c["id"] for c in info["claims"]]
     assert info["mode"] == "quick" and info["studies"] == STUDIES and info["failed"] == []
     for c in info["claims"]:
@@ -205,10 +205,13 @@ def test_every_verdict_follows_the_rule_from_the_json_numbers(report):
         primary = [c["effects"][i] for i in c["primary"]]
         derived = [derive(c["id"], e) for e in primary]
         assert None not in derived, (c["id"], "a primary effect that is not judged")
-        assert c["verdict"] == rule_combine(derived), c["id"]
+        # a manipulation check that is not supported makes the claim inconclusive (CLAIMS.md, verdict rule)
+        checked = all(derive(c["id"], c["effects"][i]) == "supported" for i in c["requires"])
+        assert c["verdict"] == (rule_combine(derived) if checked else "inconclusive"), c["id"]
         as_effects = [Effect(e["label"], e["n"], _num(e["mean"]), _num(e["sd"]), _num(e["ci_low"]),
                              _num(e["ci_high"]), verdict=v) for e, v in zip(primary, derived)]
-        assert c["verdict"] == combine(as_effects), c["id"]
+        assert c["verdict"] == (combine(as_effects) if checked else "inconclusive"), c["id"]
+    assert any(c["requires"] for c in info["claims"])  # C14's check is in the json
 
 
 def test_the_paired_effects_have_t_intervals(report):
@@ -273,7 +276,7 @@ def test_report_md_summary_and_errata(report):
     md = (out / "REPORT.md").read_text()
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
     rows = [ln for ln in summary.splitlines() if re.match(r"\| C\d+: ", ln)]
-    assert len(rows) == len(info["claims"]) == 13
+    assert len(rows) == len(info["claims"]) == 16
     for row, c in zip(rows, info["claims"]):
         cells = [x.strip() for x in row.strip("|").split(" | ")]
         assert cells[0] == f"{c['id']}: {c['title']}"
