@@ -29,7 +29,9 @@ NAMES = {"none": "no BN", "before": "BN", "noisy": "noisy BN"}
 
 # -- the probes of one run ------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1024)
-def _table(path: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+def _table(path: str, stamp) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """A CSV read once per version of the file (``stamp``: its mtime and size): the leave-one-seed-out checks read
+    every table ten times, and a run trained again in the same process writes a new version."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     return tuple(rows[0]), tuple(tuple(r) for r in rows[1:])
@@ -39,7 +41,8 @@ def _columns(path: Path) -> dict | None:
     """{column: list of floats (or str for 'layer')} of one of a run's probe tables; None if it was not written."""
     if not path.is_file():
         return None
-    head, rows = _table(str(path))
+    st = path.stat()
+    head, rows = _table(str(path), (st.st_mtime_ns, st.st_size))
     return {c: [r[i] if c == "layer" else float(r[i]) for r in rows] for i, c in enumerate(head)}
 
 
