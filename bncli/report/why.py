@@ -118,17 +118,17 @@ def _setting(s) -> str:
             f"η = lr × {', '.join(f'{x:g}' for x in t.train.probe_lr_multiples)}.")
 
 
-def _lr0(rows):
-    return _best_value(rows, "none", "optimizer.lr")
+def _at_lr0(ctx):
+    """(study, its rows, lr0 = the best learning rate of no BN by C1's rule, {arm: its rows at lr0})."""
+    s = ctx.studies[STUDY]
+    lr0 = _best_value(s.rows, "none", "optimizer.lr")
+    return s, s.rows, lr0, {a: select(s.rows, arm=a, **{"optimizer.lr": lr0}) for a in ARMS}
 
 
 # -- C14 ------------------------------------------------------------------------------------------------------------
 def c14(ctx) -> Claim:
     """C14: BN helps because it reduces internal covariate shift."""
-    s = ctx.studies[STUDY]
-    rows = s.rows
-    lr0 = _lr0(rows)
-    at = {a: select(rows, arm=a, **{"optimizer.lr": lr0}) for a in ARMS}
+    s, rows, lr0, at = _at_lr0(ctx)
     c = Claim("C14", "BN helps because it reduces internal covariate shift",
               "BN works because it keeps the distribution of each layer's inputs stable, so that a layer does not have "
               "to keep adapting to the changing outputs of the layers below it.", "000, 001, 002, 004",
@@ -218,10 +218,7 @@ def _draw_c14(ctx, c, rows, at, lr0, s):
 # -- C15 ------------------------------------------------------------------------------------------------------------
 def c15(ctx) -> Claim:
     """C15: BN makes the loss landscape smoother."""
-    s = ctx.studies[STUDY]
-    rows = s.rows
-    lr0 = _lr0(rows)
-    at = {a: select(rows, arm=a, **{"optimizer.lr": lr0}) for a in ARMS}
+    s, rows, lr0, at = _at_lr0(ctx)
     c = Claim("C15", "BN makes the loss landscape smoother",
               "With BN the loss and its gradient change less along the gradient direction, so larger steps are "
               "safe (Santurkar et al. 2018).", "Santurkar et al. 2018 (not in the notes)",
