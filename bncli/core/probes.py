@@ -134,7 +134,7 @@ def ics_blocks(model) -> list[tuple[str, slice, slice]]:
 
 
 def probe_step(model, opt, xb, yb, lr, multiples: Sequence[float], ics: bool = True, smooth: bool = True):
-    """``training.train_step(model, opt, xb, yb, lr)`` with both measurements taken around it.
+    """The step ``training.train_step`` takes, with both measurements taken around it.
 
     Returns ``(loss, correct, ics_rows, smooth)``:
     * ``loss``, ``correct``: what train_step returns;
