@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import stats
+from ..core.probes import Smoothness, smoothness_summary
 from ..plotting import learning_curves
 from . import figures
 from .claim import Claim, by_seed, diff_by_seed, paired_diffs, select, study_seeds
@@ -59,7 +60,8 @@ def ics_by_step(run_dir) -> dict | None:
 
 def smoothness_by_step(run_dir) -> dict | None:
     """{step: (loss variation, gradient predictiveness, effective beta, loss range low, high, gradient change at
-    eta = lr, lowest and highest over eta)} of one run (CLAIMS.md C15: the base point eta = 0 is in the loss range)."""
+    eta = lr, lowest and highest over eta)} of one run; the first three as `core.probes.smoothness_summary` computes
+    them (CLAIMS.md C15: the base point eta = 0 is in the loss range)."""
     t = _columns(Path(run_dir) / "smoothness.csv")
     if t is None or not t["step"]:
         return None
@@ -68,13 +70,12 @@ def smoothness_by_step(run_dir) -> dict | None:
         per.setdefault(s, []).append(i)
     out = {}
     for s, idx in per.items():
-        base, gnorm = t["base_loss"][idx[0]], t["grad_norm"][idx[0]]
-        losses = [base] + [t["loss"][i] for i in idx]
+        sm = Smoothness(t["base_loss"][idx[0]], t["grad_norm"][idx[0]],
+                        [(t["eta"][i], t["loss"][i], t["grad_diff"][i]) for i in idx])
+        losses = [sm.base_loss] + [t["loss"][i] for i in idx]
         diffs = [t["grad_diff"][i] for i in idx]
-        betas = [t["grad_diff"][i] / (t["eta"][i] * gnorm) if gnorm > 0 else math.nan for i in idx]
         at_lr = next((t["grad_diff"][i] for i in idx if t["multiple"][i] == 1.0), math.nan)
-        out[s] = (max(losses) - min(losses), max(diffs), max(betas), min(losses), max(losses), at_lr, min(diffs),
-                  max(diffs))
+        out[s] = (*smoothness_summary(sm), min(losses), max(losses), at_lr, min(diffs), max(diffs))
     return out
 
 
