@@ -15,15 +15,35 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from . import safeio
 from .config import load_config
-from .errors import UsageError
+from .errors import BncliError, UsageError
 from .examples import locate
-from .runs import run_rows
+from .runs import Stale, run_rows, verify
+from .runs.verify import read_config
 from .runs.store import failure_path
+
+# One call that trains at a time per process: the BLAS thread limit every run is computed with is process-wide, so
+# two calls from two threads would change each other's rounding (a run computed with 2 BLAS threads is not the run
+# its key names). A second concurrent call is refused in one line rather than queued behind a long sweep unseen.
+_BUSY = threading.Lock()
+
+
+@contextmanager
+def _one_at_a_time(what: str):
+    if not _BUSY.acquire(blocking=False):
+        raise BncliError(f"bncli.{what}: another bncli call is running in this process (another thread); bncli "
+                         "trains one experiment at a time per process (use workers= for parallel runs)")
+    try:
+        yield
+    finally:
+        _BUSY.release()
 
 
 @dataclass(eq=False)
@@ -66,8 +86,9 @@ class Results:
         return pd.DataFrame(self.runs)
 
     def __eq__(self, other):
-        return isinstance(other, Results) and (self.kind, self.path.resolve(), self.runs) == \
-            (other.kind, other.path.resolve(), other.runs)
+        # the same folder given as a relative or an absolute path is the same results
+        return isinstance(other, Results) and (self.kind, self.path.resolve(), _resolved(self.runs)) == \
+            (other.kind, other.path.resolve(), _resolved(other.runs))
 
     def __repr__(self):
         status = {}
@@ -85,6 +106,7 @@ class Plan:
     src: object
     out: Path
     specs: list
+    force: bool = False  # write into ``out`` even if it holds files bncli did not write (runs/owner.py)
 
     @property
     def todo(self) -> int:
@@ -94,9 +116,10 @@ class Plan:
         """Worker processes for the runs left: ``workers`` (0 = one per core), at most one per run."""
         return max(1, min(workers or os.cpu_count() or 1, self.todo))
 
-    def run(self, workers: int = 0, executor="local", on_progress=None, on_done=None) -> Results:
+    def run(self, workers: int = 0, executor="local", on_progress=None, on_done=None, force: bool = False) -> Results:
         """Train what is missing, write the tables and figure, return the results."""
-        kw = dict(workers=self.workers(workers), executor=executor, on_progress=on_progress, on_done=on_done)
+        kw = dict(workers=self.workers(workers), executor=executor, on_progress=on_progress, on_done=on_done,
+                  force=force or self.force)
         if self.kind == "train":
             from .experiment import run_experiment
 
@@ -110,40 +133,84 @@ class Plan:
                        res)
 
 
-def plan(kind: str, config, overrides=(), out=None) -> Plan:
+def _resolved(runs: list[dict]) -> list[dict]:
+    return [{**r, "run_dir": str(Path(r["run_dir"]).resolve())} if "run_dir" in r else r for r in runs]
+
+
+def _check_args(what: str, config, overrides, out=None, workers=0):
+    """The API's arguments, checked as the command line checks them: one UsageError naming the argument."""
+    if not isinstance(config, (str, os.PathLike)) or not str(config):
+        raise UsageError(f"bncli.{what}: config must be a YAML path or a shipped experiment's name such as "
+                         f"'quickstart', not {_show(config)}")
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
+        bad = overrides if isinstance(overrides, (str, bytes)) else next(o for o in overrides if not isinstance(o, str))
+        raise UsageError(f"bncli.{what}: overrides are strings such as 'optimizer.lr=0.1', not {_show(bad)}")
+    if out is not None and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
+        raise UsageError(f"bncli.{what}: out must be a folder path, not {_show(out)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise UsageError(f"bncli.{what}: workers must be a whole number >= 0 (0 = one per core), not "
+                         f"{_show(workers)}")
+
+
+def _show(v) -> str:
+    text = repr(v)
+    return (text if len(text) <= 60 else text[:56] + "...") + f" ({type(v).__name__})"
+
+
+def plan(kind: str, config, overrides=(), out=None, force: bool = False) -> Plan:
     """Read the config (a YAML path or a shipped experiment's name), apply the overrides and plan every run; the
     runs already finished in ``out`` (default ``results/<name>``) are marked done."""
     if kind not in ("train", "sweep"):
         raise ValueError(f"kind {kind!r}: expected 'train' or 'sweep'")
+    overrides = tuple(overrides) if isinstance(overrides, (list, tuple)) else overrides
+    _check_args(kind, config, overrides, out)
     cfg, src = load_config(locate(config), list(overrides), sweep_overrides=kind == "sweep")
     out_dir = Path(out) if out is not None else Path("results") / cfg.name
     if kind == "train":
         from .experiment import plan_experiment
 
-        return Plan(kind, cfg, src, out_dir, plan_experiment(cfg, src, out_dir))
+        return Plan(kind, cfg, src, out_dir, plan_experiment(cfg, src, out_dir), force)
     from .sweeps import plan_sweep
 
-    return Plan(kind, cfg, src, out_dir, plan_sweep(cfg, src, out_dir))
+    return Plan(kind, cfg, src, out_dir, plan_sweep(cfg, src, out_dir), force)
 
 
-def train(config, *overrides: str, out=None, workers: int = 0, executor="local", progress: bool = True) -> Results:
+def train(config, *overrides: str, out=None, workers: int = 0, executor="local", progress: bool = True,
+          force: bool = False) -> Results:
     """Train every arm x seed of an experiment (a YAML path or a shipped name such as "quickstart"), resuming what
     is already in ``out``; overrides as on the command line ("optimizer.lr=0.05")."""
-    p = plan("train", config, overrides, out)
-    return p.run(workers, executor, on_done=_printer(p, progress))
+    _check_args("train", config, overrides, out, workers)
+    _check_executor(executor)
+    with _one_at_a_time("train"):
+        p = plan("train", config, overrides, out, force)
+        return p.run(workers, executor, on_done=_printer(p, progress))
 
 
-def sweep(config, *overrides: str, out=None, workers: int = 0, executor="local", progress: bool = True) -> Results:
+def sweep(config, *overrides: str, out=None, workers: int = 0, executor="local", progress: bool = True,
+          force: bool = False) -> Results:
     """Run a hyperparameter sweep: the config's sweep section, plus swept overrides as on the command line
     ("optimizer.lr=logrange(1e-3,10,2)", "model.bn=[none,before]")."""
-    p = plan("sweep", config, overrides, out)
-    return p.run(workers, executor, on_done=_printer(p, progress))
+    _check_args("sweep", config, overrides, out, workers)
+    _check_executor(executor)
+    with _one_at_a_time("sweep"):
+        p = plan("sweep", config, overrides, out, force)
+        return p.run(workers, executor, on_done=_printer(p, progress))
+
+
+def _check_executor(executor):
+    from .executor import check_executor
+
+    if executor is not None and not isinstance(executor, str):
+        raise UsageError(f"executor must be 'local' or 'dask://HOST:PORT', not {_show(executor)}")
+    check_executor(executor)
 
 
 def load(results_dir) -> Results:
     """Reopen the folder of a `train` or `sweep` (by the CLI or this API) as the same Results object."""
     from .plot import kind_of, read_experiment, read_sweep_info
 
+    if not isinstance(results_dir, (str, os.PathLike)) or not str(results_dir):
+        raise UsageError(f"bncli.load: results_dir must be a folder path, not {_show(results_dir)}")
     d = Path(results_dir)
     if not d.is_dir():
         raise UsageError(f"{d}: not a directory")
@@ -154,18 +221,55 @@ def load(results_dir) -> Results:
     if "runs" not in info:
         raise UsageError(f"{d}: written by an older bncli (sweep.json lists no runs); run the sweep again into this "
                          "folder: it trains nothing that is finished")
+    listing = d / ("experiment.json" if kind == "train" else "sweep.json")
     specs = [SimpleNamespace(point={k: v for k, v in r.items() if k not in ("arm", "seed", "hash", "status")},
                              arm=r["arm"], seed=r.get("seed"), hash=r["hash"], run_dir=d / "runs" / r["hash"],
                              done=r["status"] in ("ok", "diverged"))
              for r in info["runs"]]
-    failures = [_read_json(failure_path(d, s.hash)) for s in specs if failure_path(d, s.hash).is_file()]
+    for s in specs:
+        if s.done:
+            _check_listed(listing, s)
+    failures = [_read_json(failure_path(d, s.hash), kind) for s in specs if failure_path(d, s.hash).is_file()]
     return Results(kind, d, info["name"], run_rows(specs, failures), info, failures)
 
 
-def _read_json(path: Path) -> dict:
-    import json
+def _check_listed(listing: Path, s):
+    """A run that ``listing`` calls finished is reopened only if its folder verifies and its own config says what
+    the listing labels it (arm, seed, every swept value): the numbers shown are then the run's, under its name."""
+    again = f"run `bncli {'train' if listing.name == 'experiment.json' else 'sweep'}` into {listing.parent} again"
+    if not isinstance(s.hash, str) or not s.hash.isalnum():
+        raise UsageError(f"{listing}: run hash {_show(s.hash)} is not a run folder's name; {again}")
+    try:
+        verify(s.run_dir, s.hash)
+        cfg = read_config(s.run_dir / "config.yaml").to_dict()
+    except FileNotFoundError:
+        raise UsageError(f"{s.run_dir}: missing, though {listing.name} lists it as finished; {again}") from None
+    except Stale as e:
+        raise UsageError(f"{s.run_dir}: {e}; {again} (it trains this run again)") from None
+    want = {"arm": cfg["model"]["bn"][0], "seed": cfg["train"]["seeds"][0]}
+    for key in s.point:
+        node = cfg
+        for part in str(key).split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:  # a key the resolved config drops (model.depth becomes model.hidden) is not checked
+            want[key] = node
+    got = {"arm": s.arm, "seed": s.seed, **s.point}
+    for key, value in want.items():
+        if got.get(key) != value or type(got.get(key)) is bool and type(value) is not bool:
+            raise UsageError(f"{listing}: run {s.hash} is labelled {key}={_show(got.get(key))}, but its config.yaml "
+                             f"says {_show(value)}; {again}")
 
-    return json.loads(path.read_text())
+
+def _read_json(path: Path, kind: str = "train") -> dict:
+    """A JSON object bncli wrote into a results folder, read bounded; damage is one line naming the file."""
+    try:
+        doc = safeio.read_json(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: damaged or not written by bncli ({e}); run `bncli {kind}` again") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: damaged or not written by bncli (expected a JSON object); run `bncli {kind}` "
+                         "again")
+    return doc
 
 
 def _printer(p: Plan, enabled: bool):

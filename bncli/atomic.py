@@ -25,8 +25,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# Told of every file before it is written (called with its path and bytes; may refuse it by raising): the results
+# folder a command holds records what bncli wrote there (runs/owner.py).
+BEFORE_WRITE: list = []
+
+
 def write_bytes(path, data: bytes):
     path = Path(path)
+    for hook in BEFORE_WRITE:
+        hook(path, data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:

@@ -12,9 +12,11 @@ import math
 import os
 import re
 import stat
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
 
@@ -242,11 +244,28 @@ class TrainConfig(Strict):
                 raise ValueError("expected at least 1 seed")
             if len(v) > MAX_SEEDS:
                 raise ValueError(f"at most {MAX_SEEDS:,} seeds (got a list of {len(v):,})")
-            if len(set(map(str, v))) != len(v):
-                raise ValueError(f"seeds must not repeat (got {_got(v)})")
-            if any(isinstance(s, int) and not 0 <= s < 2**63 for s in v):
-                raise ValueError(f"seeds must be >= 0 and < 2**63 (got {_got(v)})")
         return v
+
+    @field_validator("seeds", mode="wrap")
+    @classmethod
+    def _distinct_seeds(cls, v, handler):
+        # Checked on the integers the seeds become, as every int key reads '7' and 7.0 as 7: [1, 1.0] and [1, '01']
+        # are seed 1 twice, and '-1' is a negative seed.
+        seeds = handler(v)
+        if any(not 0 <= s < 2**63 for s in seeds):
+            raise ValueError(f"seeds must be >= 0 and < 2**63 (got {_got(v)})")
+        seen = set()
+        twice = next((s for s in seeds if s in seen or seen.add(s)), None)
+        if twice is not None:
+            given = [_got(x) for x, s in zip(v, seeds) if s == twice]
+            forms = list(dict.fromkeys(given))[:3]
+            if len(forms) == 1:
+                what = f"seed {twice} is given {len(given):,} times"
+            else:  # written differently: say which items are the same seed
+                both = "both" if len(forms) == 2 else "all"
+                what = f"{', '.join(forms[:-1])} and {forms[-1]} are {both} seed {twice}"
+            raise ValueError(f"seeds must not repeat: {what} (got {_got(v)})")
+        return seeds
 
     @model_validator(mode="after")
     def _budget(self):
@@ -372,8 +391,13 @@ class SweepConfig(Strict):
         return math.prod(p.size() for p in self.parameters.values())
 
 
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an experiment's name: a folder name in every file system, no spaces
+MAX_NAME = 100
+NAME_RULE = f"letters, digits, _ . -, starting with a letter or digit, at most {MAX_NAME} characters"
+
+
 class ExperimentConfig(Strict):
-    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field("experiment", pattern=f"^{NAME}$", max_length=MAX_NAME)
     description: str = ""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -564,6 +588,7 @@ def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=Fal
         raise UsageError(f"{path}:{e.line}: {e.message}" if e.line else f"{path}: {e.message}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys (name, data, model, optimizer, train) at the top level")
+    named = "name" in data
     data.setdefault("name", path.stem)
     src = Source(str(path), lines, {}, data)
     for item in overrides:
@@ -573,12 +598,27 @@ def load_config(path: str | Path, overrides: list[str] = (), sweep_overrides=Fal
             src.overrides[("sweep", "parameters", swept[0])] = item
         else:
             src.overrides[apply_override(data, item)] = item
+    if not named and ("name",) not in src.overrides:
+        _check_stem(path)
     both = [src.overrides[k] for k in _OTHER_BUDGET
             if k in src.overrides and src.overrides[k].partition("=")[2].strip() not in ("null", "~", "")]
     if len(both) == 2:
         raise UsageError(f"overrides {_got(both[0])} and {_got(both[1])}: give either train.epochs or train.steps, "
                          "not both")
     return validate(data, src), src
+
+
+def _check_stem(path: Path):
+    """A config without ``name:`` is named after its file; a file name that is not a valid name is said to be the
+    cause (the file has no ``name`` key a message about it could point at)."""
+    stem = path.stem
+    if re.fullmatch(NAME, stem) and len(stem) <= MAX_NAME:
+        return
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()  # été -> ete
+    fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", plain).lstrip("_.-")[:MAX_NAME].rstrip("_") or "my_experiment"
+    raise UsageError(f"{yamlio.clip(str(path), 200)}: the experiment name defaults to the file name "
+                     f"{_got(stem)}, which is not a valid name ({NAME_RULE}); add `name: {fixed}` to the file or "
+                     "rename it")
 
 
 def _add_swept(data: dict, key: str, spec: dict):
@@ -603,9 +643,63 @@ def validate(data: dict, src: Source) -> ExperimentConfig:
     # Checks across sections, here rather than in a validator so the message can point at the key's line.
     if cfg.train.target_split == "val" and cfg.data.val_fraction == 0:
         raise src.error(("train", "target_split"), "'val' needs data.val_fraction > 0")
+    _check_floors(cfg, src)
     if cfg.sweep is not None:
         _check_runs(cfg, src)
     return cfg
+
+
+# BN's eps is a floor under each unit's batch variance. The variances it guards are of order 1 (inputs standardized
+# or in [0, 1], He or Glorot init; PyTorch's eps is 1e-5, Keras's 1e-3): at 1000 it already outweighs them and
+# turns BN into a fixed rescaling, so nothing larger measures anything more, while toward the dtype's largest number
+# var + eps overflows (1e300 is inf in float32).
+BN_EPS_MAX = 1e3
+
+
+def _kept(v: float, dtype: str) -> float:
+    with np.errstate(under="ignore", over="ignore"):
+        return float(np.asarray(v, dtype))
+
+
+def _too_small(v: float, dtype: str, zero_means: str) -> str:
+    """What a positive value below the dtype's smallest normal number becomes there."""
+    kept = _kept(v, dtype)
+    if kept == 0:
+        return f"0 in {dtype} (train.dtype): {zero_means}"
+    return f"subnormal in {dtype} (train.dtype): kept as {kept:.6g}, with a few bits of precision"
+
+
+def _check_floors(cfg: ExperimentConfig, src: Source):
+    """The eps that the run adds in its dtype (BN's to the batch variance; rmsprop's and adam's to the root of the
+    squared-gradient average) must be a positive normal number there. Below the dtype's smallest normal number it
+    becomes 0 or keeps a few bits: a unit with zero variance, or a weight whose gradient stays 0 (a pixel that is 0
+    in every image), is then divided 0 by 0, and the run is reported diverged though the config asked for a floor."""
+    dtype = cfg.train.dtype
+    tiny = float(np.finfo(dtype).tiny)
+    normal = f"{dtype}'s smallest normal number"
+    wider = " (or train.dtype: float64)" if dtype != "float64" else ""
+    m, o = cfg.model, cfg.optimizer
+    if any(arm != "none" for arm in m.bn):
+        e = m.bn_eps
+        if _kept(e, dtype) < tiny:
+            became = _too_small(e, dtype, "a unit whose batch variance is 0 would be normalized by 0/0")
+            raise src.error(("model", "bn_eps"), f"{e:g} is {became}; expected a value from {tiny:.3g} ({normal}) "
+                            f"to {BN_EPS_MAX:g}{wider if e >= np.finfo(np.float64).tiny else ''}")
+        if e > BN_EPS_MAX:
+            raise src.error(("model", "bn_eps"), f"{e:g} is more than {BN_EPS_MAX:g}: eps is a floor under each "
+                            f"unit's batch variance, which is of order 1, so a larger one only turns BN off (and "
+                            f"overflows var + eps toward {float(np.finfo(dtype).max):.3g} in {dtype}); expected a "
+                            f"value from {tiny:.3g} ({normal}) to {BN_EPS_MAX:g}")
+    if o.name in ("rmsprop", "adam"):
+        # adam's bias correction scales eps by sqrt(1 - beta2 ** t): smallest at the first step
+        scale = math.sqrt(1.0 - o.beta2) if o.name == "adam" else 1.0
+        added = o.eps * scale
+        if _kept(added, dtype) < tiny:
+            became = _too_small(added, dtype, "a weight whose gradient stays 0 would be updated by 0/0")
+            what, least = (f"{o.eps:g}", f"{tiny:.3g} ({normal})") if scale == 1 else (
+                f"adam adds eps x sqrt(1 - beta2) = {added:.3g} at its first step, which",
+                f"{tiny / scale:.3g} ({normal}, {tiny:.3g}, / sqrt(1 - beta2))")
+            raise src.error(("optimizer", "eps"), f"{what} is {became}; expected at least {least}{wider}")
 
 
 def _check_runs(cfg: ExperimentConfig, src: Source):
@@ -634,6 +728,8 @@ def _describe(err: dict, src: Source) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "missing":
         msg = "required key is missing"
+    elif loc == ("name",) and kind in ("string_pattern_mismatch", "string_too_long"):
+        msg = f"not a valid name: {NAME_RULE} (got {_got(err.get('input'))})"
     elif "input" in err and kind not in ("value_error", "assertion_error") and not isinstance(err["input"], dict):
         msg += f" (got {_got(err['input'])})"
     return src.error(loc, msg).args[0]

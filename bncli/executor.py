@@ -7,11 +7,16 @@ what it saw. Progress messages travel through a queue handed to every worker at 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import multiprocessing as mp
 import os
 import signal
+import socket
+import struct
 import threading
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import time
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from queue import Empty
 
@@ -103,11 +108,12 @@ def _thread_env():
 
 
 def check_executor(executor: str | None) -> str:
-    """'local' or dask://HOST:PORT (numeric port); anything else is a usage error."""
+    """'local' or dask://HOST:PORT (port 1-65535); anything else is a usage error."""
     if executor in (None, "local"):
         return "local"
     host, _, port = executor.removeprefix("dask://").rpartition(":")
-    if not executor.startswith("dask://") or not host or not port.isdigit():
+    if (not executor.startswith("dask://") or not host or not (port.isascii() and port.isdigit() and len(port) <= 5)
+            or not 0 < int(port) < 65536 or any(c.isspace() or not c.isprintable() or c == "/" for c in host)):
         raise UsageError(f"--executor {executor!r}: expected 'local' or dask://HOST:PORT")
     return executor
 
@@ -118,7 +124,9 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
     exception object in place of a result for a task that raised).
 
     ``executor``: None or "local" (this process when workers <= 1, else a spawned process pool), or
-    "dask://HOST:PORT" (an existing Dask distributed scheduler; needs the ``bncli[dask]`` extra).
+    "dask://HOST:PORT" (an existing Dask distributed scheduler; needs the ``bncli[dask]`` extra). A scheduler that
+    does not answer like Dask within CONNECT_TIMEOUT_S, its loss, or no worker for NO_WORKER_GRACE_S while runs wait
+    is a BncliError (one line); the runs that finished before are kept.
     Ctrl-C cancels what has not started and stops the workers; finished tasks keep their results."""
     if executor and executor.startswith("dask://"):
         return _execute_dask(executor, tasks, fn, on_done)
@@ -180,25 +188,223 @@ def _collect(pool, tasks, fn, results, on_done, starting=nullcontext):
                 on_done(i, results[i])
 
 
+# -- Dask ---------------------------------------------------------------------------------------------------------
+CONNECT_TIMEOUT_S = 10  # to reach a scheduler that speaks Dask: TCP connection and its greeting
+NO_WORKER_GRACE_S = 30  # runs pending and no worker (or no answer from the scheduler) this long: give up. A
+#                         nanny restarts a killed worker within seconds; a cluster that lost them all does not.
+POLL_S = 1.0  # between checks of the cluster while runs are pending
+CLOSE_TIMEOUT_S = 5
+GREETING_LIMIT = 1 << 16  # a scheduler's first message (its handshake) is about 60 bytes
+
+
 def _execute_dask(url, tasks, fn, on_done):
     try:
-        from distributed import Client
+        import distributed
     except ImportError:
         raise BncliError(f"--executor {url}: Dask is not installed; pip install 'bncli[dask]'") from None
-    address = "tcp://" + check_executor(url).removeprefix("dask://")
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, ValueError) as e:
-        raise BncliError(f"--executor {url}: cannot reach the Dask scheduler at {address} ({e})") from None
+    host, _, port = check_executor(url).removeprefix("dask://").rpartition(":")
+    address = f"tcp://{host}:{port}"
+    _probe(url, address, host.removeprefix("[").removesuffix("]"), int(port))
     results = [None] * len(tasks)
-    with client:
-        pool = client.get_executor(pure=False)
+    with _quiet_distributed():  # its log lines (tracebacks of lost connections) are not for the user
+        client = _client(distributed, url, address)
         try:
-            _collect(pool, tasks, fn, results, on_done)
-        except BaseException:
-            pool.shutdown(wait=False)
-            raise
+            _collect_dask(client, url, address, tasks, fn, results, on_done)
+        finally:
+            _close(client)  # the scheduler forgets the runs that have not started
     return results
+
+
+def _client(distributed, url, address):
+    """A connected Client. One whose construction fails half-way (a peer that greets like Dask but is no scheduler,
+    e.g. a worker) is closed here, at once: left to the garbage collector, it waits 20 s and prints a traceback."""
+    made = []
+
+    class Client(distributed.Client):
+        def start(self, **kwargs):
+            made.append(self)
+            return super().start(**kwargs)
+
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except Exception as e:  # noqa: BLE001 - whatever the peer said, it did not let a client in
+        why = f"no answer within {CONNECT_TIMEOUT_S} s" if isinstance(e, TimeoutError) else _why(e)
+        error = BncliError(f"--executor {url}: {address} did not accept a Dask client ({why})")
+    except BaseException:
+        for c in made:
+            _close(c)
+        raise
+    for c in made:
+        _close(c)
+    raise error
+
+
+def _close(client):
+    try:
+        client.close(timeout=CLOSE_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - a scheduler that is gone cannot be told
+        pass
+
+
+def _probe(url, address, host, port):
+    """Read the scheduler's greeting (its handshake, sent to every new connection) with a deadline and a size limit
+    before distributed connects: distributed bounds the TCP connection, but then it waits for the greeting without
+    a time limit and allocates whatever length its first 8 bytes claim (a silent server hangs it forever; the
+    "HTTP/1.1" of a web server reads as a length of exabytes). The greeting itself is decoded by distributed."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    silent = f"--executor {url}: no Dask scheduler answered at {address} within {CONNECT_TIMEOUT_S} s"
+    not_dask = f"--executor {url}: {address} is not a Dask scheduler"
+    sock = _connect(url, address, host, port, deadline, silent)
+    with sock:
+        header = _receive(sock, 8, deadline, f"{silent} (it accepted the connection and sent nothing)")
+        if len(header) < 8:
+            said = f"sent {header!r} and closed" if header else "closed"
+            raise BncliError(f"{not_dask} (it {said} the connection without a Dask greeting)")
+        (claimed,) = struct.unpack("Q", header)  # distributed's own framing: a native 8-byte length
+        if not 0 < claimed <= GREETING_LIMIT:
+            raise BncliError(f"{not_dask} (it answered {header!r}..., not a Dask greeting)")
+        body = _receive(sock, claimed, deadline, f"{silent} (its greeting stopped short)")
+        if len(body) < claimed:
+            raise BncliError(f"{not_dask} (it closed the connection within its first message)")
+
+
+def _connect(url, address, host, port, deadline, silent):
+    addrs = _resolve(url, address, host, port, deadline)
+    error = None
+    for family, kind, proto, _, sockaddr in addrs:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            sock.connect(sockaddr)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    if isinstance(error, TimeoutError):
+        raise BncliError(f"{silent} (the connection was not accepted)")
+    raise BncliError(f"--executor {url}: cannot reach the Dask scheduler at {address} ({_why(error)})")
+
+
+def _resolve(url, address, host, port, deadline):
+    """getaddrinfo in a thread (a name lookup has no timeout of its own that we could set)."""
+    box = []
+
+    def lookup():
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError, ValueError) as e:  # unknown name, a label too long for IDNA, a NUL
+            box.append(e)
+
+    t = threading.Thread(target=lookup, daemon=True)
+    t.start()
+    t.join(max(deadline - time.monotonic(), 0.01))
+    if not box:
+        raise BncliError(f"--executor {url}: the name {host!r} did not resolve within {CONNECT_TIMEOUT_S} s")
+    if isinstance(box[0], Exception) or not box[0]:
+        raise BncliError(f"--executor {url}: cannot reach the Dask scheduler at {address} ({_why(box[0])})")
+    return box[0]
+
+
+def _receive(sock, n, deadline, silent) -> bytes:
+    """Up to ``n`` bytes: fewer if the peer closes the connection; BncliError(silent) at the deadline."""
+    data = b""
+    while len(data) < n:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(n - len(data))
+        except TimeoutError:
+            raise BncliError(silent) from None
+        except OSError:  # reset by the peer
+            return data
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def _collect_dask(client, url, address, tasks, fn, results, on_done):
+    """Like ``_collect``, checking the cluster between finished runs. A run whose worker died is run again by the
+    scheduler on another worker; with no worker left (for NO_WORKER_GRACE_S) or the scheduler gone, this ends
+    with one line. A run that finished wrote its folder on the worker: it is kept, and the next call skips it."""
+    finished = 0
+
+    def give_up(what, then="run the command again"):
+        raise BncliError(f"--executor {url}: {what}; the {finished} of {len(tasks)} runs that finished are kept: "
+                         f"{then} to train only the missing ones")
+
+    pool = client.get_executor(pure=False)
+    try:
+        futures = {pool.submit(_call, fn, i, t): i for i, t in enumerate(tasks)}
+    except Exception as e:
+        if _lost_connection(e):
+            give_up(f"lost the Dask scheduler at {address} ({_why(e)})")
+        raise
+    pending = set(futures)
+    seen = time.monotonic()  # when the scheduler last reported a worker
+    why = None
+    while pending:
+        done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+        lost = None
+        for f in sorted(done, key=futures.get):
+            error = None if f.cancelled() else f.exception()
+            if f.cancelled() or _lost_connection(error):
+                lost = lost or ("the connection to it was lost" if error is None else _why(error))
+                continue
+            i = futures[f]
+            results[i] = f.result() if error is None else error  # a run that raised is a result
+            finished += error is None
+            if on_done:
+                on_done(i, results[i])
+        if lost and client.status == "running":  # still connected: someone cancelled the runs (a cluster restart?)
+            give_up(f"the Dask scheduler at {address} cancelled runs of this command")
+        if lost or client.status in ("closing", "closed"):
+            give_up(f"lost the Dask scheduler at {address} ({lost or 'its connection closed'})")
+        if not pending:
+            break
+        try:
+            workers = len(client.nthreads(callback_timeout=CONNECT_TIMEOUT_S))
+            why = None if workers else "the scheduler reports none"
+        except Exception as e:  # noqa: BLE001 - a scheduler that does not answer is as good as gone
+            workers, why = 0, f"the scheduler did not answer: {_why(e)}"
+        if workers:
+            seen = time.monotonic()
+        elif time.monotonic() - seen > NO_WORKER_GRACE_S:
+            give_up(f"no Dask worker at {address} for {NO_WORKER_GRACE_S} s ({why})",
+                    "start a worker and run the command again")
+    return results
+
+
+def _lost_connection(error) -> bool:
+    """The errors by which distributed reports a lost scheduler (not a run's own failure)."""
+    if error is None:
+        return False
+    from distributed.client import ClosedClientError
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(error, (CancelledError, asyncio.CancelledError, ClosedClientError, CommClosedError))
+
+
+def _why(error) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextmanager
+def _quiet_distributed():
+    """distributed logs to stderr (tracebacks of lost connections, reconnect attempts): silenced while bncli talks
+    to the cluster, as its errors become bncli's one line."""
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("distributed", "tornado")]
+    loggers = [logging.getLogger(n) for n in {"distributed", "tornado", "asyncio", *names}]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def _safe(on_progress, *msg):

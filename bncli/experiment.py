@@ -8,6 +8,7 @@ statistics and outputs.
                          experiment.json      per-arm statistics, paired comparisons with the no-BN arm, and the
                                               list of this invocation's runs (what `bncli plot` draws)
                          learning_curves.png  mean over seeds with a 95% band, one colour per placement
+                         .bncli.json          the kind of command and the files bncli wrote here (runs/owner.py)
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 
 from . import atomic, stats
 from .config import ExperimentConfig, Source, to_yaml
-from .runs import (RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, prepare_output, read_metrics, run_rows,
-                   versions)
+from .runs import RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, read_metrics, run_rows, versions
+from .runs.owner import claim, publishing
 from .training import DIVERGED_RULE as DIVERGED
 from .training import TARGET_COLUMN
 
@@ -47,24 +48,41 @@ def plan_experiment(cfg: ExperimentConfig, src: Source, out_dir) -> list[RunSpec
 
 
 def run_experiment(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, executor=None, specs=None,
-                   on_progress=None, on_done=None) -> ExperimentResult:
+                   on_progress=None, on_done=None, force=False) -> ExperimentResult:
     """Train what is missing (a run finished by this code is reused: train resumes), then write the tables and the
-    figure of exactly this invocation's runs."""
+    figure of exactly this invocation's runs. ``out_dir`` is held for the whole call (runs/owner.py; ``force``: write
+    there even if it holds files bncli did not write or results of another command)."""
     out_dir = Path(out_dir)
     specs = plan_experiment(cfg, src, out_dir) if specs is None else specs
-    prepare_output(out_dir)
-    reused = sum(s.done for s in specs)
-    atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
-    failures = dispatch(specs, out_dir, workers=workers, executor=executor, on_progress=on_progress,
-                        on_done=on_done)
-    return finish(cfg, out_dir, specs, failures, reused)
+    with claim(out_dir, "train", force=force):
+        reused = sum(s.done for s in specs)
+        failures = dispatch(specs, out_dir, workers=workers, executor=executor, on_progress=on_progress,
+                            on_done=on_done)
+        return finish(cfg, out_dir, specs, failures, reused)
 
 
 def finish(cfg, out_dir: Path, specs: list[RunSpec], failures: list[dict], reused=0) -> ExperimentResult:
     runs = run_rows(specs, failures)
-    # the per-run table first: it holds every run's numbers whatever the statistics over them make of them
-    atomic.write_text(out_dir / "summary.csv", dict_csv([{"experiment": cfg.name, **r} for r in runs],
-                                                        SUMMARY_COLUMNS))
+    # The config with the tables, after the runs: an interrupted call never leaves a config the tables disagree
+    # with; experiment.json (what `bncli plot` and bncli.load recognise the folder by) last, the old one withdrawn.
+    with publishing(out_dir, replacing=("experiment.json", "learning_curves.png")):
+        atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
+        # the per-run table next: it holds every run's numbers whatever the statistics over them make of them
+        atomic.write_text(out_dir / "summary.csv", dict_csv([{"experiment": cfg.name, **r} for r in runs],
+                                                            SUMMARY_COLUMNS))
+        arms, comparisons, info = _info(cfg, runs)
+        atomic.write_text(out_dir / "experiment.json", dumps(info))
+    result = ExperimentResult(out_dir, runs, arms, comparisons, reused=reused, failures=failures)
+    path = out_dir / "learning_curves.png"
+    curves, diverged = listed_curves(info, out_dir)
+    if curves:
+        draw_learning_curves(info, curves, diverged, path)
+        result.figure = path
+    return result
+
+
+def _info(cfg, runs: list[dict]) -> tuple[dict, list, dict]:
+    """Per-arm statistics, comparisons, and what experiment.json holds."""
     arms, comparisons = aggregate(cfg, runs)
     title = f"{cfg.name}: {describe_setup(cfg)}"
     info = {
@@ -76,14 +94,7 @@ def finish(cfg, out_dir: Path, specs: list[RunSpec], failures: list[dict], reuse
                            "Kaplan-Meier medians with order-statistic intervals; comparisons: " + CENSORED_METHOD,
         "runs": [{"arm": r["arm"], "seed": r["seed"], "hash": r["hash"], "status": r["status"]} for r in runs],
         "versions": versions()}
-    atomic.write_text(out_dir / "experiment.json", dumps(info))
-    result = ExperimentResult(out_dir, runs, arms, comparisons, reused=reused, failures=failures)
-    path = out_dir / "learning_curves.png"
-    curves, diverged = listed_curves(info, out_dir)
-    if curves:
-        draw_learning_curves(info, curves, diverged, path)
-        result.figure = path
-    return result
+    return arms, comparisons, info
 
 
 def listed_curves(info: dict, out_dir: Path, read=read_metrics) -> tuple[dict, dict]:

@@ -19,8 +19,9 @@ from . import atomic
 from .config import ExperimentConfig, Source
 from .errors import BncliError
 from .executor import one_blas_thread
-from .experiment import check_with_data, prepare_output
+from .experiment import check_with_data
 from .runs import csv_text, dumps, versions
+from .runs.owner import claim, publishing
 from .training import batches, build_model, build_optimizer, seed_streams, train_step
 
 
@@ -103,20 +104,28 @@ def lrfind_title(name: str, seed=None) -> str:
     return f"{name}: learning-rate range test" + (f" (seed {seed})" if known else "")
 
 
-def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, **kw) -> LrFindResult:
+def run_lrfind(cfg: ExperimentConfig, src: Source, out_dir, *, force=False, **kw) -> LrFindResult:
+    """The range test of every arm into ``out_dir``, held for the whole call (runs/owner.py; ``force``: write there
+    even if it holds files bncli did not write or results of another command); ``kw`` go to `lr_range_test`."""
     out_dir = Path(out_dir)
     data = check_with_data(cfg, src)
-    prepare_output(out_dir)
+    with claim(out_dir, "lrfind", force=force):
+        return _lrfind(cfg, data, out_dir, kw)
+
+
+def _lrfind(cfg: ExperimentConfig, data, out_dir: Path, kw: dict) -> LrFindResult:
     curves, suggestions = {}, {}
     with one_blas_thread():
         for arm in cfg.model.bn:
             curves[arm] = lr_range_test(cfg.run_config(arm, cfg.train.seeds[0]), data, **kw)
             suggestions[arm] = suggest(curves[arm])
     rows = [[arm, *point] for arm, curve in curves.items() for point in curve]
-    atomic.write_text(out_dir / "lr_find.csv", csv_text(["arm", "iteration", "lr", "loss", "smoothed_loss"], rows))
-    atomic.write_text(out_dir / "lr_find.json", dumps({"name": cfg.name, "seed": cfg.train.seeds[0],
-                                                       "settings": kw, "suggestions": suggestions,
-                                                       "versions": versions()}))
+    with publishing(out_dir, replacing=("lr_find.json", "lr_find.png")):  # lr_find.json, the folder's kind, last
+        atomic.write_text(out_dir / "lr_find.csv", csv_text(["arm", "iteration", "lr", "loss", "smoothed_loss"],
+                                                            rows))
+        atomic.write_text(out_dir / "lr_find.json", dumps({"name": cfg.name, "seed": cfg.train.seeds[0],
+                                                           "settings": kw, "suggestions": suggestions,
+                                                           "versions": versions()}))
     drawable = {arm: c for arm, c in curves.items() if "note" not in suggestions[arm]}
     if drawable:
         from .plotting import lrfind_plot

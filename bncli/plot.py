@@ -5,20 +5,26 @@ JSON / CSV, or holds a value of the wrong type or lacks a column the figure need
 and what was expected ("<path>: damaged or not written by bncli (expected ...); run `bncli train` again"). Only the
 reading and parsing steps catch exceptions; what is read is then validated, so that a failure while drawing valid
 values is still reported as the bug it is.
+
+Whatever a folder holds, `bncli plot` ends in bounded time and memory: every read goes through `bncli.safeio` (regular
+files only, a size cap per file, JSON nesting bounded), and what is drawn is capped (runs, arms, rows, columns of
+panels) far above what bncli writes. A file over a cap is one `UsageError` too ("<path>: too large to plot (...)").
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
+import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import plotting
+from . import plotting, safeio
 from .errors import UsageError
 from .experiment import draw_learning_curves, listed_curves
 from .lrfind import flat_arms, lrfind_title
@@ -28,7 +34,27 @@ FORMATS = ("png", "svg", "pdf")
 COMMAND = {"train": "bncli train", "sweep": "bncli sweep", "lrfind": "bncli lrfind", "report": "bncli report"}
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a run hash: a plain name, never a path
 _NOT_A_FILE = (IsADirectoryError, NotADirectoryError)  # a folder where the file should be (or in its path)
-_UNPARSABLE = (UnicodeDecodeError, ValueError, csv.Error, RecursionError)  # ValueError: JSONDecodeError, float('x')
+# ValueError: JSONDecodeError, float('x'), safeio.Unreadable (a FIFO, a device, too large, nested too deeply)
+_UNPARSABLE = (UnicodeDecodeError, ValueError, csv.Error, RecursionError)
+
+# Caps: what bncli writes is far below each (an experiment.json of 30 runs is 7 KB, a sweep's range.csv of 128 points
+# 20 KB, a run's metrics.csv of 20 evaluations 3 KB, its percentiles.csv of a long run a few MB).
+JSON_LIMIT = 16 * safeio.MIB  # experiment.json, sweep.json, lr_find.json, report.json
+TABLE_LIMIT = 16 * safeio.MIB  # range.csv, ranges.csv, lr_find.csv, a run's percentiles.csv
+CONFIG_LIMIT = safeio.MIB  # a run's config.yaml (2 KB)
+METRICS_BYTES = 16 * safeio.MIB  # the metrics.csv of all the runs of a train folder together (parsed to floats:
+#                                  about 25x in memory at worst)
+METRICS_ROWS = 50_000  # their rows together, each a point of a curve (at most 51 per run in the shipped experiments)
+MAX_ROWS = 100_000  # rows kept from one table (lr_find.csv: iterations x arms; range.csv: points x arms)
+PERCENTILE_ROWS = 5_000  # unit 0's rows of a percentiles.csv, each a point of 3 curves (51 in the published report)
+MAX_COLUMNS = 1_000  # columns of one table (range.csv: the swept keys and 11 more)
+MAX_RUNS = 2_000  # runs an experiment.json may list (arms x seeds: 30 in the published report)
+MAX_ARMS = 8  # arms of one figure (bncli has 4 BN placements; the range figure has room for 8 lanes)
+# The range figure (published: at most 128 rows, 4 columns): a column of panels takes ~0.4 s to draw, a point with
+# diverged runs ~3 ms (its count is a text); at these caps it draws in ~10 s.
+MAX_RANGE_ROWS = 2_000  # rows of range.csv, and of ranges.csv
+MAX_RANGE_COLUMNS = 16  # combinations of the swept keys other than the range key
+CUT = "the last line is cut short (no newline at its end)"  # bncli ends every row of its CSV files with one
 
 
 def damaged(path, expected: str, kind: str | None = None) -> UsageError:
@@ -42,10 +68,18 @@ def missing(path, expected: str, kind: str | None = None) -> UsageError:
     return UsageError(f"{path}: missing (expected {expected}); {again}")
 
 
+def too_large(path, found: str) -> UsageError:
+    """The one message for a results file holding more than `bncli plot` draws in bounded time: damaged, or written
+    by bncli for an experiment too large to draw (running it again would not help)."""
+    return UsageError(f"{path}: too large to plot ({found})")
+
+
 def _unreadable(path, e: OSError, expected: str, kind: str) -> UsageError:
     if isinstance(e, FileNotFoundError):
         return missing(path, expected, kind)
-    return damaged(path, f"{expected}; it is a folder or in one that is not a folder", kind)
+    if isinstance(e, _NOT_A_FILE):
+        return damaged(path, f"{expected}; it is a folder or in one that is not a folder", kind)
+    return damaged(path, f"{expected}; it cannot be read: {e.strerror or type(e).__name__}", kind)
 
 
 def _show(v, limit=40) -> str:
@@ -55,11 +89,11 @@ def _show(v, limit=40) -> str:
 
 
 # -- checked readers -------------------------------------------------------------------------------------------------
-def read_json(path: Path, expected: str, kind: str) -> dict:
+def read_json(path: Path, expected: str, kind: str, limit: int = JSON_LIMIT) -> dict:
     """A JSON object (a dict), or a UsageError naming ``path``."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, *_NOT_A_FILE) as e:
+        doc = safeio.read_json(path, limit)
+    except OSError as e:
         raise _unreadable(path, e, expected, kind) from None
     except _UNPARSABLE as e:
         raise damaged(path, f"{expected}; {_why(e)}", kind) from None
@@ -68,20 +102,29 @@ def read_json(path: Path, expected: str, kind: str) -> dict:
     return doc
 
 
-def read_table(path: Path, columns, expected: str, kind: str, allow_empty=False) -> list[dict]:
+def read_table(path: Path, columns, expected: str, kind: str, allow_empty=False, keep=None,
+               max_rows=MAX_ROWS) -> list[dict]:
     """The rows of a CSV file with a header holding every one of ``columns``, each row as long as the header.
-    ``allow_empty``: an empty file (a table without rows, as bncli writes it) is no rows."""
+    ``allow_empty``: an empty file (a table without rows, as bncli writes it) is no rows. ``keep``: only the rows
+    it is true of are kept, at most ``max_rows`` of them."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = []
-            for row in reader:
-                if None in row or None in row.values():
-                    raise damaged(path, f"{expected}; line {reader.line_num} has {_cells(row)} cells for "
-                                        f"{len(reader.fieldnames)} columns", kind)
+        text = safeio.read_text(path, TABLE_LIMIT)
+        if text and not text.endswith("\n"):
+            raise damaged(path, f"{expected}; {CUT}", kind)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames
+        if header is not None and len(header) > MAX_COLUMNS:
+            raise too_large(path, f"{len(header):,} columns, more than {MAX_COLUMNS:,}")
+        rows = []
+        for row in reader:
+            if None in row or None in row.values():
+                raise damaged(path, f"{expected}; line {reader.line_num} has {_cells(row)} cells for "
+                                    f"{len(reader.fieldnames)} columns", kind)
+            if keep is None or keep(row):
+                if len(rows) == max_rows:
+                    raise too_large(path, f"more than {max_rows:,} rows to draw")
                 rows.append(row)
-            header = reader.fieldnames
-    except (FileNotFoundError, *_NOT_A_FILE) as e:
+    except OSError as e:
         raise _unreadable(path, e, expected, kind) from None
     except _UNPARSABLE as e:
         raise damaged(path, f"{expected}; {_why(e)}", kind) from None
@@ -93,13 +136,28 @@ def read_table(path: Path, columns, expected: str, kind: str, allow_empty=False)
     return rows
 
 
-def read_run_metrics(path: Path, kind="train", need=("train_loss", "test_acc")):
+@dataclass
+class Budget:
+    """What the metrics.csv of the runs of one folder may still hold together: they are all kept and drawn."""
+    bytes: int = METRICS_BYTES
+    rows: int = METRICS_ROWS
+
+
+def read_run_metrics(path: Path, kind="train", need=("train_loss", "test_acc"), budget: Budget | None = None):
     """A run's metrics.csv as (columns, rows of floats), checked: a header starting with 'step', the columns
-    ``need``, every row as long as the header, numbers only ('' is NaN), finite non-negative steps."""
+    ``need``, every row as long as the header, numbers only ('' is NaN), finite non-negative steps; a file cut
+    short (empty, or not ending with a newline) is damaged. ``budget``: what this file and the others read with
+    it may still hold (the file's size is taken from it before it is read, its rows after)."""
     expected = "a run's metrics.csv: a header starting with 'step', then rows of numbers"
     try:
-        columns, rows = read_metrics(path)
-    except (FileNotFoundError, *_NOT_A_FILE) as e:
+        if budget is not None:
+            size = os.stat(path).st_size
+            if size > budget.bytes:
+                raise too_large(path, f"{size:,} bytes, more than the {budget.bytes:,} left of the {METRICS_BYTES:,} "
+                                      "`bncli plot` reads from the runs' metrics together")
+            budget.bytes -= size
+        columns, rows = read_metrics(path)  # bounded (safeio); a file cut short is a ValueError
+    except OSError as e:
         raise _unreadable(path, e, expected, kind) from None
     except StopIteration:
         raise damaged(path, f"{expected}; the file is empty", kind) from None
@@ -112,6 +170,11 @@ def read_run_metrics(path: Path, kind="train", need=("train_loss", "test_acc")):
         raise damaged(path, f"{expected}; no column {_show(lacking[0])}", kind)
     if not rows:
         raise damaged(path, f"{expected}; no rows", kind)
+    if budget is not None:
+        if len(rows) > budget.rows:
+            raise too_large(path, f"{len(rows):,} rows, more than the {budget.rows:,} left of the {METRICS_ROWS:,} "
+                                  "`bncli plot` draws from the runs' metrics together")
+        budget.rows -= len(rows)
     for i, r in enumerate(rows, 2):
         if len(r) != len(columns):
             raise damaged(path, f"{expected}; line {i} has {len(r)} cells for {len(columns)} columns", kind)
@@ -206,6 +269,11 @@ def read_experiment(d: Path) -> dict:
     if not (_of_type(target.get("accuracy"), (float, None)) and _of_type(target.get("split"), (str, None))):
         raise damaged(path, f"{EXPERIMENT}; 'target' needs a number 'accuracy' and a 'split' name", "train")
     _check_runs(path, exp["runs"], EXPERIMENT, "train")
+    if len(exp["runs"]) > MAX_RUNS:
+        raise too_large(path, f"{len(exp['runs']):,} runs, more than {MAX_RUNS:,}")
+    arms = {r["arm"] for r in exp["runs"]}
+    if len(arms) > MAX_ARMS:
+        raise too_large(path, f"{len(arms):,} arms, more than {MAX_ARMS}")
     return exp
 
 
@@ -223,7 +291,8 @@ def read_train(d: Path) -> tuple[dict, dict, dict]:
     """experiment.json and the checked metrics of the finished runs it lists, per arm, with whether each diverged:
     this invocation's runs, never older runs kept in runs/ as a cache."""
     exp = read_experiment(d)
-    curves, diverged = listed_curves(exp, d, read=read_run_metrics)
+    budget = Budget()
+    curves, diverged = listed_curves(exp, d, read=lambda path: read_run_metrics(path, budget=budget))
     if not curves:
         raise UsageError(f"{d}: the experiment has no finished runs to plot")
     return exp, curves, diverged
@@ -261,31 +330,54 @@ def _cell(v: str) -> float:
 
 
 PERCENTILES = "the percentiles.csv of a run with `measure: [percentiles]`: step, unit, p15, p50, p85 per row"
+RUN_CONFIG = "the config.yaml of a run: the YAML mapping `bncli train` wrote"
 
 
 def _percentile_curves(d: Path, exp: dict) -> dict | None:
-    """Unit 0's percentiles over training, per arm, from the lowest seed's run of each arm that recorded them
-    (CLAIMS C9's figure for a `bncli train` folder); None when no run did."""
-    from .yamlio import YamlError, load_with_lines
-
-    curves, meta = {}, None
+    """Unit 0's percentiles over training, per arm, from the lowest seed's finished run of each arm, if its
+    config.yaml says it measured them (CLAIMS C9's figure for a `bncli train` folder; a percentiles.csv in a run that
+    did not measure them is not the run's and is not drawn); None when no run did."""
+    curves, labels, seen = {}, None, set()
     ok = [r for r in exp["runs"] if r.get("status") == "ok"]
     for r in sorted(ok, key=lambda r: r["seed"] if isinstance(r.get("seed"), int) else 1 << 62):
-        run = d / "runs" / r["hash"]
-        if r["arm"] in curves or not (run / "percentiles.csv").is_file():
+        if r["arm"] in seen:
             continue
-        rows = [x for x in read_table(run / "percentiles.csv", ("step", "unit", "p15", "p50", "p85"), PERCENTILES,
-                                      "train") if x["unit"] == "0"]
+        seen.add(r["arm"])  # the lowest seed's run of each arm only: at most MAX_ARMS configs are read
+        run = d / "runs" / r["hash"]
+        if not os.path.lexists(run / "percentiles.csv"):
+            continue
+        cfg = _run_config(run / "config.yaml")
+        tc, mc = (v if isinstance(v, dict) else {} for v in (cfg.get("train"), cfg.get("model")))
+        if not (isinstance(tc.get("measure"), list) and "percentiles" in tc["measure"]):
+            continue
+        rows = read_table(run / "percentiles.csv", ("step", "unit", "p15", "p50", "p85"), PERCENTILES, "train",
+                          keep=lambda x: x["unit"] == "0", max_rows=PERCENTILE_ROWS)
         curves[r["arm"]] = tuple([_cell(x[k]) for x in rows] for k in ("step", "p15", "p50", "p85"))
-        if meta is None:
-            try:
-                cfg = load_with_lines((run / "config.yaml").read_text())[0] or {}
-            except (OSError, UnicodeDecodeError, YamlError):  # labels only: a damaged config leaves the defaults
-                cfg = {}
-            tc, mc = cfg.get("train") or {}, cfg.get("model") or {}
-            meta = {"layer": tc.get("percentile_layer") or "last hidden layer", "images": tc.get("percentile_images",
-                    1000), "seed": r.get("seed", 0), "activation": mc.get("activation", "sigmoid")}
-    return {"curves": curves, **meta} if curves else None
+        if labels is None:  # from the first run drawn: every run of an experiment has the same
+            labels = {"layer": _of(tc.get("percentile_layer"), str, "last hidden layer"),
+                      "images": _of(tc.get("percentile_images"), int, 1000), "seed": _of(r.get("seed"), int, 0),
+                      "activation": _of(mc.get("activation"), str, "sigmoid")}
+    return {"curves": curves, **labels} if curves else None
+
+
+def _of(v, t: type, default):
+    """``v`` if it is a ``t`` (not a bool), else ``default``: a label for a figure, never a number drawn."""
+    return v if isinstance(v, t) and not isinstance(v, bool) else default
+
+
+def _run_config(path: Path) -> dict:
+    """A run's config.yaml as a mapping, read bounded, or a UsageError naming it."""
+    from .yamlio import YamlError, load_with_lines
+
+    try:
+        cfg = load_with_lines(safeio.read_text(path, CONFIG_LIMIT))[0]
+    except OSError as e:
+        raise _unreadable(path, e, RUN_CONFIG, "train") from None
+    except (ValueError, YamlError) as e:  # YamlError, safeio.Unreadable, UnicodeDecodeError
+        raise damaged(path, f"{RUN_CONFIG}; {_why(e)}", "train") from None
+    if not isinstance(cfg, dict):
+        raise damaged(path, f"{RUN_CONFIG}; it is not a mapping", "train")
+    return cfg
 
 
 SWEEP = "the sweep.json of `bncli sweep`: an object with 'name', the swept 'keys' and the 'range_key'"
@@ -322,6 +414,9 @@ def read_sweep(d: Path) -> dict:
                                         "diverged"], RANGE, "sweep")
     if not rows:
         raise damaged(d / "range.csv", f"{RANGE}; no rows", "sweep")
+    too_many = range_size_error(rows, [], keys, rk)
+    if too_many:
+        raise too_large(d / "range.csv", too_many)
     for i, r in enumerate(rows, 2):
         if not _int_cell(r["diverged"]):
             raise damaged(d / "range.csv", f"{RANGE}; 'diverged' on line {i} is not a count", "sweep")
@@ -331,11 +426,36 @@ def read_sweep(d: Path) -> dict:
                                            "hold acc_mean", "sweep")
     usable = read_table(d / "ranges.csv", ["arm", *others, "n_learn", "n_seeds", "lo", "hi"], RANGES, "sweep",
                         allow_empty=True)
+    if len(usable) > MAX_RANGE_ROWS:
+        raise too_large(d / "ranges.csv", f"{len(usable):,} rows, more than {MAX_RANGE_ROWS:,}")
     for i, u in enumerate(usable, 2):
         if not (_int_cell(u["n_learn"]) and _int_cell(u["n_seeds"]) and u["n_seeds"] != ""):
             raise damaged(d / "ranges.csv", f"{RANGES}; 'n_learn' / 'n_seeds' on line {i} are not counts", "sweep")
     return {"range_rows": rows, "usable": usable, "keys": keys, "range_key": rk,
             "title": info.get("title", info["name"])}
+
+
+def range_size_error(range_rows: list[dict], usable: list[dict], keys: list[str], range_key: str) -> str | None:
+    """What makes the range figure of these rows too large to draw in bounded time (more rows, arms or columns of
+    panels than the caps), or None. The columns are counted as `plotting.range_figure` groups the rows."""
+    for name, rows in (("rows", range_rows), ("usable ranges", usable)):
+        if len(rows) > MAX_RANGE_ROWS:
+            return f"{len(rows):,} {name}, more than {MAX_RANGE_ROWS:,}"
+    arms = {str(r.get("arm")) for r in range_rows}
+    if len(arms) > MAX_ARMS:
+        return f"{len(arms):,} arms, more than {MAX_ARMS}"
+    columns = range_columns(range_rows, keys, range_key)
+    if columns > MAX_RANGE_COLUMNS:
+        others = ", ".join(k for k in keys if k != range_key)
+        return f"{columns:,} combinations of {others}, more than the {MAX_RANGE_COLUMNS} columns a range figure draws"
+    return None
+
+
+def range_columns(range_rows: list[dict], keys: list[str], range_key: str) -> int:
+    """The columns of panels of the range figure: as `plotting.range_figure` groups the rows, by the values of the
+    swept keys other than the range key."""
+    others = [k for k in keys if k != range_key]
+    return max(1, len({tuple(str(r.get(k)) for k in others) for r in range_rows}))
 
 
 def sweep_figure(d) -> Figure:
@@ -357,6 +477,8 @@ def plot_lrfind(d: Path, out: Path, fmt: str) -> list[Path]:
     path = d / "lr_find.json"
     info = read_json(path, LRFIND_JSON, "lrfind")
     _require(info, path, LRFIND_JSON, "lrfind", name=str, suggestions=dict)
+    if len(info["suggestions"]) > MAX_ARMS:
+        raise too_large(path, f"{len(info['suggestions']):,} arms, more than {MAX_ARMS}")
     suggestions = {}
     for arm, s in info["suggestions"].items():
         if not (isinstance(s, dict) and all(k in s and _of_type(s[k], (float, None)) for k in ("steep_lr", "min_lr"))):
@@ -393,6 +515,9 @@ def plot_lrfind(d: Path, out: Path, fmt: str) -> list[Path]:
     return [path]
 
 
+REPORT = "the report.json of `bncli report`: an object holding every number of the report"
+
+
 def plot_dir(results_dir, fmt="png", out=None) -> list[Path]:
     d = Path(results_dir)
     try:
@@ -415,5 +540,6 @@ def plot_dir(results_dir, fmt="png", out=None) -> list[Path]:
         if kind == "report":
             from .report import plot_report
 
+            read_json(d / "report.json", REPORT, "report")  # the folder's mark: damaged, the folder is
             return plot_report(d, out, fmt)
         return {"train": plot_train, "sweep": plot_sweep, "lrfind": plot_lrfind}[kind](d, out, fmt)

@@ -9,6 +9,7 @@
                    ranges_by_seed.csv  per arm, other swept keys and seed: the usable range of ``range_key``
                    ranges.csv        per arm (and other swept keys): seeds that learn, usable range over seeds
                    sweep.json        all of the above, with versions
+                   .bncli.json       the kind of command and the files bncli wrote here (runs/owner.py)
 
 A run is finished when its directory exists (they are created atomically), so an interrupted or killed sweep
 resumes by running only what is missing. Run seeds are the experiment's seeds; random-search draws come from
@@ -25,8 +26,8 @@ from pathlib import Path
 
 from . import atomic, stats
 from .config import ExperimentConfig, Source, to_yaml
-from .runs import (RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, prepare_output, run_rows, sweep_points,
-                   versions)
+from .runs import RunSpec, check_with_data, dict_csv, dispatch, dumps, plan, run_rows, sweep_points, versions
+from .runs.owner import claim, publishing
 from .training import DIVERGED_RULE as DIVERGED, TAIL_EVALS
 
 
@@ -53,40 +54,47 @@ def plan_sweep(cfg: ExperimentConfig, src: Source, out_dir, runs_dir=None) -> li
 
 
 def run_sweep(cfg: ExperimentConfig, src: Source, out_dir, *, workers=1, executor=None, runs=None,
-              on_progress=None, on_done=None) -> SweepResult:
+              on_progress=None, on_done=None, force=False) -> SweepResult:
+    """Run what is missing, then write the tables and figure; ``out_dir`` is held for the whole call (runs/owner.py;
+    ``force``: write there even if it holds files bncli did not write or results of another command)."""
     out_dir = Path(out_dir)
     runs = plan_sweep(cfg, src, out_dir) if runs is None else runs
-    prepare_output(out_dir)
-    skipped = sum(r.done for r in runs)
-    atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
-    failed = dispatch(runs, out_dir, workers=workers, executor=executor, on_progress=on_progress, on_done=on_done)
-    return collect(cfg, out_dir, runs, failed, skipped=skipped)
+    with claim(out_dir, "sweep", force=force):
+        skipped = sum(r.done for r in runs)
+        failed = dispatch(runs, out_dir, workers=workers, executor=executor, on_progress=on_progress,
+                          on_done=on_done)
+        return collect(cfg, out_dir, runs, failed, skipped=skipped, config=True)
 
 
-def collect(cfg, out_dir: Path, runs: list[RunSpec], failed: list[dict], skipped=0) -> SweepResult:
-    """The sweep's tables and figure, from exactly the planned runs."""
+def collect(cfg, out_dir: Path, runs: list[RunSpec], failed: list[dict], skipped=0, config=False) -> SweepResult:
+    """The sweep's tables and figure, from exactly the planned runs (``config``: with the config.yaml they are of,
+    written with them, after the runs, so that an interrupted sweep never leaves a config its tables disagree
+    with)."""
     keys = list(cfg.sweep.parameters)
     rows = run_rows(runs, failed)
     range_rows = range_table(cfg, keys, rows)
     per_seed = seed_ranges(cfg, keys, rows)
     usable = usable_ranges(cfg, keys, rows, per_seed)
     rk = _range_key(cfg, keys, rows)
-    atomic.write_text(out_dir / "summary.csv", dict_csv(rows, keys + SUMMARY_COLUMNS))
-    atomic.write_text(out_dir / "range.csv", dict_csv(range_rows))
-    atomic.write_text(out_dir / "ranges.csv", dict_csv(usable))
-    atomic.write_text(out_dir / "ranges_by_seed.csv", dict_csv(per_seed))
-    atomic.write_text(out_dir / "sweep.json", dumps({
-        "name": cfg.name, "keys": keys, "range_key": rk, "title": _title(cfg, keys),
-        "n_runs": len(rows), "n_diverged": sum(bool(r.get("diverged")) for r in rows), "failed": failed,
-        "usable_ranges": usable, "usable_ranges_by_seed": per_seed, "range": range_rows,
-        "runs": [{**{k: r[k] for k in keys}, "arm": r["arm"], "seed": r["seed"], "hash": r["hash"],
-                  "status": r["status"]} for r in rows],  # what bncli.load reopens
-        "ci": "95% Student-t interval of the mean over seeds; means leave out diverged runs (counted)",
-        "usable": f"per seed: the contiguous values around the seed's best whose run did not diverge and whose tail "
-                  f"test accuracy (mean of its last {TAIL_EVALS} evaluations) is >= {cfg.sweep.floor:g}; an arm "
-                  "that learns nowhere has no usable range",
-        "diverged": DIVERGED,
-        "versions": versions()}))
+    with publishing(out_dir, replacing=("sweep.json", "range.png")):  # sweep.json, what the folder is known by, last
+        if config:
+            atomic.write_text(out_dir / "config.yaml", to_yaml(cfg))
+        atomic.write_text(out_dir / "summary.csv", dict_csv(rows, keys + SUMMARY_COLUMNS))
+        atomic.write_text(out_dir / "range.csv", dict_csv(range_rows))
+        atomic.write_text(out_dir / "ranges.csv", dict_csv(usable))
+        atomic.write_text(out_dir / "ranges_by_seed.csv", dict_csv(per_seed))
+        atomic.write_text(out_dir / "sweep.json", dumps({
+            "name": cfg.name, "keys": keys, "range_key": rk, "title": _title(cfg, keys),
+            "n_runs": len(rows), "n_diverged": sum(bool(r.get("diverged")) for r in rows), "failed": failed,
+            "usable_ranges": usable, "usable_ranges_by_seed": per_seed, "range": range_rows,
+            "runs": [{**{k: r[k] for k in keys}, "arm": r["arm"], "seed": r["seed"], "hash": r["hash"],
+                      "status": r["status"]} for r in rows],  # what bncli.load reopens
+            "ci": "95% Student-t interval of the mean over seeds; means leave out diverged runs (counted)",
+            "usable": f"per seed: the contiguous values around the seed's best whose run did not diverge and whose "
+                      f"tail test accuracy (mean of its last {TAIL_EVALS} evaluations) is >= {cfg.sweep.floor:g}; an "
+                      "arm that learns nowhere has no usable range",
+            "diverged": DIVERGED,
+            "versions": versions()}))
     if rk is not None and range_rows:
         from .plotting import range_figure
 

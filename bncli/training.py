@@ -203,6 +203,13 @@ class Recorder:
 def train_run(cfg: ExperimentConfig, data: Dataset, progress=None, keep_model=False) -> RunResult:
     """Train ``cfg`` (one arm, one seed). ``progress(step, total, info)`` is called at every evaluation."""
     assert len(cfg.model.bn) == 1 and len(cfg.train.seeds) == 1, "train_run takes a single-arm, single-seed config"
+    # Overflow is an outcome here (a huge init, a huge learning rate: the run diverges and says so), never a raw
+    # NumPy warning on the terminal; from the first weight drawn to the last evaluation.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _train_run(cfg, data, progress, keep_model)
+
+
+def _train_run(cfg: ExperimentConfig, data: Dataset, progress, keep_model) -> RunResult:
     t0 = time.perf_counter()
     tc, oc = cfg.train, cfg.optimizer
     init_rng, order_rng = seed_streams(tc.seeds[0])

@@ -62,7 +62,7 @@ def check_complete(run_dir: Path) -> dict:
     assert all(len(r) == len(rows[0]) for r in rows)
     summary = json.loads((run_dir / "summary.json").read_text())
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert meta["config_hash"] == run_dir.name
+    assert meta["run_key"] == run_dir.name
     assert summary["status"] in ("ok", "diverged")
     return summary
 

@@ -776,7 +776,7 @@ def test_a_200_kb_value_is_not_echoed_whole(tmp_path):
 
 def test_a_1_mb_override_is_not_echoed_whole(base):
     msg = usage_error(base, ["name=" + "x" * 1_000_000])
-    assert msg.startswith("command line 'name=xxx") and "..." in msg and "name: String should have at most 100" in msg
+    assert msg.startswith("command line 'name=xxx") and "..." in msg and "name: not a valid name" in msg
     assert len(msg) < 400
 
 
@@ -921,3 +921,125 @@ def test_noise_and_probe_keys_enter_the_hash_only_where_they_act():
     probed = base.model_copy(update={"train": base.train.model_copy(update={"measure": ["ics"]})})
     probed7 = base.model_copy(update={"train": base.train.model_copy(update={"measure": ["ics"], "probe_every": 7})})
     assert probed.run_config("none", 0).hash() != probed7.run_config("none", 0).hash()
+
+
+# -- seeds are distinct integers (issue 24) ------------------------------------------------------------------------
+@pytest.mark.parametrize("value, expect", [
+    ("[1, 1.0]", "seeds must not repeat: 1 and 1.0 are both seed 1"),
+    ("[1, '01']", "seeds must not repeat: 1 and '01' are both seed 1"),
+    ("[2, '2', 2.0, 3]", "seeds must not repeat: 2, '2' and 2.0 are all seed 2"),
+    ("[4, 5, 4]", "seeds must not repeat: seed 4 is given 2 times"),
+    ("['-1']", "seeds must be >= 0 and < 2**63"),
+    ("[-1.0]", "seeds must be >= 0 and < 2**63"),
+    ("['99999999999999999999']", "seeds must be >= 0 and < 2**63"),
+])
+def test_seeds_are_checked_as_the_integers_they_become(tmp_path, value, expect):
+    p = write(tmp_path, f"name: x\ntrain:\n  seeds: {value}\n")
+    what = assert_located(usage_error(p), p, "seeds", "train.seeds")
+    assert what.startswith(expect), what
+
+
+def test_seeds_read_like_every_other_integer_key_and_then_must_differ(base):
+    # '7' and 7.0 are 7, as for batch_size: one run per distinct integer
+    cfg, _ = load_config(base, ["train.seeds=[0, '7', 3.0]", "train.batch_size='30'"])
+    assert cfg.train.seeds == [0, 7, 3] and all(type(s) is int for s in cfg.train.seeds)
+    assert cfg.train.batch_size == 30
+    assert usage_error(base, ["train.seeds=[1, 1.0]"]) == (
+        "command line 'train.seeds=[1, 1.0]': train.seeds: seeds must not repeat: 1 and 1.0 are both seed 1 "
+        "(got [1, 1.0])")
+
+
+# -- eps in the run's dtype ----------------------------------------------------------------------------------------
+def test_bn_eps_that_is_0_in_float32_is_refused_at_its_line(tmp_path):
+    p = write(tmp_path, "name: x\nmodel:\n  bn: [none, after]\n  bn_eps: 1e-300\n")
+    assert usage_error(p) == (
+        f"{p}:4: model.bn_eps: 1e-300 is 0 in float32 (train.dtype): a unit whose batch variance is 0 would be "
+        "normalized by 0/0; expected a value from 1.18e-38 (float32's smallest normal number) to 1000 (or "
+        "train.dtype: float64)")
+    cfg, _ = load_config(p, ["train.dtype=float64"])  # a normal float64 number: the run uses it as given
+    assert cfg.model.bn_eps == 1e-300
+
+
+@pytest.mark.parametrize("dtype, value, expect", [
+    ("float32", "1e-40", "1e-40 is subnormal in float32 (train.dtype): kept as 9.99995e-41, with a few bits"),
+    ("float32", "1e-45", "1e-45 is subnormal in float32"),
+    ("float64", "1e-320", "is subnormal in float64 (train.dtype)"),
+    ("float64", "1e-330", "Input should be greater than 0 (got 0.0)"),  # 0 in Python already
+    ("float32", "1e300", "1e+300 is more than 1000: eps is a floor under each unit's batch variance"),
+    ("float64", "1001", "1001 is more than 1000"),
+])
+def test_bn_eps_out_of_the_dtypes_usable_range(tmp_path, dtype, value, expect):
+    p = write(tmp_path, f"name: x\nmodel:\n  bn_eps: {value}\ntrain:\n  dtype: {dtype}\n")
+    what = assert_located(usage_error(p), p, "bn_eps", "model.bn_eps")
+    assert expect in what
+    low = {"float32": "1.18e-38", "float64": "2.23e-308"}[dtype]
+    assert value == "1e-330" or f"expected a value from {low} ({dtype}'s smallest normal number) to 1000" in what
+
+
+def test_bn_eps_is_refused_only_where_a_run_adds_it_outside_the_range(tmp_path):
+    p = write(tmp_path, "model: {bn: [none, before], bn_eps: 1e-300}\n")
+    assert "model.bn_eps: 1e-300 is 0 in float32" in usage_error(p)
+    assert load_config(p, ["model.bn=none"])[0].model.bn_eps == 1e-300  # no run adds it anywhere
+    for dtype, value in [("float32", 1.2e-38), ("float32", 1e3), ("float64", 1e-300), ("float32", 1e-5)]:
+        cfg, _ = load_config(p, [f"model.bn_eps={value!r}", f"train.dtype={dtype}"])
+        assert cfg.model.bn_eps == value
+
+
+@pytest.mark.parametrize("optimizer, eps, expect", [
+    ("rmsprop", "1e-300", "1e-300 is 0 in float32 (train.dtype): a weight whose gradient stays 0 would be updated "
+                          "by 0/0; expected at least 1.18e-38 (float32's smallest normal number) (or train.dtype: "
+                          "float64)"),
+    ("adam", "1e-37", "adam adds eps x sqrt(1 - beta2) = 3.16e-39 at its first step, which is subnormal in "
+                      "float32"),
+    ("adam", "1e-45", "adam adds eps x sqrt(1 - beta2) = 3.16e-47 at its first step, which is 0 in float32"),
+])
+def test_optimizer_eps_that_the_run_cannot_add_is_refused(tmp_path, optimizer, eps, expect):
+    p = write(tmp_path, f"name: x\noptimizer:\n  name: {optimizer}\n  eps: {eps}\n")
+    what = assert_located(usage_error(p), p, "eps:", "optimizer.eps")
+    assert what.startswith(expect), what
+    if optimizer == "adam":
+        assert "expected at least 3.72e-37 (float32's smallest normal number, 1.18e-38, / sqrt(1 - beta2))" in what
+
+
+def test_optimizer_eps_is_checked_only_where_it_is_added(tmp_path):
+    p = write(tmp_path, "optimizer: {name: rmsprop, eps: 1e-300}\n")
+    assert "optimizer.eps: 1e-300 is 0 in float32" in usage_error(p)
+    for overrides in (["optimizer.name=sgd"], ["optimizer.name=momentum"], ["train.dtype=float64"],
+                      ["optimizer.name=adam", "optimizer.eps=1e-36"],
+                      ["optimizer.name=adam", "train.dtype=float64"]):
+        load_config(p, overrides)
+
+
+def test_a_swept_bn_eps_is_checked_at_each_point(tmp_path):
+    from bncli.runs.plan import plan, sweep_points
+
+    cfg, src = load_config(write(tmp_path, "name: x\nmodel: {bn: [before]}\n"), ["model.bn_eps=1e-5,1e-300"],
+                           sweep_overrides=True)
+    with pytest.raises(UsageError) as e:
+        plan(cfg, src, tmp_path / "runs", sweep_points(cfg, src))
+    assert "model.bn_eps: 1e-300 is 0 in float32" in str(e.value)
+
+
+# -- the name a config gets from its file ---------------------------------------------------------------------------
+def test_a_file_name_that_is_not_a_valid_name_is_named_as_the_cause(tmp_path):
+    p = write(tmp_path, "optimizer:\n  lr: 0.2\n", name="my run.yaml")
+    assert usage_error(p) == (
+        f"{p}: the experiment name defaults to the file name 'my run', which is not a valid name (letters, digits, "
+        "_ . -, starting with a letter or digit, at most 100 characters); add `name: my_run` to the file or rename it")
+    assert load_config(p, ["name=my_run"])[0].name == "my_run"  # a name from the command line is enough
+    q = write(tmp_path, "name: mine\n", name="my run2.yaml")
+    assert load_config(q)[0].name == "mine"
+
+
+@pytest.mark.parametrize("stem, suggested", [(".hidden", "hidden"), ("été", "ete"), ("a" * 101, "a" * 100),
+                                             ("+++", "my_experiment")])
+def test_the_suggested_name_is_valid(tmp_path, stem, suggested):
+    msg = usage_error(write(tmp_path, "", name=f"{stem}.yaml"))
+    assert f"add `name: {suggested}` to the file" in msg
+    assert load_config(write(tmp_path, f"name: {suggested}\n", name=f"{stem}.yaml"))[0].name == suggested
+
+
+def test_an_invalid_name_key_says_what_a_name_is(tmp_path):
+    p = write(tmp_path, "name: my run\n")
+    assert usage_error(p) == (f"{p}:1: name: not a valid name: letters, digits, _ . -, starting with a letter or "
+                              "digit, at most 100 characters (got 'my run')")

@@ -13,8 +13,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from bncli.cli import app  # noqa: E402
 from bncli.config import load_config  # noqa: E402
-from bncli.errors import BncliError  # noqa: E402
-from bncli.executor import execute  # noqa: E402
+from bncli.errors import BncliError, UsageError  # noqa: E402
+from bncli.executor import check_executor, execute  # noqa: E402
 from bncli.runs import run_task  # noqa: E402
 from bncli.sweeps import plan_sweep as plan, run_sweep  # noqa: E402
 
@@ -90,3 +90,13 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     assert "Traceback" not in r.output
     assert "error:" in r.output and "cannot reach the Dask scheduler" in r.output and "127.0.0.1:1" in r.output
     assert not run_dirs(tmp_path / "out")
+
+
+@pytest.mark.parametrize("url", ["dask://127.0.0.1:99999", "dask://127.0.0.1:0", "dask://h:" + "9" * 5000,
+                                 "dask://h:\u0661\u0662", "dask://a b:8786", "dask://a/b:8786", "dask://h\x00:8786"])
+def test_an_address_no_socket_can_take_is_a_usage_error(url):
+    """Out-of-range ports (an OverflowError from the socket layer), digits that are not ASCII, a host with spaces,
+    a slash or a NUL: refused with the option's message before anything connects."""
+    with pytest.raises(UsageError, match="expected 'local' or dask://HOST:PORT"):
+        check_executor(url)
+    assert check_executor("dask://[::1]:8786") == "dask://[::1]:8786"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "bncli"
-RANK = {"errors": 0, "atomic": 0, "yamlio": 0, "stats": 0, "executor": 0, "_version": 0, "examples": 0,
+RANK = {"errors": 0, "atomic": 0, "safeio": 0, "yamlio": 0, "stats": 0, "executor": 0, "_version": 0, "examples": 0,
         "core": 1, "data": 2, "config": 3, "training": 4, "stacking": 4.5, "runs": 5, "plotting": 5,
         "experiment": 6, "sweeps": 6, "lrfind": 6, "report": 6, "plot": 6, "api": 7, "cli": 8, "__main__": 9,
         "__init__": 10}  # the package's __init__ holds the version and the lazy API names (bncli.train, ...)

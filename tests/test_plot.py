@@ -419,7 +419,7 @@ DAMAGE = [  # (kind, file, damage, fragments of the message)
     ("train", FIRST_METRICS, lambda p: p.write_text(p.read_text() + "1,2\n"), ["has 2 cells for"]),
     ("train", FIRST_METRICS, lambda p: p.write_text(""), ["the file is empty"]),
     ("train", FIRST_METRICS, lambda p: p.write_text(p.read_text().splitlines()[0] + "\n"), ["no rows"]),
-    ("train", FIRST_METRICS, _folder_instead, ["metrics.csv: damaged", "it is a folder"]),
+    ("train", FIRST_METRICS, _folder_instead, ["metrics.csv: damaged", "a folder"]),
     ("sweep", "sweep.json", _truncate, ["sweep.json: damaged"]),
     ("sweep", "sweep.json", _json_edit(lambda d: d.update(keys="optimizer.lr")), ["'keys' is a JSON string"]),
     ("sweep", "sweep.json", _json_edit(lambda d: d.update(range_key="model.depth")), ["sweep.json: damaged"]),
@@ -538,3 +538,139 @@ def test_percentiles_of_a_layer_are_drawn_and_a_damaged_cell_is_not_plotted(tmp_
     assert (out / "percentiles.png").is_file()
     r = invoke("train", cfg, "train.percentile_layer=act9", "--out", tmp_path / "bad", "-j", "1")
     assert r.exit_code == 2 and "train.percentile_layer: no activation layer 'act9'" in r.output
+
+
+# -- bounded readers: what `bncli plot` draws is capped, every cap one line naming the file ----------------------------
+def _rows_edit(fn):
+    """An edit of a CSV file's rows (a list of lists, the header first)."""
+    def edit(path: Path):
+        rows = [ln.split(",") for ln in path.read_text().splitlines()]
+        path.write_text("\n".join(",".join(r) for r in fn(rows)) + "\n")
+    return edit
+
+
+def _range_columns(n):
+    """The sweep as if it had swept a second key over ``n`` values: ``n`` columns of panels."""
+    def edit(d: Path):
+        _json_edit(lambda doc: doc.update(keys=doc["keys"] + ["model.depth"]))(d / "sweep.json")
+        for name in ("range.csv", "ranges.csv"):
+            _rows_edit(lambda rows: [rows[0] + ["model.depth"]] + [r + [str(k)] for k in range(n) for r in rows[1:]])(
+                d / name)
+    return edit
+
+
+def _arms(n):
+    return lambda rows: [rows[0]] + [[f"arm{k}", *r[1:]] for k in range(n) for r in rows[1:2]]
+
+
+def _suggestions(n):
+    def edit(doc):
+        one = next(iter(doc["suggestions"].values()))
+        doc["suggestions"].update({f"arm{k}": one for k in range(n - len(doc["suggestions"]))})
+    return edit
+
+
+def _runs(n, arms=("none",)):
+    def edit(doc):
+        doc["runs"] = [{**doc["runs"][0], "arm": arms[k % len(arms)], "seed": k} for k in range(n)]
+    return edit
+
+
+def _metrics_rows(n):
+    return _rows_edit(lambda rows: [rows[0]] + [[str(k), *rows[-1][1:]] for k in range(n)])
+
+
+def _big_metrics(path: Path):
+    with open(path, "r+b") as f:  # still a valid header and first rows, then 17 MiB of zero bytes
+        f.truncate(17 << 20)
+
+
+def _cut_mid_number(path: Path):
+    path.write_text(path.read_text().rstrip("\n")[:-1])
+
+
+TOO_LARGE = "too large to plot"
+_2001_ROWS = _rows_edit(lambda rows: [rows[0]] + rows[1:2] * 2001)
+CAPS = [  # (kind, file (a glob: its first match) or "" for the folder, edit, fragments of the message)
+    ("sweep", "range.csv", _cut_mid_number, ["range.csv: damaged", "the last line is cut short"]),
+    ("sweep", "ranges.csv", _cut_mid_number, ["ranges.csv: damaged", "the last line is cut short"]),
+    ("lrfind", "lr_find.csv", _cut_mid_number, ["lr_find.csv: damaged", "the last line is cut short"]),
+    ("sweep", "", _range_columns(17), [f"range.csv: {TOO_LARGE}", "17 combinations of model.depth, more than the 16"]),
+    ("sweep", "range.csv", _rows_edit(_arms(9)), [f"range.csv: {TOO_LARGE}", "9 arms, more than 8"]),
+    ("sweep", "range.csv", _2001_ROWS, [f"range.csv: {TOO_LARGE}", "2,001 rows, more than 2,000"]),
+    ("sweep", "ranges.csv", _2001_ROWS, [f"ranges.csv: {TOO_LARGE}", "2,001 rows, more than 2,000"]),
+    ("lrfind", "lr_find.json", _json_edit(_suggestions(9)), [f"lr_find.json: {TOO_LARGE}", "9 arms, more than 8"]),
+    ("train", "experiment.json", _json_edit(_runs(2001)), [f"experiment.json: {TOO_LARGE}", "2,001 runs, more than"]),
+    ("train", "experiment.json", _json_edit(_runs(9, [f"a{k}" for k in range(9)])), ["9 arms, more than 8"]),
+    ("train", FIRST_METRICS, _metrics_rows(50_001), [f"metrics.csv: {TOO_LARGE}", "50,001 rows, more than",
+                                                     "of the 50,000 `bncli plot` draws"]),
+    ("train", FIRST_METRICS, _big_metrics, [f"metrics.csv: {TOO_LARGE}", "17,825,792 bytes, more than",
+                                            "of the 16,777,216 `bncli plot` reads"]),
+]
+
+
+@pytest.mark.parametrize("kind, name, edit, fragments", CAPS,
+                         ids=[f"{k}-{n.split('/')[-1] or 'folder'}-{i}" for i, (k, n, _, _) in enumerate(CAPS)])
+def test_over_a_cap_or_cut_short_is_one_line_naming_the_file(copy_of, tmp_path, kind, name, edit, fragments):
+    d = copy_of(kind)
+    edit(sorted(d.glob(name))[0] if name else d)
+    out = tmp_path / "figs"
+    r = invoke("plot", d, "--out", out)
+    usage_error(r, *fragments)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_percentiles_csv_in_a_run_that_did_not_measure_them_is_not_drawn(results, tmp_path):
+    """Only a run whose config.yaml lists `percentiles` in train.measure has its percentiles.csv drawn: one put
+    there by anything else (a copy, an edit) is not the run's, and is left alone."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(tiny_config("pct", extra_train="  measure: [percentiles]\n  percentile_images: 50\n"))
+    measured = tmp_path / "measured"
+    ok(invoke("train", cfg, "--out", measured, "-j", "1"))
+    d = tmp_path / "plain"
+    shutil.copytree(results["plain"], d)
+    for arm in ("none", "before"):
+        shutil.copy(run_dir(measured, arm, 0) / "percentiles.csv", run_dir(d, arm, 0) / "percentiles.csv")
+    ok(invoke("plot", d))
+    assert figures_in(d) == ["learning_curves.png"]
+    ok(invoke("plot", measured))  # the run that measured them: drawn
+    assert "percentiles.png" in figures_in(measured)
+    pct = run_dir(measured, "before", 0) / "percentiles.csv"
+    _rows_edit(lambda rows: [rows[0]] + [[str(k), "0", "1", "2", "3"] for k in range(5001)])(pct)
+    usage_error(invoke("plot", measured), "percentiles.csv: too large to plot", "more than 5,000 rows to draw")
+    (run_dir(measured, "none", 0) / "config.yaml").write_text("train: [")
+    usage_error(invoke("plot", measured), "config.yaml: damaged", "YAML syntax error")
+
+
+def test_a_damaged_report_json_is_one_line_naming_it(tmp_path):
+    """report.json marks a report folder: damaged, the folder is (its figures are not redrawn as if it were not)."""
+    published = Path(__file__).resolve().parents[1] / "results" / "report-quick"
+    d = tmp_path / "report"
+    (d / "figures").mkdir(parents=True)
+    specs = json.loads((published / "figures" / "figures.json").read_text())
+    specs["figures"] = [f for f in specs["figures"] if f["name"] == "c07_bias"]
+    (d / "figures" / "figures.json").write_text(json.dumps(specs))
+    (d / "report.json").write_text((published / "report.json").read_text())
+    ok(invoke("plot", d, "--out", tmp_path / "figs"))
+    for damage, fragment in ((lambda p: p.write_text("[]"), "found a JSON array"), (_truncate, "report.json")):
+        shutil.copy(published / "report.json", d / "report.json")
+        damage(d / "report.json")
+        r = invoke("plot", d, "--out", tmp_path / "figs2")
+        usage_error(r, "report.json: damaged", fragment)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("report", ["report-quick", "report-full"])
+def test_the_published_reports_fit_the_caps_of_a_figure_file_together(report):
+    """`bncli plot` redraws what `bncli report` wrote: the published reports' figure files, every figure checked
+    against what the file may hold in all (figures, values, range columns), not each figure alone."""
+    from bncli.report import figspec
+
+    src = Path(__file__).resolve().parent.parent / "results" / report
+    path = src / "figures" / figspec.FILE
+    budget = figspec.Budget()
+    checked = [figspec._check_spec(s, i, path, budget) for i, s in enumerate(figspec.read(src))]
+    # at most half of each cap used: room for the report to grow before a cap is near
+    assert 10 <= len(checked) <= figspec.MAX_FIGURES // 2
+    assert budget.values >= figspec.MAX_FILE_VALUES // 2 and budget.range_columns >= figspec.MAX_FILE_RANGE_COLUMNS // 2

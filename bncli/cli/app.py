@@ -3,6 +3,8 @@ markup), so nothing in square brackets is swallowed."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from pathlib import Path
 from typing import Optional
@@ -36,13 +38,31 @@ OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=0.
 OUT = typer.Option(None, "--out", help="Output directory [default: results/<name>].", show_default=False)
 WORKERS = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0 = one per core).")
 EXECUTOR = typer.Option("local", "--executor", help="local, or dask://HOST:PORT (needs the bncli[dask] extra).")
+FORCE = typer.Option(False, "--force", help="Write into --out even if it holds files bncli did not write or results "
+                                            "of another command.")
 
 
 def command(group: typer.Typer = app, **kw):
-    """Register a command whose failures go through the one error mapper (cli/errors.py)."""
+    """Register a command whose failures go through the one error mapper (cli/errors.py) and whose results folder
+    (``hold``) is released when it ends."""
     def register(fn):
-        return group.command(**kw)(handled(fn))
+        return group.command(**kw)(handled(_releasing(fn)))
     return register
+
+
+_HOLDING: list[contextlib.ExitStack] = []  # the folders each running command holds (innermost last)
+
+
+def _releasing(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            _HOLDING.append(stack)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _HOLDING.pop()
+    return wrapper
 
 
 def _version(value: bool):
@@ -73,5 +93,16 @@ def workers_for(workers: int, n: int) -> int:
     return max(1, min(workers or os.cpu_count() or 1, n))
 
 
-def default_out(out: Optional[Path], name: str) -> Path:
-    return out if out is not None else Path("results") / name
+def default_out(out: Optional[str], name: str, force: bool = False) -> Path:
+    """The folder ``--out`` names (its text: empty text is refused unless --force), else results/<name>."""
+    from ..runs.owner import out_path
+
+    return out_path(out, force) or Path("results") / name
+
+
+def hold(out: Path, kind: str, force: bool, **kw):
+    """Hold the results folder ``out`` for the rest of the command, released when the command ends however it ends
+    (runs/owner.py): a second command on it is refused before this one prints anything."""
+    from ..runs.owner import claim
+
+    return _HOLDING[-1].enter_context(claim(out, kind, force=force, **kw))

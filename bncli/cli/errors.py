@@ -60,7 +60,8 @@ def crash_report(exc: BaseException) -> Path | None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"bncli-crash-{stamp}-{os.getpid()}.txt"
-            path.write_text(f"bncli {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+            # errors=: an argument that is not UTF-8 (a file name's bytes) must not stop the report being written
+            path.write_text(f"bncli {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8", errors="backslashreplace")
             return path
         except OSError:
             continue

@@ -3,6 +3,7 @@ finished (with this code) is kept and never trained again."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -14,7 +15,7 @@ from ..config import load_config
 from ..examples import locate, shipped_name
 from ..errors import UsageError
 from ..executor import check_executor
-from .app import CONFIG, EXECUTOR, OUT, OVERRIDES, WORKERS, command, default_out
+from .app import CONFIG, EXECUTOR, FORCE, OUT, OVERRIDES, WORKERS, command, default_out, hold
 from .progress import RunProgress
 from .ui import console, detail, err_console, status, warn
 
@@ -41,6 +42,19 @@ def _machine():
            f"{blas}; one BLAS thread per worker", markup=False, highlight=False)
 
 
+def _again(specs) -> str:
+    n = sum(s.stale is not None for s in specs)
+    return f" ({n} of them again: their folders did not verify)" if n else ""
+
+
+def _stale(specs, keys=None):
+    """Which runs found on disk did not verify and are trained again, and why (runs/verify.py)."""
+    from ..runs import stale_lines
+
+    for line in stale_lines(specs, keys):
+        warn(line)
+
+
 def _failures(failures: list[dict]):
     for f in failures:
         point = " ".join(f"{k}={v}" for k, v in f["point"].items())
@@ -50,13 +64,14 @@ def _failures(failures: list[dict]):
         raise typer.Exit(1)
 
 
-def _plan(kind: str, config: Path, overrides, out):
+def _plan(kind: str, config: Path, overrides, out, force=False):
     """The plan of a train or sweep (bncli.api, the one the notebook API uses), saying so when a shipped experiment
     was picked by name."""
     from ..api import plan
+    from ..runs.owner import out_path
 
     _note_shipped(config)
-    return plan(kind, config, overrides or [], out)
+    return plan(kind, config, overrides or [], out_path(out, force), force=force)
 
 
 def _note_shipped(config: Path):
@@ -66,21 +81,23 @@ def _note_shipped(config: Path):
 
 
 @command()
-def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[Path] = OUT,
-          workers: int = WORKERS, executor: str = EXECUTOR):
+def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[str] = OUT,
+          workers: int = WORKERS, executor: str = EXECUTOR, force: bool = FORCE):
     """Train the arms (BN placements) of an experiment over its seeds; write results and a figure."""
     from .ui import experiment_tables
 
     check_executor(executor)
-    p = _plan("train", config, overrides, out)
+    p = _plan("train", config, overrides, out, force)
+    hold(p.out, "train", force)
     cfg, workers = p.cfg, p.workers(workers)
     _machine()
     status(f"[bold]{escape(cfg.name)}[/]: {len(cfg.model.bn)} arms x {len(cfg.train.seeds)} seeds = "
-           f"{len(p.specs)} runs; {len(p.specs) - p.todo} already done, {p.todo} to train "
+           f"{len(p.specs)} runs; {len(p.specs) - p.todo} already done, {p.todo} to train{_again(p.specs)} "
            f"{_where(executor, workers)} -> {escape(str(p.out))}", highlight=False)
+    _stale(p.specs)
     t0 = time.perf_counter()
     with RunProgress(p.todo, label=lambda s: f"{s.arm:<6} seed {s.seed}", work=_work(p.specs)) as ui:
-        result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done).outcome
+        result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done, force=force).outcome
     for table in experiment_tables(cfg, result):
         console.print(table)
     status(f"wrote {result.out_dir}/ (summary.csv, experiment.json, runs/)"
@@ -94,19 +111,23 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
               None, show_default=False,
               help="key=value overrides; key=v1,v2,... or key=logrange(min,max,per_decade) or "
                    "key=linrange(min,max,num) add swept keys (quote them in the shell)."),
-          out: Optional[Path] = OUT, workers: int = WORKERS, executor: str = EXECUTOR,
-          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their count; run nothing.")):
+          out: Optional[str] = OUT, workers: int = WORKERS, executor: str = EXECUTOR,
+          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their count; run nothing."),
+          force: bool = FORCE):
     """Hyperparameter-range study: the sweep grid x arms x seeds, in parallel, resumable."""
     from .ui import plan_table, usable_table
 
     check_executor(executor)
-    p = _plan("sweep", config, overrides, out)
+    p = _plan("sweep", config, overrides, out, force)
+    if not dry_run:  # a dry run writes nothing
+        hold(p.out, "sweep", force)
     cfg, runs, workers = p.cfg, p.specs, p.workers(workers)
     keys = list(cfg.sweep.parameters)
     n_points = len(runs) // max(1, len(cfg.model.bn) * len(cfg.train.seeds))
     status(f"[bold]{escape(cfg.name)}[/]: {len(runs)} runs = {n_points} points x {len(cfg.model.bn)} arms x "
-           f"{len(cfg.train.seeds)} seeds; {len(runs) - p.todo} already done, {p.todo} to run -> "
+           f"{len(cfg.train.seeds)} seeds; {len(runs) - p.todo} already done, {p.todo} to run{_again(runs)} -> "
            f"{escape(str(p.out))}", highlight=False)
+    _stale(runs, keys)
     if dry_run:
         console.print(plan_table(runs, keys))
         return
@@ -114,7 +135,7 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
     status(_where(executor, workers), markup=False)
     t0 = time.perf_counter()
     with RunProgress(p.todo, label=lambda s: s.label(keys), work=_work(runs)) as ui:
-        result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done).outcome
+        result = p.run(workers, executor, on_progress=ui.on_progress, on_done=ui.on_done, force=force).outcome
     table = usable_table(result)
     if table is not None:
         console.print(table)
@@ -127,24 +148,29 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
 
 @command()
 def lrfind(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES,
-           out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: results/<name>-lrfind].",
-                                              show_default=False),
+           out: Optional[str] = typer.Option(None, "--out", help="Output directory [default: results/<name>-lrfind].",
+                                             show_default=False),
            start: float = typer.Option(1e-7, "--start", min=0, help="First learning rate."),
            end: float = typer.Option(10.0, "--end", min=0, help="Last learning rate."),
            iters: int = typer.Option(100, "--iters", min=2, help="Iterations of the geometric ramp."),
            beta: float = typer.Option(0.98, "--beta", min=0, max=0.9999, help="Loss smoothing."),
-           stop_factor: float = typer.Option(4.0, "--stop-factor", min=1, help="Stop above this x best loss.")):
+           stop_factor: float = typer.Option(4.0, "--stop-factor", min=1, help="Stop above this x best loss."),
+           force: bool = FORCE):
     """Learning-rate range test (Smith 2015): one short run per arm with a geometric learning-rate ramp."""
     from rich.table import Table
 
     from ..lrfind import MIN_DESCENT, flat_arms, run_lrfind
 
+    for option, value in (("--start", start), ("--end", end), ("--beta", beta), ("--stop-factor", stop_factor)):
+        if not math.isfinite(value):  # the range checks let nan through, and inf is no learning rate
+            raise UsageError(f"{option} {value}: expected a finite number")
     if not 0 < start < end:
         raise UsageError(f"--start {start:g} / --end {end:g}: expected 0 < start < end")
     _note_shipped(config)
     cfg, src = load_config(locate(config), overrides or [])
-    out_dir = default_out(out, f"{cfg.name}-lrfind")
-    result = run_lrfind(cfg, src, out_dir, start=start, end=end, iters=iters, beta=beta, stop_factor=stop_factor)
+    out_dir = default_out(out, f"{cfg.name}-lrfind", force)
+    result = run_lrfind(cfg, src, out_dir, force=force, start=start, end=end, iters=iters, beta=beta,
+                        stop_factor=stop_factor)
     table = Table(title=f"{escape(cfg.name)}: learning-rate range test (seed {cfg.train.seeds[0]}, {iters} "
                         f"iterations {start:g} -> {end:g})", title_justify="left")
     for c in ("arm", "iterations", "stopped at lr", "min loss at lr", "loss drop", "steepest", "minimum/10"):

@@ -3,7 +3,9 @@ read as markup."""
 
 from __future__ import annotations
 
+import codecs
 import sys
+import unicodedata
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,10 +13,75 @@ from rich.table import Table
 
 from .. import stats
 
-# Piped output (CI logs, files) gets 120 columns instead of rich's 80, so the tables are not folded.
-_WIDTH = None if sys.stdout.isatty() else 120
-console = Console(width=_WIDTH, soft_wrap=True)  # a path or a message is never cut into lines
-err_console = Console(stderr=True, width=_WIDTH, soft_wrap=True)  # paths stay on one line
+# -- output in any encoding ----------------------------------------------------------------------------------------
+# What a character of bncli's output becomes in a stream whose encoding lacks it (PYTHONIOENCODING=ascii, latin-1,
+# a C locale). Any other such character is escaped (\xe9): it may be a user's value quoted in an error message,
+# which must not look like another value ('rélu' is not 'relu').
+ASCII_FALLBACK = {"±": "+-", "…": "...", "—": "-", "–": "-", "−": "-", "×": "x", "·": ".", "•": "*", "→": "->",
+                  "←": "<-", "≥": ">=", "≤": "<=", "≈": "~", "≠": "!=", "∞": "inf", "²": "^2", "µ": "u", "μ": "u",
+                  "σ": "sigma", "‘": "'", "’": "'", "“": '"', "”": '"', "✓": "ok", "✗": "x"}
+FALLBACK_ERRORS = "bncli-ascii"  # the codec error handler that writes them
+
+
+def ascii_for(ch: str) -> str:
+    if "\udc80" <= ch <= "\udcff":  # a byte of a file name that is not text (surrogateescape): \xff
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    text = ASCII_FALLBACK.get(ch)
+    if text is None and "\u2500" <= ch <= "\u257f":  # box drawing (rich draws ASCII boxes itself for such a stream)
+        name = unicodedata.name(ch, "")
+        text = "+" if ("HORIZONTAL" in name) == ("VERTICAL" in name) else "-" if "HORIZONTAL" in name else "|"
+    return text if text is not None else ch.encode("ascii", "backslashreplace").decode()
+
+
+def plain(text: str, encoding: str) -> str:
+    """``text`` with the characters ``encoding`` cannot write in ASCII."""
+    if encoding.startswith("utf"):
+        return text
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        pass
+    except LookupError:  # an encoding Python does not know: the stream itself would fail the same way
+        encoding = "ascii"
+
+    def fits(ch):
+        try:
+            ch.encode(encoding)
+            return True
+        except UnicodeEncodeError:
+            return False
+
+    return "".join(ch if fits(ch) else ascii_for(ch) for ch in text)
+
+
+def _write_fallback(e: UnicodeEncodeError):
+    return ascii_for(e.object[e.start]), e.start + 1  # one character at a time: the codec calls again for the next
+
+
+codecs.register_error(FALLBACK_ERRORS, _write_fallback)
+
+
+def degrade_streams():
+    """Make stdout and stderr write what their encoding lacks in ASCII instead of raising UnicodeEncodeError (the
+    command line's entry point calls this; imported in-process, the callers' streams are left as they are)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=FALLBACK_ERRORS)
+
+
+class _Console(Console):
+    # Text is made writable before rich measures it, so that a table's columns still line up in ASCII: rich turns
+    # every string it prints, every cell, title and caption into Text here.
+    def render_str(self, text: str, **kw):
+        return super().render_str(plain(text, self.encoding), **kw)
+
+
+# Piped output (CI logs, files) gets 120 columns instead of rich's 80, so the tables are not folded. (stdout is None
+# when it was closed and nobody reopened it; bncli's entry point does, see __main__.py.)
+_WIDTH = None if sys.stdout is not None and sys.stdout.isatty() else 120
+console = _Console(width=_WIDTH, soft_wrap=True)  # a path or a message is never cut into lines
+err_console = _Console(stderr=True, width=_WIDTH, soft_wrap=True)  # paths stay on one line
 
 VERBOSITY = {"level": 0}  # -1: --quiet, 0: default, 1: --verbose (set once by the app's callback)
 

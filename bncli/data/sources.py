@@ -70,11 +70,26 @@ def check_name(name: str, allowed=REAL + BUNDLED):
 
 # -- places ------------------------------------------------------------------------------------------------------
 def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/bncli`` (an absolute XDG_CACHE_HOME only, as the spec says), else ``~/.cache/bncli``."""
+    """``$XDG_CACHE_HOME/bncli`` (an absolute XDG_CACHE_HOME only, as the spec says), else ``~/.cache/bncli``.
+    ``~`` is ``$HOME`` if absolute, else the user's home in the password database: a relative or empty value of
+    either variable must not put a cache (decoded datasets, downloads) under whatever the current folder is."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if xdg and os.path.isabs(xdg):
+    if os.path.isabs(xdg):
         return Path(xdg) / "bncli"
-    return Path.home() / ".cache" / "bncli"
+    home = os.environ.get("HOME", "")
+    if not os.path.isabs(home):
+        try:
+            import pwd
+
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except (ImportError, KeyError, OSError):  # no password database (Windows), no entry for this user
+            home = os.path.expanduser("~") if os.name == "nt" else ""
+    if not os.path.isabs(home):
+        from ..errors import UsageError
+
+        raise UsageError("no absolute folder for the cache: $XDG_CACHE_HOME and $HOME are unset or relative and the "
+                         "user has no home folder; set XDG_CACHE_HOME to an absolute path")
+    return Path(home) / ".cache" / "bncli"
 
 
 def env_root() -> Path | None:

@@ -6,6 +6,7 @@
         runs/<hash>/        every training run, shared by all studies (a run needed twice is trained once;
                             finished runs are reused when the report is run again)
         studies/<name>/     per-study summary.csv, range.csv, ranges.csv, sweep.json (as `bncli sweep`)
+        .bncli.json         the kind of command and the files bncli wrote here (runs/owner.py)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .. import atomic
 from ..config import ExperimentConfig, load_config
 from ..errors import UsageError
 from ..examples import SHIPPED
-from ..runs import RunSpec, check_with_data, dispatch, plan, prepare_output, run_rows, sweep_points
+from ..runs import RunSpec, check_with_data, dispatch, plan, run_rows, sweep_points
+from ..runs import owner  # not `claim`: the name of this package's claim.py
 from ..sweeps import collect
 
 STUDIES = ["c01_faster_training", "c02_lr_range", "c03_init_scale", "c04_regularization", "c05_test_time",
@@ -165,9 +167,11 @@ def plan_report(mode="quick", out_dir=None, experiments=None, only=None) -> tupl
 
 
 def run_report(mode="quick", out_dir=None, experiments=None, workers=1, executor=None, only=None,
-               studies=None, on_progress=None, on_done=None):
+               studies=None, on_progress=None, on_done=None, force=False):
     """Run what is missing (in parallel, through the run cache), analyse every claim, write the report. Killed or
-    interrupted, it resumes: finished runs are kept and the next call trains only the rest."""
+    interrupted, it resumes: finished runs are kept and the next call trains only the rest. ``out_dir`` is held for
+    the whole call (runs/owner.py; ``force``: write there even if it holds files bncli did not write or results of
+    another command)."""
     from .registry import analyse
     from .render import write_report
 
@@ -175,16 +179,21 @@ def run_report(mode="quick", out_dir=None, experiments=None, workers=1, executor
     if studies is None:
         out_dir, studies = plan_report(mode, out_dir, experiments, only)
     out_dir = Path(out_dir or f"results/report-{mode}")
-    prepare_output(out_dir)
-    specs = [r for s in studies.values() for r in s.runs]
-    n_trained = len({r.hash for r in specs if not r.done})
-    failed = dispatch(specs, out_dir, workers=workers, executor=executor, on_progress=on_progress, on_done=on_done)
-    for s in studies.values():
-        gather(s, out_dir, failed)
-    atomic.check_writable(out_dir / "figures")
-    claims = analyse(studies, out_dir, mode)
-    return write_report(claims, studies, out_dir, mode, elapsed=time.perf_counter() - t0, n_trained=n_trained,
-                        failed=failed)
+    with owner.claim(out_dir, "report", force=force):
+        specs = [r for s in studies.values() for r in s.runs]
+        n_trained = len({r.hash for r in specs if not r.done})
+        failed = dispatch(specs, out_dir, workers=workers, executor=executor, on_progress=on_progress,
+                          on_done=on_done)
+        # report.json (what the folder is known by) withdrawn before the studies' tables and the figures are
+        # rewritten, written again last: an interrupted report never shows old verdicts beside new figures
+        owner.withdraw(out_dir, ("report.json",))
+        for s in studies.values():
+            gather(s, out_dir, failed)
+        atomic.check_writable(out_dir / "figures")
+        claims = analyse(studies, out_dir, mode)
+        with owner.publishing(out_dir):
+            return write_report(claims, studies, out_dir, mode, elapsed=time.perf_counter() - t0,
+                                n_trained=n_trained, failed=failed)
 
 
 def gather(s: Study, out_dir: Path, failed: list[dict], write=True):

@@ -19,6 +19,13 @@ numpy arrays become (nested) lists, numpy scalars Python numbers, tuples lists; 
 One rule for floats that JSON cannot hold: a NaN, +inf or -inf, wherever it occurs (inside arrays or alone), is
 written as the object ``{"$float": "nan"}``, ``{"$float": "inf"}`` or ``{"$float": "-inf"}`` and read back as that
 float. ``null`` stays ``None`` (some arguments use None for "absent", which is not NaN). The file is strict JSON.
+
+A file read back is bounded before anything is drawn, so that any file accepted draws in bounded time: at most
+``LIMIT`` bytes (read through `bncli.safeio`: a regular file, JSON nested at most 64 levels), ``MAX_FIGURES`` figures,
+``MAX_VALUES`` JSON values in one figure's arguments and ``MAX_FILE_VALUES`` in all of them, ``MAX_PANELS`` panels
+(or arms, or rows of differences) in one figure, range figures of the size `bncli plot` draws for a sweep and
+``MAX_FILE_RANGE_COLUMNS`` columns of them in all. The published reports are well below each cap (results/report-quick:
+19 figures, 300 KB, 20,577 values in all and at most 5,441 in one figure, 8 range columns, at most 128 range rows).
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import atomic, plotting
+from .. import atomic, plotting, safeio
 from ..errors import UsageError
 from . import figures
 
@@ -142,6 +151,11 @@ ARG_SHAPES = {
 }
 PANEL_ARGS = {"panels", "curves", "curves_by_arm", "rows"}  # one panel or column each: capped
 MAX_PANELS = 100
+LIMIT = 16 * safeio.MIB  # bytes of figures.json
+MAX_FIGURES = 40  # 19 in the published quick report; each takes ~0.4 s to draw, up to ~0.7 s at the caps below
+MAX_VALUES = 100_000  # JSON values (numbers, strings, arrays, ...) in one figure's arguments
+MAX_FILE_VALUES = 250_000  # in all the figures' arguments together
+MAX_FILE_RANGE_COLUMNS = 32  # columns of panels of all the range figures together (each takes ~0.4 s to draw)
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "an integer",
                float: "a number", type(None): "null"}
 
@@ -177,9 +191,29 @@ def _json_name(v) -> str:
     return _JSON_NAMES.get(type(v), type(v).__name__)
 
 
-def _check_spec(spec, i: int, path: Path) -> tuple:
+def count_values(x, limit: int) -> int:
+    """The JSON values in ``x`` (itself included), counted without recursion; stops once past ``limit``."""
+    n, stack = 0, [x]
+    while stack and n <= limit:
+        v = stack.pop()
+        n += 1
+        if isinstance(v, (dict, list)):
+            stack.extend(v.values() if isinstance(v, dict) else v)
+    return n
+
+
+@dataclass
+class Budget:
+    """What the figures of one file may still hold together."""
+    values: int = MAX_FILE_VALUES
+    range_columns: int = MAX_FILE_RANGE_COLUMNS
+
+
+def _check_spec(spec, i: int, path: Path, budget: Budget | None = None) -> tuple:
     """(drawing function, name, decoded arguments) of the ``i``-th spec of the file ``path``, or a UsageError naming
-    the file, the figure and what was expected."""
+    the file, the figure and what was expected. ``budget``: what the figures of the file may still hold (taken from
+    it)."""
+    budget = Budget() if budget is None else budget
     if not isinstance(spec, dict):
         raise _damaged(path, f"figure {i + 1}", "an object with 'name', 'draw' and 'args'")
     name = spec.get("name")
@@ -193,6 +227,12 @@ def _check_spec(spec, i: int, path: Path) -> tuple:
     args = spec.get("args")
     if not isinstance(args, dict):
         raise _damaged(path, label, "'args', an object of the drawing function's arguments")
+    left = min(MAX_VALUES, budget.values)
+    n = count_values(args, left)
+    if n > left:
+        raise _damaged(path, label, f"at most {MAX_VALUES:,} values in 'args' and {MAX_FILE_VALUES:,} in all the "
+                                    "figures")
+    budget.values -= n
     try:
         args = decode(args)
     except (ValueError, RecursionError) as e:
@@ -213,6 +253,16 @@ def _check_spec(spec, i: int, path: Path) -> tuple:
             wrong = f"args[{key!r}] nested within bounds"
         if wrong:
             raise _damaged(path, label, wrong[:200])
+    if fn is plotting.range_figure:
+        from ..plot import range_columns, range_size_error
+
+        too_many = range_size_error(args["range_rows"], args["usable"], args["keys"], args["range_key"])
+        if too_many:
+            raise _damaged(path, label, f"a range figure of at most the size `bncli plot` draws; found {too_many}")
+        budget.range_columns -= range_columns(args["range_rows"], args["keys"], args["range_key"])
+        if budget.range_columns < 0:
+            raise _damaged(path, label, f"at most {MAX_FILE_RANGE_COLUMNS} columns of panels in all the range "
+                                        "figures together")
     return fn, name, args
 
 
@@ -232,14 +282,15 @@ def read(report_dir) -> list:
     """The figure specs of a report folder (the list as stored: `replay` checks each); a UsageError if there are
     none to read (an older report) or the file is damaged."""
     path = Path(report_dir) / "figures" / FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UsageError(f"{report_dir}: no figures/{FILE} (the report was made by an older bncli, which did not "
                          "store how its figures are drawn): run `bncli report` again to write it (finished runs "
                          "are reused), then `bncli plot` can redraw the figures")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:120]
+        doc = safeio.read_json(path, LIMIT)
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, not UTF-8, safeio.Unreadable
+        why = ("nested too deeply" if isinstance(e, RecursionError) else
+               e.strerror or type(e).__name__ if isinstance(e, OSError) else str(e).splitlines()[0][:120])
         raise UsageError(f"{path}: damaged or not written by bncli (expected the figure specs of `bncli report`, "
                          f"strict JSON; {why}); run `bncli report` again") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
@@ -247,6 +298,9 @@ def read(report_dir) -> list:
     if not isinstance(doc.get("figures"), list):
         raise UsageError(f"{path}: damaged or not written by bncli (expected a list of figure specs under "
                          "'figures'); run `bncli report` again")
+    if len(doc["figures"]) > MAX_FIGURES:
+        raise UsageError(f"{path}: damaged or not written by bncli (expected at most {MAX_FIGURES} figure specs, "
+                         f"found {len(doc['figures']):,}); run `bncli report` again")
     return doc["figures"]
 
 
@@ -260,7 +314,8 @@ def replay(report_dir, fig_dir, fmt: str) -> list[Path]:
     first (drawing function, name, argument names and types), so that a damaged file draws nothing; a drawing
     function that fails on the stored values is a UsageError naming the file and the figure."""
     path = Path(report_dir) / "figures" / FILE
-    checked = [_check_spec(spec, i, path) for i, spec in enumerate(read(report_dir))]
+    budget = Budget()
+    checked = [_check_spec(spec, i, path, budget) for i, spec in enumerate(read(report_dir))]
     out = []
     for fn, name, args in checked:
         target = Path(fig_dir) / f"{name}.{fmt}"

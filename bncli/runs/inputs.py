@@ -12,15 +12,34 @@ from ..errors import UsageError
 
 
 @lru_cache(maxsize=4)
-def _dataset(data_json: str, dtype: str):
-    from .arrays import cached_dataset
+def _loaded(data_json: str, dtype: str) -> dict:
+    """The dataset, the checksums of its arrays if a cache entry verified them (else None), and its fingerprint once
+    asked for: kept together, so a fingerprint always names the very arrays ``dataset_for`` hands out."""
+    from .arrays import cached_with_sums
 
-    return cached_dataset(DataConfig.model_validate_json(data_json), dtype, load_dataset)
+    data, sums = cached_with_sums(DataConfig.model_validate_json(data_json), dtype, load_dataset)
+    return {"data": data, "sums": sums, "fingerprint": None}
+
+
+def _dataset(data_json: str, dtype: str):
+    return _loaded(data_json, dtype)["data"]
 
 
 def dataset_for(cfg: ExperimentConfig):
     """Loaded once per process and data config (a worker trains many runs on the same data)."""
     return _dataset(cfg.data.model_dump_json(), cfg.train.dtype)
+
+
+def data_fingerprint(cfg: ExperimentConfig) -> str:
+    """32 hex characters naming the arrays a run trains and evaluates on (every split's shape, dtype and bytes, and
+    the number of classes): the same data found at another path give the same one, other data never do. Once per
+    process and data config; a verified cache entry's checksums are reused rather than hashed again."""
+    from .arrays import fingerprint
+
+    got = _loaded(cfg.data.model_dump_json(), cfg.train.dtype)
+    if got["fingerprint"] is None:
+        got["fingerprint"] = fingerprint(got["data"], got["sums"])
+    return got["fingerprint"]
 
 
 def check_with_data(cfg: ExperimentConfig, src: Source):

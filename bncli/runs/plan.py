@@ -1,6 +1,7 @@
 """Planning: a config becomes the list of its runs — arms x seeds x sweep points — each keyed by the hash of its
-resolved single-run config. `bncli train` is a plan with one empty point; `bncli sweep` and the report's studies
-add the sweep's points. Whether a run is already done (by this code) is read from its directory."""
+resolved single-run config and the fingerprint of its data (verify.run_key). `bncli train` is a plan with one empty
+point; `bncli sweep` and the report's studies add the sweep's points. A run is done when its folder verifies
+(runs/verify.py); a folder that exists but does not verify is trained again, and the spec says why (``stale``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from ..config import ExperimentConfig, Source, set_key, validate
 from ..errors import UsageError
 from ..yamlio import clip
 from .grid import points
-from .store import is_current
-
+from .inputs import data_fingerprint
+from .store import check_run
+from .verify import Stale, run_key
 
 
 @dataclass
@@ -24,7 +26,9 @@ class RunSpec:
     config: ExperimentConfig  # the resolved single-run config
     hash: str
     run_dir: Path
-    done: bool = False  # a current run directory exists (see store.is_current)
+    done: bool = False  # a run folder that verifies exists (see runs/verify.py)
+    data_fingerprint: str = ""
+    stale: Stale | None = None  # why an existing folder is not reused (None: reused, or nothing there yet)
 
     def label(self, keys=None) -> str:
         """``lr=0.1 momentum before s3``: the swept values (short key names), the arm and the seed."""
@@ -65,12 +69,28 @@ def plan(cfg: ExperimentConfig, src: Source, runs_dir, grid: list[dict] | None =
     specs, seen = [], set()
     for point in grid or [{}]:
         point_cfg = _point_config(cfg, src, point)
+        fp = data_fingerprint(point_cfg)  # once per process and data config
         for arm in point_cfg.model.bn:
             for seed in point_cfg.train.seeds:
                 rc = point_cfg.run_config(arm, seed)
-                h = rc.hash()
+                h = run_key(rc.hash(), fp)
                 if h in seen:
                     continue
                 seen.add(h)
-                specs.append(RunSpec(point, arm, seed, rc, h, runs_dir / h, is_current(runs_dir / h)))
+                done, why = check_run(runs_dir / h, h)
+                specs.append(RunSpec(point, arm, seed, rc, h, runs_dir / h, done, fp, why))
     return specs
+
+
+def stale_lines(specs, keys=None, most: int = 10) -> list[str]:
+    """One line per run whose folder did not verify and is trained again ("by other code" runs are only counted:
+    after an upgrade every run is), at most ``most`` of them and then how many more."""
+    damaged = [s for s in specs if s.stale is not None and s.stale.kind != "code"]
+    lines = [f"training again {s.label(keys)} ({s.run_dir}): {s.stale}" for s in damaged[:most]]
+    if len(damaged) > most:
+        lines.append(f"... and {len(damaged) - most} more run folders that did not verify")
+    old = sum(s.stale is not None and s.stale.kind == "code" for s in specs)
+    if old:
+        lines.append(f"{old} run{'s' if old > 1 else ''} by other code (another bncli version or a local change) "
+                     "trained again")
+    return lines

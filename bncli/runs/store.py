@@ -9,8 +9,9 @@
                       <table>.csv    what the run measured besides its metrics (e.g. percentiles.csv)
     <out>/failed/<hash>.json         the error of a run that raised (retried, and removed, by the next invocation)
 
-A run directory is created atomically, so it exists only when complete; it is *current* when its meta.json records
-the hash of the code that computes runs now. The NaN rule: a missing or not-a-number value is an empty CSV cell and
+A run directory is created atomically, so it exists only when complete; <hash> is the run key (verify.run_key: the
+config hash and the fingerprint of the data), and meta.json records the SHA-256 of every other file. A folder is
+reused only if it verifies (runs/verify.py). The NaN rule: a missing or not-a-number value is an empty CSV cell and
 a JSON null (infinities too in JSON, which has no literal for them).
 """
 
@@ -26,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, safeio
 from ..config import ExperimentConfig, to_yaml
 from ..executor import blas_threads
 from ..training import RunResult
 from .provenance import code_hash, platform_now, versions
+from .verify import FILE_LIMIT, META_LIMIT, Stale, meta_checksum, run_key, sha256, verify
 
 
 # -- the one CSV writer and the one JSON writer ---------------------------------------------------------------------
@@ -61,11 +63,14 @@ def dict_csv(rows: list[dict], columns=None) -> str:
 
 
 def read_metrics(path):
-    """A numeric CSV (metrics.csv) -> (columns, rows of floats; '' -> nan)."""
-    with open(path, newline="") as f:
-        r = csv.reader(f)
-        columns = next(r)
-        rows = [[float(v) if v != "" else math.nan for v in row] for row in r]
+    """A numeric CSV (metrics.csv) -> (columns, rows of floats; '' -> nan). Bounded (safeio); a file that does not
+    end with a newline was cut short (bncli ends every row with one): ValueError, like any other damage."""
+    text = safeio.read_text(path, FILE_LIMIT)
+    if not text.endswith("\n"):
+        raise ValueError("the file is empty" if not text else "the last line is cut short (no newline at its end)")
+    r = csv.reader(io.StringIO(text, newline=""))
+    columns = next(r)
+    rows = [[float(v) if v != "" else math.nan for v in row] for row in r]
     return columns, rows
 
 
@@ -90,30 +95,52 @@ def dumps(x) -> str:
 
 
 # -- run directories ------------------------------------------------------------------------------------------------
-def is_current(run_dir) -> bool:
-    """A finished run of this config by this code: summary.json exists and meta.json records this code hash."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").exists():
-        return False
+def check_run(run_dir, key: str | None = None) -> tuple[bool, Stale | None]:
+    """(reusable, why not): (True, None) for a run folder that verifies, (False, None) where there is none yet,
+    (False, Stale) for one that must be trained again (its reason says why)."""
     try:
-        return json.loads((run_dir / "meta.json").read_text()).get("code_hash") == code_hash()
-    except (OSError, ValueError, AttributeError):
-        return False
+        verify(run_dir, key)
+    except FileNotFoundError:
+        return False, None
+    except Stale as e:
+        return False, e
+    except OSError as e:  # unreadable (permissions, a path through a file): not reusable, say why
+        return False, Stale(f"cannot be read ({e.strerror or e})")
+    return True, None
+
+
+def is_current(run_dir, key: str | None = None) -> bool:
+    """A finished run that verifies (runs/verify.py): this code, these data, untouched files."""
+    return check_run(run_dir, key)[0]
 
 
 def read_summary(run_dir) -> dict | None:
     try:
-        s = json.loads((Path(run_dir) / "summary.json").read_text())
+        s = safeio.read_json(Path(run_dir) / "summary.json", META_LIMIT, follow=False)
     except (OSError, ValueError):
         return None
     return s if isinstance(s, dict) else None
 
 
-def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float, ended: float):
+def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float, ended: float,
+              data_fingerprint: str, threads: int | None = None):
+    """Write the run folder atomically. It is reusable only under its run key's name (``run_key(cfg.hash(),
+    data_fingerprint)``: what planning names it). ``threads``: the BLAS threads it was computed with (default: now)."""
+    key = run_key(cfg.hash(), data_fingerprint)
+    files = {
+        "config.yaml": to_yaml(cfg),
+        "metrics.csv": csv_text(result.columns, result.rows),
+        "summary.json": dumps(result.summary),
+        **{f"{name}.csv": csv_text(columns, rows) for name, (columns, rows) in result.tables.items()},
+    }
+    files = {k: v.encode("utf-8") for k, v in files.items()}
     meta = {
         "status": result.status,
         "arm": cfg.model.bn[0],
         "seed": cfg.train.seeds[0],
+        "run_key": key,
+        "data_fingerprint": data_fingerprint,
+        "files": {k: sha256(v) for k, v in files.items()},
         "config_hash": cfg.hash(),
         "code_hash": code_hash(),
         "experiment": cfg.name,
@@ -122,18 +149,14 @@ def write_run(run_dir, cfg: ExperimentConfig, result: RunResult, started: float,
         "wall_time_s": ended - started,
         "train_time_s": result.summary["time_s"],
         "eval_time_s": result.summary["eval_time_s"],
-        "blas_threads": blas_threads(),
+        "blas_threads": blas_threads() if threads is None else threads,
         "versions": versions(),
         "platform": platform_now(),
         "argv": sys.argv,
     }
-    atomic.write_dir(run_dir, {
-        "config.yaml": to_yaml(cfg),
-        "metrics.csv": csv_text(result.columns, result.rows),
-        "summary.json": dumps(result.summary),
-        "meta.json": dumps(meta),
-        **{f"{name}.csv": csv_text(columns, rows) for name, (columns, rows) in result.tables.items()},
-    })
+    meta = jsonable(meta)
+    meta["meta_sha256"] = meta_checksum(meta)
+    atomic.write_dir(run_dir, {**files, "meta.json": dumps(meta)})
 
 
 def failure_path(out_dir, run_hash: str) -> Path:
@@ -150,7 +173,9 @@ def run_rows(specs, failures=()) -> list[dict]:
         row = {**s.point, "arm": s.arm, "seed": s.seed, "hash": s.hash, "run_dir": str(s.run_dir)}
         summary = read_summary(s.run_dir) if s.done else None
         if summary is not None:
-            row.update(summary, arm=s.arm, seed=s.seed, diverged=summary.get("status") == "diverged")
+            # the plan's labels win over anything the file says (a summary naming another hash, a swept value)
+            row.update({k: v for k, v in summary.items() if k not in row},
+                       diverged=summary.get("status") == "diverged")
         else:
             row.update(status="failed" if s.hash in failed else "missing", diverged=False,
                        error=failed.get(s.hash, {}).get("error"))

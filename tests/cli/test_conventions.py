@@ -83,3 +83,33 @@ def test_a_name_that_is_neither_file_nor_shipped_is_not_found(tmp_path):
 def test_report_uses_the_shipped_experiments_unless_told(tmp_path):
     r = bncli("report", "--experiments", tmp_path, "--only", "C7", cwd=tmp_path)
     assert r.returncode == 2 and "c07_bias.yaml is not there" in r.stderr and "bncli examples DIR" in r.stderr
+
+
+def test_the_script_in_a_c_locale_and_with_stdout_closed(tmp_path):
+    """The installed script sets up its streams as `python -m bncli` does (bncli/__main__.py): in a C locale
+    without UTF-8 (stdout ASCII) the listing is written in ASCII, its "…" as "..."; with stdout closed the command
+    runs and says nothing. Before: UnicodeEncodeError reported as a bug, and AttributeError on sys.stdout."""
+    script = os.path.join(os.path.dirname(sys.executable), "bncli")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "PYTHONIOENCODING")}
+    env.update(LC_ALL="C", LANG="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    r = subprocess.run([script, "examples"], cwd=tmp_path, capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    listing = r.stdout.decode("ascii")  # strictly ASCII
+    assert "quickstart" in listing and "..." in listing
+    r = subprocess.run([script, "examples", "mine", "--only", "quickstart"], cwd=tmp_path, capture_output=True,
+                       env=env, timeout=120, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and not r.stdout and not r.stderr, r.stderr
+    assert (tmp_path / "mine" / "quickstart.yaml").is_file()
+
+
+def test_a_crash_report_is_written_whatever_the_arguments(tmp_path, monkeypatch):
+    """A file name that is not UTF-8 reaches Python as surrogate escapes; the report of a bug still gets written,
+    with the byte escaped (before: UnicodeEncodeError inside the error handler, a traceback instead of one line)."""
+    from bncli.cli.errors import crash_report
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["bncli", "train", "r\udcfesultats.yaml"])
+    path = crash_report(ValueError("boom"))
+    assert path is not None and path.parent == tmp_path / "bncli"
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("bncli train r\\udcfesultats.yaml\n") and "ValueError: boom" in text

@@ -1,10 +1,15 @@
 """Damaged results folders through `bncli plot`: a file of a train, sweep, lrfind or report folder truncated, deleted,
 replaced by garbage, or with a JSON value or a CSV cell of the wrong type. `bncli plot` either redraws (the damage
-missed what it reads: exit 0) or says in one line which file is damaged (exit 2) — never a traceback."""
+missed what it reads: exit 0) or says in one line which file is damaged (exit 2) — never a traceback.
+
+Family "readers": every file `bncli plot` reads replaced by what no bounded reader may read whole (a 2 GB sparse
+file, a link to /dev/zero, a FIFO, JSON nested 500 deep), a metrics.csv cut short, a figures.json of 10^4 and 10^6
+figures: each is one line naming the file, exit 2, within the harness's time and memory."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -121,3 +126,87 @@ def test_plot_on_an_intact_folder_redraws(folders, case_dir, kind):
     o = bncli(["plot", folders[kind], "--out", cwd / "figs", "--format", "svg"], cwd)
     check(o, "intact folder (control)", codes=(0,))
     assert list((cwd / "figs").rglob("*.svg"))
+
+
+# -- readers: every file `bncli plot` reads, bounded -----------------------------------------------------------------
+READS = {  # the files `bncli plot` reads in a folder of each kind (a glob: its first match)
+    "train": ["experiment.json", "runs/*/metrics.csv"],
+    "sweep": ["sweep.json", "range.csv", "ranges.csv"],
+    "lrfind": ["lr_find.json", "lr_find.csv"],
+    "report": ["report.json", "figures/figures.json"],
+}
+
+
+def _replaced(make):
+    def edit(path: Path):
+        path.unlink()
+        make(path)
+    return edit
+
+
+def _sparse(path: Path):
+    with open(path, "wb") as f:
+        f.truncate(2 << 30)  # 2 GB that take no disk: refused from its size, before a byte is read
+
+
+HOSTILE = {
+    "sparse": _replaced(_sparse),
+    "dev-zero": _replaced(lambda p: p.symlink_to("/dev/zero")),
+    "fifo": _replaced(os.mkfifo),  # no writer: a plain open would wait forever
+    "deep": lambda p: p.write_text("[" * 500 + "]" * 500),  # valid JSON, 500 levels
+}
+READER_CASES = [(kind, name, how) for kind, names in READS.items() for name in names for how in HOSTILE
+                if how != "deep" or name.endswith(".json")]
+
+
+def plot_damaged(folders, cwd: Path, kind: str, name: str, edit):
+    """`bncli plot` on a copy of the ``kind`` folder whose file ``name`` was edited; (outcome, path edited)."""
+    d = cwd / kind
+    shutil.copytree(folders[kind], d)
+    path = sorted(d.glob(name))[0]
+    edit(path)
+    return bncli(["plot", d, "--out", cwd / "figs"], cwd), path
+
+
+@pytest.mark.parametrize("kind, name, how", READER_CASES,
+                         ids=[f"{k}-{n.split('/')[-1]}-{h}" for k, n, h in READER_CASES])
+def test_every_file_plot_reads_is_read_bounded(folders, case_dir, kind, name, how):
+    o, path = plot_damaged(folders, case_dir(), kind, name, HOSTILE[how])
+    check(o, "readers", says=str(path))
+
+
+def _cut_after_last(chars: str):
+    def edit(path: Path):
+        text = path.read_text()
+        path.write_text(text[:max(text.rstrip("\n").rfind(c) for c in chars) + 1])
+    return edit
+
+
+METRICS_CUTS = {
+    "empty": lambda p: p.write_text(""),
+    "mid-row": _cut_after_last(","),  # the row's last cell is empty (NaN): was read as data
+    "mid-number": lambda p: p.write_text(p.read_text().rstrip("\n")[:-1]),  # 0.9731 read as 0.973
+}
+
+
+@pytest.mark.parametrize("how", list(METRICS_CUTS))
+def test_a_metrics_csv_cut_short_is_damaged(folders, case_dir, how):
+    o, path = plot_damaged(folders, case_dir(), "train", "runs/*/metrics.csv", METRICS_CUTS[how])
+    check(o, "readers", says=str(path))
+    assert "damaged" in o.stderr
+
+
+def _figures(n: int):
+    """figures.json holding ``n`` small figures that would each draw (as the paired-difference plot)."""
+    def edit(path: Path):
+        spec = ('{"name": "f%d", "claim": null, "draw": "bncli.report.figures.differences", "args": {"title": "t", '
+                '"ylabel": "y", "rows": [["a", [0.1, 0.2], [0.15, 0.1, 0.2]]]}}')
+        head = json.dumps({"format": "bncli-figure-specs", "version": 1})[:-1]
+        path.write_text(head + ', "figures": [' + ",\n".join(spec % i for i in range(n)) + "]}\n")
+    return edit
+
+
+@pytest.mark.parametrize("n", [10_000, 1_000_000])
+def test_figures_json_with_too_many_figures_is_damaged(folders, case_dir, n):
+    o, path = plot_damaged(folders, case_dir(), "report", "figures/figures.json", _figures(n))
+    check(o, "readers", says=str(path))
