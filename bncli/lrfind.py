@@ -38,12 +38,18 @@ def lr_range_test(cfg: ExperimentConfig, data, start=1e-7, end=10.0, iters=100, 
     init_rng, order_rng = seed_streams(cfg.train.seeds[0])
     model = build_model(cfg, data, init_rng)
     opt = build_optimizer(cfg, model)
-    ratio = (end / start) ** (1.0 / (iters - 1))
+    span = end / start
+    if math.isfinite(span):
+        ratio = span ** (1.0 / (iters - 1))
+        lr_at = lambda i: start * ratio ** i  # noqa: E731
+    else:  # a range wider than float64 (1e-300 to 1e300): the same ramp, in log space, without overflow
+        lo, hi = math.log(start), math.log(end)
+        lr_at = lambda i: min(end, math.exp(lo + i * (hi - lo) / (iters - 1)))  # noqa: E731
     out, avg, best = [], 0.0, math.inf
     minibatches = batches(data.X_train, data.y_train, order_rng, cfg.train.batch_size)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for i, (xb, yb) in zip(range(iters), minibatches):
-            lr = start * ratio ** i
+            lr = lr_at(i)
             loss, _ = train_step(model, opt, xb, yb, lr)
             if not math.isfinite(loss):
                 out.append((i, lr, loss, math.nan))

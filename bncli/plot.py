@@ -28,6 +28,7 @@ from . import plotting, safeio
 from .errors import UsageError
 from .experiment import draw_learning_curves, listed_curves
 from .lrfind import flat_arms, lrfind_title
+from .plotting.ranges import MAX_ARMS, MAX_RANGE_COLUMNS, MAX_RANGE_ROWS, range_columns, range_size_error  # noqa: F401
 from .runs import read_metrics
 
 FORMATS = ("png", "svg", "pdf")
@@ -49,11 +50,6 @@ MAX_ROWS = 100_000  # rows kept from one table (lr_find.csv: iterations x arms; 
 PERCENTILE_ROWS = 5_000  # unit 0's rows of a percentiles.csv, each a point of 3 curves (51 in the published report)
 MAX_COLUMNS = 1_000  # columns of one table (range.csv: the swept keys and 11 more)
 MAX_RUNS = 2_000  # runs an experiment.json may list (arms x seeds: 30 in the published report)
-MAX_ARMS = 8  # arms of one figure (bncli has 4 BN placements; the range figure has room for 8 lanes)
-# The range figure (published: at most 128 rows, 4 columns): a column of panels takes ~0.4 s to draw, a point with
-# diverged runs ~3 ms (its count is a text); at these caps it draws in ~10 s.
-MAX_RANGE_ROWS = 2_000  # rows of range.csv, and of ranges.csv
-MAX_RANGE_COLUMNS = 16  # combinations of the swept keys other than the range key
 CUT = "the last line is cut short (no newline at its end)"  # bncli ends every row of its CSV files with one
 
 
@@ -433,29 +429,6 @@ def read_sweep(d: Path) -> dict:
             raise damaged(d / "ranges.csv", f"{RANGES}; 'n_learn' / 'n_seeds' on line {i} are not counts", "sweep")
     return {"range_rows": rows, "usable": usable, "keys": keys, "range_key": rk,
             "title": info.get("title", info["name"])}
-
-
-def range_size_error(range_rows: list[dict], usable: list[dict], keys: list[str], range_key: str) -> str | None:
-    """What makes the range figure of these rows too large to draw in bounded time (more rows, arms or columns of
-    panels than the caps), or None. The columns are counted as `plotting.range_figure` groups the rows."""
-    for name, rows in (("rows", range_rows), ("usable ranges", usable)):
-        if len(rows) > MAX_RANGE_ROWS:
-            return f"{len(rows):,} {name}, more than {MAX_RANGE_ROWS:,}"
-    arms = {str(r.get("arm")) for r in range_rows}
-    if len(arms) > MAX_ARMS:
-        return f"{len(arms):,} arms, more than {MAX_ARMS}"
-    columns = range_columns(range_rows, keys, range_key)
-    if columns > MAX_RANGE_COLUMNS:
-        others = ", ".join(k for k in keys if k != range_key)
-        return f"{columns:,} combinations of {others}, more than the {MAX_RANGE_COLUMNS} columns a range figure draws"
-    return None
-
-
-def range_columns(range_rows: list[dict], keys: list[str], range_key: str) -> int:
-    """The columns of panels of the range figure: as `plotting.range_figure` groups the rows, by the values of the
-    swept keys other than the range key."""
-    others = [k for k in keys if k != range_key]
-    return max(1, len({tuple(str(r.get(k)) for k in others) for r in range_rows}))
 
 
 def sweep_figure(d) -> Figure:

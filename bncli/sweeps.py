@@ -40,6 +40,7 @@ class SweepResult:
     usable: list[dict]
     failed: list[dict] = field(default_factory=list)
     skipped: int = 0
+    figure_skipped: str | None = None  # why range.png was not drawn (too large to draw in bounded time)
 
 
 SUMMARY_COLUMNS = ["arm", "seed", "status", "diverged", "final_test_acc", "tail_test_acc", "best_test_acc",
@@ -95,11 +96,15 @@ def collect(cfg, out_dir: Path, runs: list[RunSpec], failed: list[dict], skipped
                       "arm that learns nowhere has no usable range",
             "diverged": DIVERGED,
             "versions": versions()}))
+    too_large = None
     if rk is not None and range_rows:
-        from .plotting import range_figure
+        from .plotting.ranges import range_figure, range_size_error
 
-        range_figure(range_rows, usable, keys, rk, out_dir / "range.png", title=_title(cfg, keys))
-    return SweepResult(out_dir, keys, rows, range_rows, usable, failed, skipped)
+        # a figure `bncli plot` would refuse is not drawn here either (the tables hold every number)
+        too_large = range_size_error(range_rows, usable, keys, rk)
+        if too_large is None:
+            range_figure(range_rows, usable, keys, rk, out_dir / "range.png", title=_title(cfg, keys))
+    return SweepResult(out_dir, keys, rows, range_rows, usable, failed, skipped, figure_skipped=too_large)
 
 
 def _title(cfg, keys) -> str:

@@ -12,7 +12,7 @@ import pytest
 from bncli.config import load_config
 from bncli.errors import UsageError
 from bncli.experiment import SUMMARY_COLUMNS, run_experiment
-from bncli.runs import read_metrics
+from bncli.runs import data_fingerprint, read_metrics, run_key
 from tiny import run_dir, tiny_config
 
 CONFIG = tiny_config("tinyexp", extra_train="  target_accuracy: 0.9\n")
@@ -44,14 +44,15 @@ def one_worker(tmp_path_factory):
 def test_directory_layout(one_worker):
     cfg, out, result = one_worker
     assert result.out_dir == out
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.csv", "experiment.json",
-                                               "learning_curves.png", "runs"}
-    expected = {cfg.run_config(arm, seed).hash() for arm in ("none", "before") for seed in (0, 1)}
-    assert {p.name for p in (out / "runs").iterdir()} == expected  # one folder per run, named by its config hash
+    assert {p.name for p in out.iterdir() if p.name != ".bncli.lock"} == {
+        "config.yaml", "summary.csv", "experiment.json", "learning_curves.png", "runs", ".bncli.json"}
+    fp = data_fingerprint(cfg)
+    expected = {run_key(cfg.run_config(arm, seed).hash(), fp) for arm in ("none", "before") for seed in (0, 1)}
+    assert {p.name for p in (out / "runs").iterdir()} == expected  # one folder per run, named by its run key
     for arm in ("none", "before"):
         for seed in (0, 1):
             assert {p.name for p in run_dir(out, arm, seed).iterdir()} == RUN_FILES
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name not in (".bncli.json", ".bncli.lock")]
     # the experiment's resolved config loads back to the same config
     loaded, _ = load_config(out / "config.yaml")
     assert loaded == cfg
@@ -67,7 +68,7 @@ def test_summary_csv(one_worker):
         assert r["status"] == "ok"
         assert r["steps_done"] == "40"
         assert r["error"] == "" and r["diverged_at_step"] == ""
-        assert r["hash"] == cfg.run_config(r["arm"], int(r["seed"])).hash()
+        assert r["hash"] == run_key(cfg.run_config(r["arm"], int(r["seed"])).hash(), data_fingerprint(cfg))
         # the numbers agree with the run's own metrics
         cols, m = read_metrics(out / "runs" / r["hash"] / "metrics.csv")
         assert float(r["final_test_acc"]) == m[-1][cols.index("test_acc")]

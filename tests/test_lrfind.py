@@ -257,3 +257,20 @@ def test_cli_lrfind_names_the_arm_without_a_finite_loss_and_draws_the_others(run
     assert "note" not in info["suggestions"]["before"] and info["suggestions"]["before"]["min_lr"] > 0
     p = runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "figs")])
     assert p.exit_code == 0, p.output
+
+
+def test_a_range_wider_than_float64_ramps_in_log_space_and_plots(setup, tmp_path):
+    """--start 1e-300 --end 1e300: end / start overflows; the ramp is the same geometric one, every lr finite, and
+    `bncli plot` reads back what lrfind wrote (it used to write lr = inf and then call its own folder damaged)."""
+    rows = run(setup, start=1e-300, end=1e300, iters=11, stop_factor=1e300)
+    lrs = [r[1] for r in rows]
+    assert all(math.isfinite(v) and v > 0 for v in lrs)
+    assert lrs[0] == pytest.approx(1e-300) and all(b / a == pytest.approx(1e60) for a, b in zip(lrs, lrs[1:]))
+    from sweep_helpers import run_proc
+
+    cfg = write_config(tmp_path)
+    out = tmp_path / "lf"
+    p = run_proc(["lrfind", cfg, "--start", "1e-300", "--end", "1e300", "--iters", "12", "--out", out], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = run_proc(["plot", out], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr

@@ -124,7 +124,9 @@ def test_plot_out_writes_elsewhere(results, copy_of, tmp_path, kind):
     ok(invoke("plot", d, "--out", out, "--format", "png"))
     assert figures_in(out) == [f"{n}.png" for n in FIGURES[kind]]
     assert all(is_png(out / n) for n in figures_in(out))
-    assert sorted(p.name for p in out.iterdir()) == figures_in(out)  # only the figures
+    # only the figures (and bncli's hidden manifest of what it wrote there)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == figures_in(out)
+    assert {p.name for p in out.iterdir() if p.name.startswith(".")} <= {".bncli.json"}
     after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in d.rglob("*") if p.is_file()}
     assert after == before  # the results directory is not touched
 

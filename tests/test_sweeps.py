@@ -18,7 +18,7 @@ import bncli.sweeps
 from bncli import atomic
 from bncli.config import ExperimentConfig, SweepConfig, SweepParam, load_config, sweep_override
 from bncli.errors import UsageError
-from bncli.runs import grid_values, points
+from bncli.runs import data_fingerprint, grid_values, points, run_key
 from bncli.sweeps import plan_sweep as plan, run_sweep, seed_ranges, usable_ranges
 
 from sweep_helpers import (as_float, check_complete, hidden_leftovers, line_of, numbers, read_csv,
@@ -247,7 +247,7 @@ def test_plan_runs_are_points_x_arms_x_seeds_keyed_by_hash(tmp_path):
                       for a in ("none", "before") for s in (0, 1)}
     for r in runs:
         assert r.run_dir == out / "runs" / r.hash
-        assert r.hash == r.config.hash()
+        assert r.hash == run_key(r.config.hash(), data_fingerprint(r.config))
         assert r.config.model.bn == [r.arm] and r.config.train.seeds == [r.seed]
         assert r.config.optimizer.name == r.point["optimizer.name"]
         assert r.config.optimizer.lr == r.point["optimizer.lr"]
@@ -256,7 +256,7 @@ def test_plan_runs_are_points_x_arms_x_seeds_keyed_by_hash(tmp_path):
         # the same run configured by hand has the same hash
         plain, _ = load_config(path, [f"optimizer.name={r.point['optimizer.name']}",
                                       f"optimizer.lr={r.point['optimizer.lr']}"])
-        assert plain.run_config(r.arm, r.seed).hash() == r.hash
+        assert run_key(plain.run_config(r.arm, r.seed).hash(), data_fingerprint(plain)) == r.hash
     assert not out.exists()  # planning writes nothing
 
 
@@ -341,7 +341,8 @@ def test_run_sweep_summary_csv(lr3):
     listing = {p.name for p in out.iterdir()}
     assert {"config.yaml", "range.csv", "ranges.csv", "ranges_by_seed.csv", "runs", "summary.csv",
             "sweep.json"} <= listing
-    assert "failed" not in listing and not [n for n in listing if n.startswith(".")]
+    assert "failed" not in listing and not [n for n in listing if n.startswith(".") and n not in (".bncli.json",
+                                                                                                 ".bncli.lock")]
 
 
 def test_run_sweep_marks_diverged_runs(lr3):

@@ -143,6 +143,8 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
     status(f"{len(result.rows)} runs ({result.skipped} reused, {n_div} diverged, {len(result.failed)} failed); "
            f"wrote {p.out}/ (summary.csv, range.csv, ranges.csv, sweep.json) in {time.perf_counter() - t0:.1f} s",
            markup=False, highlight=False)
+    if result.figure_skipped:
+        warn(f"range.png not drawn: {result.figure_skipped}; the tables hold every number")
     _failures(result.failed)
 
 

@@ -11,6 +11,38 @@ from matplotlib.patches import Patch
 from .style import (ARM_COLORS, ARM_LABELS, KEY_UNITS, LOG_MAX, as_float, clamp_log_axis, finish, key_name,
                     log_ticks, short_key, styled, wrap)
 
+# What a range figure draws in bounded time (`bncli plot` and the report's figure specs refuse more). Published: at
+# most 128 rows, 4 columns; a column of panels takes ~0.4 s to draw, a point with diverged runs ~3 ms; at these caps
+# a figure draws in ~10 s.
+MAX_ARMS = 8  # arms of one figure (bncli has 4 BN placements; the range figure has room for 8 lanes)
+MAX_RANGE_ROWS = 2_000  # rows of range.csv, and of ranges.csv
+MAX_RANGE_COLUMNS = 16  # combinations of the swept keys other than the range key
+
+
+def range_size_error(range_rows: list[dict], usable: list[dict], keys: list[str], range_key: str) -> str | None:
+    """What makes the range figure of these rows too large to draw in bounded time (more rows, arms or columns of
+    panels than the caps), or None. The columns are counted as `plotting.range_figure` groups the rows."""
+    for name, rows in (("rows", range_rows), ("usable ranges", usable)):
+        if len(rows) > MAX_RANGE_ROWS:
+            return f"{len(rows):,} {name}, more than {MAX_RANGE_ROWS:,}"
+    arms = {str(r.get("arm")) for r in range_rows}
+    if len(arms) > MAX_ARMS:
+        return f"{len(arms):,} arms, more than {MAX_ARMS}"
+    columns = range_columns(range_rows, keys, range_key)
+    if columns > MAX_RANGE_COLUMNS:
+        others = ", ".join(k for k in keys if k != range_key)
+        return f"{columns:,} combinations of {others}, more than the {MAX_RANGE_COLUMNS} columns a range figure draws"
+    return None
+
+
+def range_columns(range_rows: list[dict], keys: list[str], range_key: str) -> int:
+    """The columns of panels of the range figure: as `plotting.range_figure` groups the rows, by the values of the
+    swept keys other than the range key."""
+    others = [k for k in keys if k != range_key]
+    return max(1, len({tuple(str(r.get(k)) for k in others) for r in range_rows}))
+
+
+
 
 def range_figure(range_rows: list[dict], usable: list[dict], keys: list[str], range_key: str, path=None, title=""):
     """Final test accuracy (mean, 95% CI bars, over the runs that did not diverge) and final training loss against

@@ -254,7 +254,7 @@ def _check_spec(spec, i: int, path: Path, budget: Budget | None = None) -> tuple
         if wrong:
             raise _damaged(path, label, wrong[:200])
     if fn is plotting.range_figure:
-        from ..plot import range_columns, range_size_error
+        from ..plotting.ranges import range_columns, range_size_error
 
         too_many = range_size_error(args["range_rows"], args["usable"], args["keys"], args["range_key"])
         if too_many:

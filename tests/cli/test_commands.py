@@ -98,7 +98,8 @@ def test_tiny_train_cli_runner_with_overrides(runner, tmp_path):
     assert "after - none" in r.stdout
     assert "Traceback" not in r.output
     assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.csv", "experiment.json",
-                                               "learning_curves.png", "runs"}
+                                               "learning_curves.png", "runs", ".bncli.json", ".bncli.lock"} - \
+        ({".bncli.lock"} - {p.name for p in out.iterdir()})  # the manifest always, the lock file where it stays
     assert len(list((out / "runs").iterdir())) == 4
     rows = read_summary(out / "summary.csv")
     assert [(x["arm"], x["seed"]) for x in rows] == [("none", "0"), ("none", "1"), ("after", "0"), ("after", "1")]

@@ -236,7 +236,9 @@ def test_plot_into_a_published_folder_is_refused_unless_forced(tmp_path):
     before = files(out)
     p = run_proc(["plot", out], cwd=tmp_path)
     assert p.returncode == 2
-    assert f"{out}: holds figures bncli did not write (learning_curves.png)" in error_line(p)
+    line = error_line(p)
+    assert f"{out}: holds figures bncli did not write (learning_curves.png; bncli results without a manifest" in line
+    assert "published, or written by an older bncli" in line and "--force" in line
     assert files(out) == before
     assert run_proc(["plot", out, "--out", tmp_path / "figs"], cwd=tmp_path).returncode == 0
     assert run_proc(["plot", out, "--force"], cwd=tmp_path).returncode == 0
