@@ -6,6 +6,12 @@
     >>> fig = r.figure()                # a matplotlib Figure (shown by Jupyter)
     >>> df = r.to_dataframe()           # one row per run, when pandas is installed
     >>> bncli.load("results/quickstart") == r    # reopened from disk: the same runs
+    >>> r.comparisons                   # the paired differences with the no-BN arm (the headline)
+    >>> bncli.lrfind("quickstart").suggestions, bncli.report(only=["C7"])
+
+A call in which any run failed raises `RunsFailed` (one line: the first error, the run's folder) carrying the
+partial results as ``err.results``. It works from a notebook, ``python -c``, a ``python -`` heredoc and a script
+without an ``if __name__ == "__main__":`` guard (the worker processes do not re-run the caller's script).
 
 Results are written where the CLI writes them (``results/<name>`` unless ``out`` says otherwise), so a notebook
 and the command line share their runs, and calling again resumes instead of training again.
@@ -13,6 +19,8 @@ and the command line share their runs, and calling again resumes instead of trai
 
 from __future__ import annotations
 
+import html
+import math
 import os
 import sys
 import threading
@@ -46,6 +54,27 @@ def _one_at_a_time(what: str):
         _BUSY.release()
 
 
+class RunsFailed(BncliError):
+    """Some runs of a call failed: ``results`` holds what the call returns otherwise (the finished runs are kept on
+    disk too, and calling again trains only the failed ones); ``failures`` one dict per failed run."""
+
+    def __init__(self, message: str, results=None, failures=()):
+        super().__init__(message)
+        self.results = results
+        self.failures = list(failures)
+
+
+def _raise_if_failed(what: str, out: Path, failures: list[dict], total: int, results):
+    if not failures:
+        return results
+    f = failures[0]
+    point = "".join(f"{k}={v} " for k, v in (f.get("point") or {}).items())
+    where = out / "runs" / str(f.get("hash"))
+    raise RunsFailed(f"bncli.{what}: {len(failures)} of {total} runs failed; first: {point}{f.get('arm')} seed "
+                     f"{f.get('seed')} (run folder {where}): {f.get('error')}; the finished runs are kept (in "
+                     f"err.results and in {out}): call again to retry the failed ones", results, failures)
+
+
 @dataclass(eq=False)
 class Results:
     """A finished `train` or `sweep`: ``runs`` holds one dict per planned run (arm, seed, swept values, status,
@@ -68,6 +97,34 @@ class Results:
     def usable(self) -> list[dict]:
         """Per-arm usable ranges (sweep)."""
         return self.info.get("usable_ranges", [])
+
+    @property
+    def comparisons(self) -> list[dict]:
+        """The paired comparisons of each arm with the no-BN arm over seeds (train), as experiment.json holds them:
+        metric, difference ("before - none"), n, mean (or median) and 95% interval, method."""
+        return self.info.get("comparisons", [])
+
+    def _repr_html_(self) -> str:
+        """A compact table for Jupyter: per-arm statistics and the comparisons (train), usable ranges (sweep)."""
+        head = f"<p><b>{html.escape(repr(self))}</b></p>"
+        if self.failures:
+            head += f"<p>{len(self.failures)} runs failed (see .failures)</p>"
+        if self.kind == "train":
+            rows = [[arm, _status(a.get("status")), _interval(a.get("final_test_acc")),
+                     _interval(a.get("best_test_acc")), (a.get("steps_to_target") or {}).get("median_text", "—")]
+                    for arm, a in self.arms.items()]
+            body = _table(["arm", "runs", "final test acc (95% CI)", "best test acc (95% CI)",
+                           "median steps to target"], rows)
+            comps = [[c.get("difference", c.get("arm")), c.get("metric"), c.get("n"),
+                      c["median_text"] if "median_text" in c else _interval(c)] for c in self.comparisons]
+            if comps:
+                body += _table(["paired by seed", "metric", "n", "estimate (95% CI)"], comps)
+            return head + body
+        rows = [[u.get("arm"), u.get("range_key"), _num(u.get("lo")), _num(u.get("hi")),
+                 _interval({"mean": u.get("decades"), "ci_low": u.get("decades_ci_low"),
+                            "ci_high": u.get("decades_ci_high")}), _num(u.get("best_value")),
+                 _num(u.get("best_acc_mean"))] for u in self.usable]
+        return head + _table(["arm", "swept", "usable from", "to", "decades (95% CI)", "best value", "best acc"], rows)
 
     def figure(self):
         """The experiment's figure as a matplotlib Figure: learning curves (train) or accuracy against the swept
@@ -96,6 +153,30 @@ class Results:
             status[r["status"]] = status.get(r["status"], 0) + 1
         counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
         return f"<bncli {self.kind} {self.name!r}: {len(self.runs)} runs ({counts}) in {self.path}>"
+
+
+def _num(v) -> str:
+    if v is None or isinstance(v, float) and math.isnan(v):
+        return "—"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _interval(stat) -> str:
+    if not isinstance(stat, dict) or stat.get("mean") is None:
+        return "—"
+    return f"{_num(stat['mean'])} [{_num(stat.get('ci_low'))}, {_num(stat.get('ci_high'))}]"
+
+
+def _status(counts) -> str:
+    return ", ".join(f"{n} {k}" for k, n in (counts or {}).items() if n) or "—"
+
+
+def _table(columns: list[str], rows: list[list]) -> str:
+    def cells(tag, values):
+        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+
+    return ("<table><thead><tr>" + cells("th", columns) + "</tr></thead><tbody>"
+            + "".join(f"<tr>{cells('td', r)}</tr>" for r in rows) + "</tbody></table>")
 
 
 @dataclass
@@ -145,6 +226,10 @@ def _check_args(what: str, config, overrides, out=None, workers=0):
     if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
         bad = overrides if isinstance(overrides, (str, bytes)) else next(o for o in overrides if not isinstance(o, str))
         raise UsageError(f"bncli.{what}: overrides are strings such as 'optimizer.lr=0.1', not {_show(bad)}")
+    _check_out_workers(what, out, workers)
+
+
+def _check_out_workers(what: str, out, workers):
     if out is not None and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
         raise UsageError(f"bncli.{what}: out must be a folder path, not {_show(out)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
@@ -183,7 +268,8 @@ def train(config, *overrides: str, out=None, workers: int = 0, executor="local",
     _check_executor(executor)
     with _one_at_a_time("train"):
         p = plan("train", config, overrides, out, force)
-        return p.run(workers, executor, on_done=_printer(p, progress))
+        r = p.run(workers, executor, on_done=_printer(p.cfg.name, p.todo, progress))
+    return _raise_if_failed("train", p.out, r.failures, len(r.runs), r)
 
 
 def sweep(config, *overrides: str, out=None, workers: int = 0, executor="local", progress: bool = True,
@@ -194,7 +280,57 @@ def sweep(config, *overrides: str, out=None, workers: int = 0, executor="local",
     _check_executor(executor)
     with _one_at_a_time("sweep"):
         p = plan("sweep", config, overrides, out, force)
-        return p.run(workers, executor, on_done=_printer(p, progress))
+        r = p.run(workers, executor, on_done=_printer(p.cfg.name, p.todo, progress))
+    return _raise_if_failed("sweep", p.out, r.failures, len(r.runs), r)
+
+
+def lrfind(config, *overrides: str, out=None, start: float = 1e-7, end: float = 10.0, iters: int = 100,
+           force: bool = False):
+    """The learning-rate range test of `bncli lrfind`: one short run per arm with a geometric learning-rate ramp
+    from ``start`` to ``end`` over ``iters`` iterations, written to ``out`` (default ``results/<name>-lrfind``).
+    Returns an LrFindResult: ``suggestions`` per arm, ``curves``, ``out_dir``."""
+    _check_args("lrfind", config, overrides, out)
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UsageError(f"bncli.lrfind: {name} must be a finite number, not {_show(value)}")
+    if not 0 < start < end:
+        raise UsageError(f"bncli.lrfind: start {start:g} / end {end:g}: expected 0 < start < end")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 2:
+        raise UsageError(f"bncli.lrfind: iters must be a whole number >= 2, not {_show(iters)}")
+    from .lrfind import run_lrfind
+
+    with _one_at_a_time("lrfind"):
+        cfg, src = load_config(locate(config), list(overrides))
+        out_dir = Path(out) if out is not None else Path("results") / f"{cfg.name}-lrfind"
+        return run_lrfind(cfg, src, out_dir, force=force, start=float(start), end=float(end), iters=iters)
+
+
+def report(mode: str = "quick", out=None, only=None, workers: int = 0, executor="local", experiments=None,
+           progress: bool = True, force: bool = False) -> list:
+    """`bncli report`: measure the claims of CLAIMS.md (``only``: claim ids such as ["C7"]; default all), resuming
+    what is in ``out`` (default ``results/report-<mode>``), and write REPORT.md, report.html and the figures.
+    Returns the judged claims (``id``, ``title``, ``verdict``, ``effects``)."""
+    if mode not in ("quick", "full"):
+        raise UsageError(f"bncli.report: mode must be 'quick' or 'full', not {_show(mode)}")
+    only = [only] if isinstance(only, str) else only
+    if only is not None and (not isinstance(only, (list, tuple)) or not only
+                             or not all(isinstance(o, str) and o.strip() for o in only)):
+        raise UsageError(f"bncli.report: only must be claim ids such as ['C7'], not {_show(only)}")
+    _check_out_workers("report", out, workers)
+    if experiments is not None and (not isinstance(experiments, (str, os.PathLike)) or not str(experiments)):
+        raise UsageError(f"bncli.report: experiments must be a folder path, not {_show(experiments)}")
+    _check_executor(executor)
+    from .report import plan_report, run_report
+
+    with _one_at_a_time("report"):
+        out_dir, studies = plan_report(mode, out, experiments, list(only) if only else None)
+        todo = len({r.hash for st in studies.values() for r in st.runs if not r.done})
+        n_workers = max(1, min(workers or os.cpu_count() or 1, todo))
+        claims = run_report(mode, out_dir, experiments, workers=n_workers, executor=executor, studies=studies,
+                            on_done=_printer(f"report-{mode}", todo, progress), force=force)
+    failed = _read_json(Path(out_dir) / "report.json", "report").get("failed") or []
+    total = len({r.hash for st in studies.values() for r in st.runs})
+    return _raise_if_failed("report", Path(out_dir), failed, total, claims)
 
 
 def _check_executor(executor):
@@ -272,16 +408,15 @@ def _read_json(path: Path, kind: str = "train") -> dict:
     return doc
 
 
-def _printer(p: Plan, enabled: bool):
+def _printer(name: str, total: int, enabled: bool):
     """One line that rewrites itself (a terminal, Jupyter's output area) as runs finish; no rich in the library."""
-    total = p.todo
     if not enabled or not total:
         return None
     done = [0]
 
     def on_done(spec, res):
         done[0] += 1
-        print(f"\r{p.cfg.name}: {done[0]}/{total} runs trained", end="\n" if done[0] == total else "",
+        print(f"\r{name}: {done[0]}/{total} runs trained", end="\n" if done[0] == total else "",
               file=sys.stderr, flush=True)
 
     return on_done

@@ -14,10 +14,11 @@ import os
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from queue import Empty
 
 from .errors import BncliError, UsageError
@@ -85,6 +86,37 @@ def _starting_workers():
             signal.signal(signal.SIGINT, previous)
     if caught and previous not in (signal.SIG_IGN, None):
         raise KeyboardInterrupt
+
+
+@contextmanager
+def _main_not_reimported():
+    """While worker processes are started: the spawn start method re-runs the parent's main module in every worker
+    (multiprocessing.spawn.get_preparation_data names it by ``__main__.__spec__`` or ``__main__.__file__``). A
+    user's script without an ``if __name__ == "__main__":`` guard would then call bncli again in each worker, and
+    a ``python -`` heredoc (``__file__`` '<stdin>') cannot be re-run at all. Every function a worker runs lives in
+    an importable module (bncli's), so the workers never need the main module: it is not named to them. The two
+    attributes are restored as soon as the workers are started (`_collect` starts them all before it waits)."""
+    main = sys.modules.get("__main__")
+    names = ("__file__", "__spec__")
+    saved = {k: main.__dict__[k] for k in names if k in getattr(main, "__dict__", {})}
+    if not saved or (saved.get("__file__") is None and saved.get("__spec__") is None):
+        yield  # a notebook, `python -c`, an interactive session: nothing would be re-run
+        return
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None  # get_preparation_data reads main.__spec__: it must exist
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+@contextmanager
+def _starting_local_workers():
+    with ExitStack() as stack:
+        stack.enter_context(_starting_workers())
+        stack.enter_context(_main_not_reimported())
+        yield
 
 
 def _call(fn, task_id, task):
@@ -155,7 +187,7 @@ def execute(tasks: list, fn, *, workers=1, executor: str | None = None, on_progr
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                        initargs=(queue,))
             try:
-                _collect(pool, tasks, fn, results, on_done, starting=_starting_workers)
+                _collect(pool, tasks, fn, results, on_done, starting=_starting_local_workers)
             except BaseException:
                 procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() clears it
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -15,6 +15,7 @@ import numpy as np
 from .config import ExperimentConfig, resolved_budget
 from .core import MLP, Optimizer, cross_entropy_eval, lr_at, softmax_cross_entropy
 from .core.convnet import ConvNet, ConvSpec
+from .core.model import chunks
 from .core.probes import probe_step
 from .data import Dataset
 
@@ -39,9 +40,9 @@ class RunResult:
 
 def evaluate(model: MLP, X, y, mode="eval"):
     """(mean loss, accuracy) over a whole split, in chunks; float64 accumulation."""
-    loss_sum, correct, chunk = 0.0, 0, model.eval_chunk
-    for i in range(0, len(X), chunk):
-        ls, c = cross_entropy_eval(model.forward(X[i:i + chunk], mode), y[i:i + chunk])
+    loss_sum, correct = 0.0, 0
+    for a, b in chunks(len(X), model.eval_chunk):
+        ls, c = cross_entropy_eval(model.forward(X[a:b], mode), y[a:b])
         loss_sum += ls
         correct += c
     return loss_sum / len(X), correct / len(X)

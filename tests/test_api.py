@@ -125,3 +125,89 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
     r, s = scope["r"], scope["s"]
     assert len(r.runs) == 9 and len(s.runs) == 9 * 3 * 3 and isinstance(scope["fig"], Figure)
     assert (tmp_path / "results" / "quickstart" / "experiment.json").is_file()
+
+
+PUBLIC = ["train", "sweep", "lrfind", "report", "load", "plan", "Results", "RunsFailed", "__version__"]
+
+
+def test_dir_lists_the_public_api_and_import_stays_lazy():
+    import subprocess
+    import sys
+
+    code = "import sys, bncli; print(dir(bncli)); print('numpy' in sys.modules, 'bncli.api' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.splitlines()
+    names = eval(out[0])  # noqa: S307 - a list of names printed by the line above
+    assert all(n in names for n in PUBLIC), names
+    assert out[1] == "False False"
+    assert all(n in bncli.__all__ for n in PUBLIC)
+
+
+@pytest.fixture
+def failing_before_arm(monkeypatch):
+    """Training raises for the BN arm (the runs train in this process: workers=1)."""
+    import bncli.runs.dispatcher as dispatcher
+
+    real = dispatcher.train_run
+
+    def train_run(cfg, *a, **k):
+        if cfg.model.bn[0] == "before":
+            raise RuntimeError("boom")
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(dispatcher, "train_run", train_run)
+
+
+@pytest.mark.parametrize("kind", ["train", "sweep"])
+def test_a_call_whose_runs_failed_raises_one_line_with_the_partial_results(tiny, tmp_path, failing_before_arm,
+                                                                           kind):
+    out = tmp_path / kind
+    extra = ["optimizer.lr=0.01,0.1"] if kind == "sweep" else []
+    with pytest.raises(bncli.RunsFailed) as e:
+        getattr(bncli, kind)(tiny, *extra, out=out, workers=1, progress=False)
+    err = e.value
+    n = 4 * (1 + (kind == "sweep"))
+    text = str(err)
+    assert "\n" not in text and text.startswith(f"bncli.{kind}: {n // 2} of {n} runs failed") and "boom" in text
+    assert str(out / "runs" / err.failures[0]["hash"]) in text  # the run's folder is named
+    assert isinstance(err, bncli.BncliError) and err.results.kind == kind and len(err.results.runs) == n
+    assert sorted(r["status"] for r in err.results.runs) == ["failed"] * (n // 2) + ["ok"] * (n // 2)
+    assert {f["arm"] for f in err.failures} == {"before"}
+
+
+def test_results_show_an_html_table_and_the_paired_comparisons(tiny, tmp_path):
+    r = bncli.train(tiny, out=tmp_path / "t", workers=1, progress=False)
+    stored = json.loads((tmp_path / "t" / "experiment.json").read_text())["comparisons"]
+    assert r.comparisons == stored and r.comparisons
+    assert {c["difference"] for c in r.comparisons} == {"before - none"}
+    page = r._repr_html_()
+    assert page.count("<table>") == 2 and "before - none" in page and "final_test_acc" in page
+    mean = r.arms["before"]["final_test_acc"]["mean"]
+    assert f"{mean:.4g} [" in page and "<td>none</td>" in page and "<td>before</td>" in page
+    s = bncli.sweep(tiny, "optimizer.lr=0.01,0.1", out=tmp_path / "s", workers=1, progress=False)
+    page = s._repr_html_()
+    assert page.count("<table>") == 1 and "usable from" in page and "optimizer.lr" in page
+    assert bncli.load(tmp_path / "t")._repr_html_() == r._repr_html_()
+
+
+def test_lrfind_from_python(tiny, tmp_path):
+    res = bncli.lrfind(tiny, "optimizer.name=sgd", out=tmp_path / "lr", iters=20)
+    assert set(res.suggestions) == {"none", "before"} and (tmp_path / "lr" / "lr_find.json").is_file()
+    assert all(s["iterations"] <= 20 for s in res.suggestions.values())
+    # called again (the library module bncli.lrfind is imported by now): still the API function
+    again = bncli.lrfind(tiny, out=tmp_path / "lr", iters=20)
+    assert again.suggestions == res.suggestions
+    assert bncli.lrfind.run_lrfind  # and still the module for code that reads it
+    for kw, name in (({"start": 2.0, "end": 1.0}, "start"), ({"iters": 1}, "iters"),
+                     ({"end": float("inf")}, "end"), ({"out": 3}, "out")):
+        with pytest.raises(UsageError, match=name):
+            bncli.lrfind(tiny, **kw)
+
+
+def test_report_from_python(tmp_path):
+    claims = bncli.report(only=["C8"], out=tmp_path / "rep", workers=1, progress=False)
+    assert [c.id for c in claims] == ["C8"] and claims[0].verdict in ("supported", "contradicted", "inconclusive")
+    assert (tmp_path / "rep" / "REPORT.md").is_file()
+    assert bncli.report.run_report  # the library module is reachable as before
+    for kw, name in (({"mode": "fast"}, "mode"), ({"only": [3]}, "only"), ({"workers": -1}, "workers")):
+        with pytest.raises(UsageError, match=name):
+            bncli.report(**kw)

@@ -23,6 +23,16 @@ PLACEMENTS = ("none", "before", "after", "noisy")
 BN_IMPLS = ("fused", "textbook")
 
 
+def chunks(n: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) spans of at most ``chunk`` rows covering ``n``, except that a last span of one row is merged
+    into the one before: BLAS takes its matrix-vector path for a single row, which on some kernels (OpenBLAS's
+    Haswell) rounds differently from the matrix-matrix path, and eval results must not depend on the chunking."""
+    spans = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
+        spans[-2:] = [(spans[-2][0], n)]
+    return spans
+
+
 class Flat(NamedTuple):
     """Every parameter and gradient of a model as views into one contiguous buffer each, and the weight-decay mask
     laid out alike (1 on weight-matrix entries, 0 on biases, gamma and beta). ``Optimizer(..., flat=model.flat)``
@@ -103,10 +113,10 @@ class Network:
 
     def logits(self, X, mode="eval", chunk=None):
         """Inference in large chunks (per-example results do not depend on the chunking in eval mode)."""
-        chunk = chunk or self.eval_chunk
-        if len(X) <= chunk:
+        spans = chunks(len(X), chunk or self.eval_chunk)
+        if len(spans) <= 1:
             return self.forward(X, mode)
-        return np.concatenate([self.forward(X[i:i + chunk], mode) for i in range(0, len(X), chunk)])
+        return np.concatenate([self.forward(X[a:b], mode) for a, b in spans])
 
     # -- BN statistics ---------------------------------------------------------------------------------------
     def bn_layers(self):
