@@ -70,8 +70,10 @@ def _raise_if_failed(what: str, out: Path, failures: list[dict], total: int, res
     f = failures[0]
     point = "".join(f"{k}={v} " for k, v in (f.get("point") or {}).items())
     where = out / "runs" / str(f.get("hash"))
+    error = " ".join(str(f.get("error")).split())  # one line, whatever the exception's text holds
+    error = error if len(error) <= 300 else error[:297] + "..."
     raise RunsFailed(f"bncli.{what}: {len(failures)} of {total} runs failed; first: {point}{f.get('arm')} seed "
-                     f"{f.get('seed')} (run folder {where}): {f.get('error')}; the finished runs are kept (in "
+                     f"{f.get('seed')} (run folder {where}): {error}; the finished runs are kept (in "
                      f"err.results and in {out}): call again to retry the failed ones", results, failures)
 
 

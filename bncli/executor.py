@@ -225,6 +225,16 @@ CONNECT_TIMEOUT_S = 10  # to reach a scheduler that speaks Dask: TCP connection 
 NO_WORKER_GRACE_S = 30  # runs pending and no worker (or no answer from the scheduler) this long: give up. A
 #                         nanny restarts a killed worker within seconds; a cluster that lost them all does not.
 POLL_S = 1.0  # between checks of the cluster while runs are pending
+
+
+def no_worker_grace() -> float:
+    """NO_WORKER_GRACE_S, or BNCLI_DASK_NO_WORKER_S (seconds, > 0) where a cluster restarts workers more slowly, or
+    a test wants a shorter wait; a value that is not a positive number is ignored."""
+    try:
+        v = float(os.environ.get("BNCLI_DASK_NO_WORKER_S", ""))
+    except ValueError:
+        return NO_WORKER_GRACE_S
+    return v if 0 < v < 86_400 else NO_WORKER_GRACE_S
 CLOSE_TIMEOUT_S = 5
 GREETING_LIMIT = 1 << 16  # a scheduler's first message (its handshake) is about 60 bytes
 
@@ -400,8 +410,8 @@ def _collect_dask(client, url, address, tasks, fn, results, on_done):
             workers, why = 0, f"the scheduler did not answer: {_why(e)}"
         if workers:
             seen = time.monotonic()
-        elif time.monotonic() - seen > NO_WORKER_GRACE_S:
-            give_up(f"no Dask worker at {address} for {NO_WORKER_GRACE_S} s ({why})",
+        elif time.monotonic() - seen > no_worker_grace():
+            give_up(f"no Dask worker at {address} for {no_worker_grace():g} s ({why})",
                     "start a worker and run the command again")
     return results
 

@@ -151,7 +151,7 @@ def failing_before_arm(monkeypatch):
 
     def train_run(cfg, *a, **k):
         if cfg.model.bn[0] == "before":
-            raise RuntimeError("boom")
+            raise RuntimeError("boom\nsecond line")
         return real(cfg, *a, **k)
 
     monkeypatch.setattr(dispatcher, "train_run", train_run)

@@ -152,7 +152,7 @@ def test_a_swept_eps_is_refused_at_its_point(case_dir):
 
 @given(mantissa=st.integers(1, 9), exponent=st.integers(-330, 330), dtype=st.sampled_from(["float32", "float64"]),
        bn=st.sampled_from(["[none,before]", "[after]", "[none]"]))
-@fuzz(12)
+@fuzz(6)
 def test_bn_eps_of_any_magnitude(case_dir, mantissa, exponent, dtype, bn):
     """Validated and planned (a dry run trains nothing): accepted exactly when a BN arm can use it as given, a
     positive normal number of the dtype up to 1000; otherwise one line naming model.bn_eps."""

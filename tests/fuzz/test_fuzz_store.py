@@ -173,7 +173,7 @@ def test_runs_of_other_data_are_never_reused_and_the_same_data_elsewhere_is(tmp_
 
 
 @given(data=st.data())
-@fuzz(8)
+@fuzz(5)
 def test_generated_damage_to_a_run_folder_is_never_reused(pristine, case_dir, data):
     """Generated cases: one run file of one run, with one byte changed, bytes cut off its end, or bytes added."""
     cfg, made, expected = pristine

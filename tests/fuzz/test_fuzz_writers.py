@@ -96,7 +96,7 @@ MANIFESTS = st.one_of(
        st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(KINDS), st.binary(max_size=40)), max_size=4,
                 unique_by=lambda t: t[0]),
        st.none() | MANIFESTS)
-@fuzz(30)
+@fuzz(10)
 def test_a_folder_of_anything_is_written_only_where_bncli_owns(case_dir, made, command, force, entries, manifest):
     cwd = case_dir()
     d = cwd / "out"
