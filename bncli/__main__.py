@@ -45,7 +45,11 @@ def main():
         print("interrupted: nothing was started", file=sys.stderr)
         sys.exit(130)
     degrade_streams()
-    cli_main()
+    try:
+        cli_main()
+    except KeyboardInterrupt:  # between the import and a command's own handler (cli/errors.py): the same one line
+        print("interrupted: finished work is kept; run the command again to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

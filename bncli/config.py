@@ -449,7 +449,9 @@ class Source:
         for n in range(len(path), 0, -1):
             if path[:n] in self.lines:
                 return f"{self.file}:{self.lines[path[:n]]}"
-        return self.file
+        # an unknown section the file does not have came from an override below it (optimzer.lr=0.1)
+        below = next((item for key, item in self.overrides.items() if key[:len(path)] == path), None)
+        return f"command line '{yamlio.clip(below)}'" if below is not None and path else self.file
 
     def error(self, path, message) -> UsageError:
         key = yamlio.clip(".".join(str(p) for p in path))
@@ -724,7 +726,9 @@ def _describe(err: dict, src: Source) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         fields = _fields_at(loc[:-1])
-        return src.error(loc, f"unknown key; expected one of: {', '.join(fields)}").args[0]
+        close = suggest_key(".".join(map(str, loc)))
+        mean = f"did you mean {close}? " if close else ""
+        return src.error(loc, f"unknown key; {mean}expected one of: {', '.join(fields)}").args[0]
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "missing":
         msg = "required key is missing"
@@ -733,6 +737,43 @@ def _describe(err: dict, src: Source) -> str:
     elif "input" in err and kind not in ("value_error", "assertion_error") and not isinstance(err["input"], dict):
         msg += f" (got {_got(err['input'])})"
     return src.error(loc, msg).args[0]
+
+
+def dotted_keys(model=None, prefix: str = "") -> list[str]:
+    """Every key of the configuration, dotted (``optimizer.lr``), sections included; lists and mappings of sections
+    (model.conv, sweep.parameters.<key>) are not walked."""
+    keys = []
+    for name, field in (model or ExperimentConfig).model_fields.items():
+        key = prefix + name
+        keys.append(key)
+        ann = field.annotation
+        if get_origin(ann) in (list, dict):  # model.conv, sweep.parameters: no fixed keys below
+            continue
+        section = next((a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if section is not None:
+            keys += dotted_keys(section, key + ".")
+    return keys
+
+
+def suggest_key(key: str) -> str | None:
+    """The config key ``key`` was probably meant to be: the one dotted key whose last part it is (``lr`` ->
+    ``optimizer.lr``), else the nearest spelling (``optimizer.lrr``, ``optimzer.lr``); None when nothing is close.
+    An unknown key is refused whatever this says: the suggestion is only text in the message."""
+    import difflib
+
+    keys = [k for k in dotted_keys() if not key.startswith(k + ".")]  # a section holding the key is no answer
+    if key in keys:
+        return None
+    parent, _, last = key.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(last, siblings, n=1, cutoff=0.7)
+    if close:
+        return f"{parent}.{close[0]}" if parent else close[0]
+    same = [k for k in keys if k.rpartition(".")[2] == last]
+    if len(same) == 1:
+        return same[0]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def _fields_at(loc) -> list[str]:

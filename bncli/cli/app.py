@@ -10,13 +10,36 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .._version import __version__
-from .errors import DEBUG, handled
+from .errors import DEBUG, click_errors, click_message, handled, say_error
+
+
+class OneLineGroup(TyperGroup):
+    """The application's group: a usage error of click's (unknown option or command, missing argument, bad value)
+    anywhere in the command line becomes one line `error: ...` with a way forward and exit 2, like every other
+    refusal, instead of click's three-line usage block. Asking for no arguments still prints the help."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if parent is None:
+            self.argv = list(args)
+        return self._one_line(lambda: super(OneLineGroup, self).make_context(info_name, args, parent, **extra))
+
+    def invoke(self, ctx):
+        return self._one_line(lambda: super(OneLineGroup, self).invoke(ctx))
+
+    def _one_line(self, call):
+        try:
+            return call()
+        except click_errors.NoArgsIsHelpError:
+            raise
+        except click_errors.UsageError as e:
+            say_error(click_message(e, getattr(self, "argv", [])), 2)
 
 # Completion: `bncli --install-completion` (bash, zsh, fish, PowerShell); config arguments complete to files and the
 # shipped experiment names.
-app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=OneLineGroup, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="bncli: see, measure and trust what Batch Normalization does.")
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        rich_markup_mode=None, help="Fetch, list and describe datasets (MNIST, Fashion-MNIST, CIFAR-10).")

@@ -26,6 +26,11 @@ import typer
 
 from ..errors import BncliError, UsageError
 
+try:  # typer 0.2x carries its own copy of click, whose exceptions are not click's
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - a typer on the click package
+    from click import exceptions as click_errors
+
 DEBUG = {"on": bool(os.environ.get("BNCLI_DEBUG"))}
 
 _HINTS = {errno.ENOSPC: "free some space and run the command again (finished runs are kept)",
@@ -42,6 +47,59 @@ def say_error(message: str, code: int):
     err_console.print("[bold red]error:[/] ", end="", highlight=False)
     err_console.print(message, markup=False, highlight=False)  # user text (paths, values) printed literally
     raise typer.Exit(code)
+
+
+def click_message(e, argv: list[str]) -> str:
+    """A click usage error (unknown option or command, missing argument, bad value) as one line with a way forward,
+    instead of click's usage block. ``argv``: the command line as given, to find the value of an unknown option."""
+    import difflib
+
+    ctx = e.ctx
+    path = ctx.command_path if ctx is not None else "bncli"
+    see = f"see {path} --help"
+    if isinstance(e, click_errors.NoSuchOption):
+        name = e.option_name
+        takes_config = ctx is not None and any(p.name == "overrides" for p in ctx.command.params)
+        key = _config_key(name) if takes_config else None
+        if key:
+            value = _value_after(name, argv)
+            return (f"no option {name}; config values are set as key=value, e.g. {key}={value}; {see}")
+        near = sorted(set(e.possibilities or ()) - {"--help"})
+        near = near if len(near) <= 2 else []  # click's list is loose: three are no suggestion
+        return f"no option {name}" + (f" (did you mean {' or '.join(near)}?)" if near else "") + f"; {see}"
+    text = e.format_message().rstrip(".")
+    if ctx is not None and hasattr(ctx.command, "list_commands") and text.startswith("No such command"):
+        name = text.split("'")[1] if text.count("'") >= 2 else "?"
+        names = list(ctx.command.list_commands(ctx))
+        near = difflib.get_close_matches(name, names, n=1)
+        return (f"no command '{name}'" + (f" (did you mean {near[0]}?)" if near else "")
+                + f"; commands: {', '.join(names)}; {see}")
+    if isinstance(e, click_errors.MissingParameter) and e.param is not None and e.param.name == "config":
+        return (f"{path}: missing CONFIG: an experiment YAML file or the name of a shipped experiment (`bncli "
+                f"examples` lists them); {see}")
+    return f"{path}: {text[:1].lower()}{text[1:]}; {see}"
+
+
+def _config_key(option: str) -> str | None:
+    """The config key an option name looks like (--lr -> optimizer.lr, --batch-size -> train.batch_size)."""
+    from ..config import dotted_keys, suggest_key
+
+    name = option.lstrip("-").partition("=")[0].replace("-", "_")
+    if not name:
+        return None
+    if name in dotted_keys():
+        return name
+    return suggest_key(name)
+
+
+def _value_after(option: str, argv: list[str]) -> str:
+    """The value typed with an unknown option (`--lr 0.1`, `--lr=0.1`), else VALUE."""
+    for i, a in enumerate(argv):
+        if a.startswith(option + "="):
+            return a.partition("=")[2] or "VALUE"
+        if a == option and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            return argv[i + 1] if "=" not in argv[i + 1] else "VALUE"
+    return "VALUE"
 
 
 def os_message(e: OSError) -> str:

@@ -37,9 +37,19 @@ def _machine():
     from ..runs import platform_info
 
     p = platform_info()
-    blas = (p.get("numpy_build") or {}).get("blas_configuration") or "unknown"
     detail(f"machine: {p.get('cpu_model') or '?'}, {p.get('cpu_count') or '?'} cores, {p.get('machine')}; BLAS: "
-           f"{blas}; one BLAS thread per worker", markup=False, highlight=False)
+           f"{blas_text(p)}; one BLAS thread per worker", markup=False, highlight=False)
+
+
+def blas_text(p: dict) -> str:
+    """The BLAS this process runs, as meta.json records it: the kernel OpenBLAS picked for this CPU (threadpoolctl's
+    ``architecture``), not the target numpy's wheel was built for, which is another CPU's name."""
+    libs = [lib for lib in (p.get("blas") or []) if isinstance(lib, dict)]
+    if not libs:
+        return "unknown (threadpoolctl found no BLAS library)"
+    lib = libs[0]
+    name = " ".join(str(x) for x in (lib.get("internal_api"), lib.get("version")) if x) or "?"
+    return f"{name}, running kernel {lib.get('architecture') or '?'}"
 
 
 def _again(specs) -> str:
@@ -80,6 +90,18 @@ def _note_shipped(config: Path):
                "them out to edit", markup=False, highlight=False)
 
 
+def _no_sweep(cfg, config: Path, overrides):
+    """`bncli train` of an experiment with a sweep section is refused: it would train the base point alone, under
+    a header that reads like the study, and the user would take one point's numbers for the sweep's. `sweep=null`
+    says the base point is what is wanted."""
+    if cfg.sweep is None:
+        return
+    same = " with the same overrides" if overrides else ""
+    raise UsageError(f"{config}: this experiment is a sweep ({', '.join(cfg.sweep.parameters) or 'random'}); "
+                     f"`bncli train` would train its base point only. Run `bncli sweep {config}`{same}, or add "
+                     "sweep=null to train the base point")
+
+
 @command()
 def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out: Optional[str] = OUT,
           workers: int = WORKERS, executor: str = EXECUTOR, force: bool = FORCE):
@@ -88,6 +110,7 @@ def train(config: Path = CONFIG, overrides: Optional[List[str]] = OVERRIDES, out
 
     check_executor(executor)
     p = _plan("train", config, overrides, out, force)
+    _no_sweep(p.cfg, config, overrides)
     hold(p.out, "train", force)
     cfg, workers = p.cfg, p.workers(workers)
     _machine()
@@ -140,9 +163,10 @@ def sweep(config: Path = CONFIG, overrides: Optional[List[str]] = typer.Argument
     if table is not None:
         console.print(table)
     n_div = sum(bool(r.get("diverged")) for r in result.rows)
+    figure = ", range.png" if not result.figure_skipped and (p.out / "range.png").is_file() else ""
     status(f"{len(result.rows)} runs ({result.skipped} reused, {n_div} diverged, {len(result.failed)} failed); "
-           f"wrote {p.out}/ (summary.csv, range.csv, ranges.csv, sweep.json) in {time.perf_counter() - t0:.1f} s",
-           markup=False, highlight=False)
+           f"wrote {p.out}/ (summary.csv, range.csv, ranges.csv, sweep.json{figure}) in "
+           f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
     if result.figure_skipped:
         warn(f"range.png not drawn: {result.figure_skipped}; the tables hold every number")
     _failures(result.failed)

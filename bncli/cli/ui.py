@@ -108,6 +108,12 @@ def warn(text: str):
     err_console.print(text, markup=False, highlight=False)
 
 
+def no_interval(ci_text: str) -> str:
+    """An interval cell: 'none (n < 6)' (stats.fmt_interval, kept in summary files) would read as the no-BN arm
+    'none' in a table whose rows are arms."""
+    return "no interval" + ci_text[len("none"):] if ci_text.startswith("none (") else ci_text
+
+
 def _summary(d: dict) -> stats.Summary:
     return stats.Summary(**{k: d[k] for k in ("n", "mean", "sd", "ci_low", "ci_high")})
 
@@ -125,7 +131,7 @@ def experiment_tables(cfg, result):
         runs = f"{status['ok']}/{a['n_runs']}" + (f" ({status['diverged']} diverged)" if status["diverged"] else "") \
             + (f" ({status['failed']} failed)" if status["failed"] else "")
         st = a["steps_to_target"]
-        steps = f"{st['median_text']} {st['ci_text']}" if st["n"] else "—"
+        steps = f"{st['median_text']} {no_interval(st['ci_text'])}" if st["n"] else "—"
         table.add_row(arm, runs, stats.fmt(_summary(a["final_test_acc"])), stats.fmt(_summary(a["best_test_acc"])),
                       steps, f"{a['reached_target']}/{a['n_runs']}", stats.fmt(_summary(a["final_train_loss"])),
                       stats.fmt(_summary(a["time_s"]), 2))
@@ -143,7 +149,8 @@ def experiment_tables(cfg, result):
                 arm, base = c["arm"], c["baseline"]
                 note = (f"faster: {arm} {f[arm]}, {base} {f[base]}, unknown {f['unknown']}; sign test "
                         f"p={c['sign_test_p']:.3g}")
-                comp.add_row(c["difference"], "steps to target", str(c["n"]), c["median_text"], c["ci_text"], note)
+                comp.add_row(c["difference"], "steps to target", str(c["n"]), c["median_text"],
+                             no_interval(c["ci_text"]), note)
                 continue
             s = _summary(c)
             note = f"{c['excluded_diverged']} seeds left out (diverged)" if c.get("excluded_diverged") else ""
@@ -175,11 +182,15 @@ def usable_table(result):
     u0 = result.usable[0]
     rk = u0["range_key"]
     pts = [k[len("decades_"):-2] for k in u0 if k.startswith("decades_") and k.endswith("pt")]
+    grid = [r[rk] for r in result.rows if isinstance(r.get(rk), (int, float)) and not isinstance(r.get(rk), bool)]
+    ends = (min(grid), max(grid)) if grid else (None, None)
     table = Table(title=f"usable range of {escape(rk)}, per seed: the contiguous values around the seed's best where the run "
                         f"did not diverge and its tail test accuracy is >= {u0['floor']:g}",
                   title_justify="left",
                   caption="range: median lower and upper end over the seeds that learn; widths: mean ± sd over them "
-                          "(decades); within N pt: around the seed's own best (descriptive)", caption_justify="left")
+                          "(decades); within N pt: around the seed's own best (descriptive); ≥ W: the range reaches an "
+                          "end of the grid, so it is at least W decades wide (a wider grid would measure it)",
+                  caption_justify="left")
     others = [k for k in result.keys if k != rk]
     for c in ("arm", *(escape(k) for k in others), "seeds that learn", "usable range", "width", *(f"within {p} pt" for p in pts),
               "diverged runs"):
@@ -187,10 +198,18 @@ def usable_table(result):
     for u in result.usable:
         learn = f"{u['n_learn']}/{u['n_seeds']}"
         if not u["n_learn"]:
-            cells = ["none (never learns)", "—", *("—" for _ in pts)]
+            cells = ["never learns", "—", *("—" for _ in pts)]
         else:
-            w = lambda sfx: stats.fmt(stats.Summary(u["n_learn"], u[f"decades{sfx}"], u[f"decades{sfx}_sd"],  # noqa
-                                                    0, 0), 2)
+            w = lambda sfx: _width_cell(u, sfx, ends)  # noqa: E731
             cells = [f"[{_fmt_value(u['lo'])}, {_fmt_value(u['hi'])}]", w(""), *(w(f"_{p}pt") for p in pts)]
         table.add_row(u["arm"], *(_fmt_value(u[k]) for k in others), learn, *cells, str(u["n_diverged"]))
     return table
+
+
+def _width_cell(u: dict, sfx: str, ends) -> str:
+    """A usable width, mean ± sd over the seeds that learn; '≥ mean' when the (median) range reaches the first or
+    last value of the grid: the grid cut it there, so its width was not measured, only bounded below."""
+    lo, hi = u.get(f"lo{sfx}"), u.get(f"hi{sfx}")
+    if None not in ends and ((lo is not None and lo <= ends[0]) or (hi is not None and hi >= ends[1])):
+        return f"≥ {u[f'decades{sfx}']:.2f}"
+    return stats.fmt(stats.Summary(u["n_learn"], u[f"decades{sfx}"], u[f"decades{sfx}_sd"], 0, 0), 2)

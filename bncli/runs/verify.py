@@ -59,9 +59,11 @@ class Stale(Exception):
         self.kind = kind
 
 
-def verify(run_dir, key: str | None = None) -> dict:
+def verify(run_dir, key: str | None = None, *, current: bool = True) -> dict:
     """The run's summary if the folder verifies (see the module docstring), else ``Stale`` with the reason.
-    ``key``: the run key the plan expects (default: the folder's name). A missing folder is ``FileNotFoundError``."""
+    ``key``: the run key the plan expects (default: the folder's name). A missing folder is ``FileNotFoundError``.
+    ``current=False`` (drawing stored numbers): a run by other code or with other BLAS threads is fine, as long as
+    its files are the ones it wrote."""
     run_dir = Path(run_dir)
     key = run_dir.name if key is None else key
     st = os.lstat(run_dir)  # FileNotFoundError: not trained yet
@@ -72,13 +74,13 @@ def verify(run_dir, key: str | None = None) -> dict:
     if run_dir.name != key:
         raise Stale(f"the folder is named {run_dir.name}, not {key}")
     meta = _read(run_dir / "meta.json", dict)
-    if meta.get("code_hash") != code_hash():
+    if current and meta.get("code_hash") != code_hash():
         raise Stale("computed by other code", "code")
     if meta.get("meta_sha256") != meta_checksum(meta) or _as_written(run_dir / "meta.json") != meta:
         raise Stale("meta.json does not match its own checksum (edited?)")
     if meta.get("run_key") != key:
         raise Stale(f"meta.json names run {_short(meta.get('run_key'))}, not {key}")
-    if meta.get("blas_threads") != 1:
+    if current and meta.get("blas_threads") != 1:
         raise Stale(f"computed with {_short(meta.get('blas_threads'))} BLAS threads, not 1")
     files = meta.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
@@ -109,7 +111,8 @@ def verify(run_dir, key: str | None = None) -> dict:
 
 
 def _short(v, limit=40) -> str:
-    text = repr(v)
+    """A value for a message: a plain file name as it is, anything else quoted; cut short."""
+    text = v if isinstance(v, str) and v.isprintable() and '"' not in v and "'" not in v else repr(v)
     return text if len(text) <= limit else text[:limit - 4] + "...'"
 
 

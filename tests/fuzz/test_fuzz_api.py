@@ -57,6 +57,10 @@ BAD_CALLS = [
     ("train", ("quickstart",), {"executor": "spark://x"}, "executor"),
     ("sweep", ("lr_range", b"optimizer.lr=1"), {}, "overrides"),
     ("sweep", ("lr_range",), {"workers": "2"}, "workers"),
+    ("lrfind", ("quickstart",), {"iters": 1}, "iters"),
+    ("lrfind", ("quickstart",), {"start": 2.0, "end": 1.0}, "start"),
+    ("report", (), {"mode": "fast"}, "mode"),
+    ("report", (), {"only": [3]}, "only"),
     ("load", (None,), {}, "results_dir"),
     ("load", (12,), {}, "results_dir"),
 ]
