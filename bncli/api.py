@@ -270,6 +270,9 @@ def train(config, *overrides: str, out=None, workers: int = 0, executor="local",
     _check_executor(executor)
     with _one_at_a_time("train"):
         p = plan("train", config, overrides, out, force)
+        if p.cfg.sweep is not None:  # training the base point alone would read as the study (as `bncli train`)
+            raise UsageError(f"bncli.train: {p.cfg.name} is a sweep ({', '.join(p.cfg.sweep.parameters)}); "
+                             f"call bncli.sweep({str(config)!r}, ...), or pass 'sweep=null' to train its base point")
         r = p.run(workers, executor, on_done=_printer(p.cfg.name, p.todo, progress))
     return _raise_if_failed("train", p.out, r.failures, len(r.runs), r)
 
@@ -378,7 +381,7 @@ def _check_listed(listing: Path, s):
     if not isinstance(s.hash, str) or not s.hash.isalnum():
         raise UsageError(f"{listing}: run hash {_show(s.hash)} is not a run folder's name; {again}")
     try:
-        verify(s.run_dir, s.hash)
+        verify(s.run_dir, s.hash, current=False)  # results of older code are results: their files must be intact
         cfg = read_config(s.run_dir / "config.yaml").to_dict()
     except FileNotFoundError:
         raise UsageError(f"{s.run_dir}: missing, though {listing.name} lists it as finished; {again}") from None
@@ -411,14 +414,23 @@ def _read_json(path: Path, kind: str = "train") -> dict:
 
 
 def _printer(name: str, total: int, enabled: bool):
-    """One line that rewrites itself (a terminal, Jupyter's output area) as runs finish; no rich in the library."""
+    """One line that rewrites itself (a terminal, Jupyter's output area) as runs finish; no rich in the library.
+    Into a file or a pipe (a script's log) plain lines instead, about 20 of them: a "\r" there joins every update
+    into one long line."""
     if not enabled or not total:
         return None
-    done = [0]
+    try:
+        live = sys.stderr.isatty() or "ipykernel" in sys.modules
+    except (AttributeError, ValueError):
+        live = False
+    every, done = max(1, total // 20), [0]
 
     def on_done(spec, res):
         done[0] += 1
-        print(f"\r{name}: {done[0]}/{total} runs trained", end="\n" if done[0] == total else "",
-              file=sys.stderr, flush=True)
+        n = done[0]
+        if live:
+            print(f"\r{name}: {n}/{total} runs trained", end="\n" if n == total else "", file=sys.stderr, flush=True)
+        elif n == total or n % every == 0:
+            print(f"{name}: {n}/{total} runs trained", file=sys.stderr, flush=True)
 
     return on_done

@@ -239,11 +239,21 @@ CLOSE_TIMEOUT_S = 5
 GREETING_LIMIT = 1 << 16  # a scheduler's first message (its handshake) is about 60 bytes
 
 
+def _dask_install_hint() -> str:
+    """How to add Dask here: into this source checkout (an editable install) or from the package index."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "bncli").is_dir():
+        return f"pip install -e '{root}[dask]'"
+    return "pip install 'bncli[dask]'"
+
+
 def _execute_dask(url, tasks, fn, on_done):
     try:
         import distributed
     except ImportError:
-        raise BncliError(f"--executor {url}: Dask is not installed; pip install 'bncli[dask]'") from None
+        raise BncliError(f"--executor {url}: Dask is not installed; {_dask_install_hint()}") from None
     host, _, port = check_executor(url).removeprefix("dask://").rpartition(":")
     address = f"tcp://{host}:{port}"
     _probe(url, address, host.removeprefix("[").removesuffix("]"), int(port))

@@ -288,29 +288,10 @@ def read_train(d: Path) -> tuple[dict, dict, dict]:
     this invocation's runs, never older runs kept in runs/ as a cache."""
     exp = read_experiment(d)
     budget = Budget()
-    _check_run_folders(d, exp)
     curves, diverged = listed_curves(exp, d, read=lambda path: read_run_metrics(path, budget=budget))
     if not curves:
         raise UsageError(f"{d}: the experiment has no finished runs to plot")
     return exp, curves, diverged
-
-
-def _check_run_folders(d: Path, exp: dict):
-    """Every finished run experiment.json lists is drawn only if its folder holds the files it wrote (their
-    checksums in its meta.json: runs/verify.py); an edited or swapped file is one line naming the run folder."""
-    from .runs import Stale, verify
-
-    for r in exp["runs"]:
-        run_dir = d / "runs" / r["hash"]
-        if r["status"] not in ("ok", "diverged") or not os.path.lexists(run_dir):
-            continue
-        try:
-            verify(run_dir, r["hash"], current=False)
-        except Stale as e:
-            raise damaged(run_dir, f"a run folder whose files match the checksums in its meta.json; {e}",
-                          "train") from None
-        except OSError as e:
-            raise _unreadable(run_dir, e, "a run folder", "train") from None
 
 
 def train_figure(d) -> Figure:

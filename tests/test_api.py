@@ -211,3 +211,22 @@ def test_report_from_python(tmp_path):
     for kw, name in (({"mode": "fast"}, "mode"), ({"only": [3]}, "only"), ({"workers": -1}, "workers")):
         with pytest.raises(UsageError, match=name):
             bncli.report(**kw)
+
+
+def test_progress_into_a_log_is_plain_lines_not_one_long_line(capsys):
+    """A script's log (stderr not a terminal): no carriage returns, about 20 lines for 81 runs, the last one 81/81."""
+    from bncli.api import _printer
+
+    on_done = _printer("quickstart", 81, True)
+    for _ in range(81):
+        on_done(None, {})
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.endswith("quickstart: 81/81 runs trained\n")
+    assert 2 <= len(err.splitlines()) <= 21
+
+
+def test_train_of_a_sweep_config_is_refused_in_one_line(tmp_path):
+    """bncli.train("lr_range") would train its base learning rate alone and read like the study."""
+    with pytest.raises(UsageError, match="is a sweep") as e:
+        bncli.train("lr_range", out=tmp_path / "x", workers=1, progress=False)
+    assert "\n" not in str(e.value) and "bncli.sweep" in str(e.value)

@@ -1043,3 +1043,19 @@ def test_an_invalid_name_key_says_what_a_name_is(tmp_path):
     p = write(tmp_path, "name: my run\n")
     assert usage_error(p) == (f"{p}:1: name: not a valid name: letters, digits, _ . -, starting with a letter or "
                               "digit, at most 100 characters (got 'my run')")
+
+
+@pytest.mark.parametrize("override, meant", [
+    ("lr=0.1", "optimizer.lr"), ("optimizer.lrr=0.1", "optimizer.lr"), ("train.seed=3", "train.seeds"),
+    ("momentum=0.9", "optimizer.momentum"), ("model.bn_epsilon=0.1", "model.bn_eps"),
+])
+def test_an_unknown_key_suggests_the_dotted_key_meant(tmp_path, override, meant):
+    p = write(tmp_path, "name: x\n")
+    msg = usage_error(p, [override])
+    assert f"unknown key; did you mean {meant}?" in msg and msg.startswith(f"command line '{override}'"), msg
+
+
+def test_an_unknown_key_far_from_every_key_gets_no_suggestion(tmp_path):
+    p = write(tmp_path, "name: x\nzzzzzz: 1\n")
+    msg = usage_error(p)
+    assert "did you mean" not in msg and msg.startswith(f"{p}:2: zzzzzz: unknown key; expected one of:"), msg

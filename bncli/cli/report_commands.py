@@ -73,6 +73,7 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
            force: bool = FORCE):
     """Measure every claim of CLAIMS.md: run what is missing, then write REPORT.md, report.html and figures."""
     from ..report import plan_report, run_report
+    from ..report.render import primary_text
     from ..runs.cost import plan_work
     from ..runs.owner import out_path
 
@@ -92,11 +93,11 @@ def report(quick: bool = typer.Option(True, "--quick/--full", help="Quick budget
         claims = run_report(mode, out_dir, experiments, workers=workers, executor=executor, studies=studies,
                             on_progress=ui.on_progress, on_done=ui.on_done, force=force)
     table = Table(title="claims", title_justify="left")
-    for col in ("claim", "verdict", "primary effect (estimate, 95% interval)"):
+    for col in ("claim", "verdict", "primary effect: estimate [95% interval]"):
         table.add_column(col)
     colors = {"supported": "green", "contradicted": "red", "inconclusive": "yellow"}
     for c in claims:
-        prim = "; ".join(escape(c.effects[i].text()) for i in c.primary)
+        prim = escape(primary_text(c))  # each number with its label, as in REPORT.md
         fragile = " [bold](fragile)[/]" if c.stability.get("fragile") else ""
         table.add_row(f"{c.id} {escape(c.title)}", f"[{colors[c.verdict]}]{c.verdict}[/]{fragile}", prim)
     console.print(table)

@@ -68,7 +68,16 @@ def _check_url(url: str):
         raise UsageError(f"{url}: only http:// and https:// URLs are fetched")
 
 
+class Unreachable(FetchError):
+    """The server could not be reached at all (no network, unknown host, connection refused or timed out): nothing
+    was received, so the caller can say how to do without the download."""
+
+
 def _net_error(url, e) -> FetchError:
+    if isinstance(e, urllib.error.URLError) and not isinstance(e, urllib.error.HTTPError):
+        return Unreachable(f"download of {url} failed: {e.reason}")
+    if isinstance(e, (ConnectionRefusedError, TimeoutError)):
+        return Unreachable(f"download of {url} failed: {type(e).__name__}: {e}")
     if isinstance(e, urllib.error.HTTPError):
         reason = f"HTTP {e.code} {e.reason}"
     elif isinstance(e, urllib.error.URLError):

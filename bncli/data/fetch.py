@@ -30,7 +30,7 @@ from ..errors import BncliError, UsageError
 from . import cifar, sources
 from .archive import extract_tar
 from .datasets import DataCorruptError
-from .download import TIMEOUT, Progress, _check_url, _part_path, download, file_hashes
+from .download import TIMEOUT, FetchError, Progress, Unreachable, _check_url, _part_path, download, file_hashes
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20  # a real one is a few KB
@@ -154,24 +154,58 @@ def fetch(name: str, root=None, fmt: str = "bin", *, mirror: str | None = None, 
     url0 = base_url(name, mirror)
     _check_url(url0)
     report = FetchReport(name, folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first: what a failed fetch removes
+    new_lock = not (folder / ".fetch.lock").exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BncliError(f"cannot create {folder} ({e.strerror or e})") from None
-    with _lock(folder):
-        manifest, problem = load_manifest(folder)
-        manifest.setdefault("dataset", name)
-        if problem:  # nothing in it is trusted; it is rewritten below from what is verified now
-            again = "; the extracted files cannot be verified: fetched again" if name == "cifar10" else ""
-            report.actions.append((MANIFEST, f"damaged ({problem}): rebuilt{again}"))
-        try:
-            if name == "cifar10":
-                _fetch_cifar(folder, fmt, url0, manifest, report, progress, force or bool(problem), timeout)
-            else:
-                _fetch_idx(folder, name, url0, manifest, report, progress, force, timeout)
-        finally:  # what was verified before a failure stays recorded
-            write_manifest(folder, manifest)
+    try:
+        with _lock(folder):
+            manifest, problem = load_manifest(folder)
+            manifest.setdefault("dataset", name)
+            if problem:  # nothing in it is trusted; it is rewritten below from what is verified now
+                again = "; the extracted files cannot be verified: fetched again" if name == "cifar10" else ""
+                report.actions.append((MANIFEST, f"damaged ({problem}): rebuilt{again}"))
+            reached = True
+            try:
+                if name == "cifar10":
+                    _fetch_cifar(folder, fmt, url0, manifest, report, progress, force or bool(problem), timeout)
+                else:
+                    _fetch_idx(folder, name, url0, manifest, report, progress, force, timeout)
+            except Unreachable:
+                reached = False
+                raise
+            finally:  # what was verified before a failure stays recorded; a server never reached, nothing new
+                if reached or manifest.get("files") or (folder / MANIFEST).exists():
+                    write_manifest(folder, manifest)
+    except Unreachable as e:
+        _remove_if_untouched(folder, made, new_lock)
+        raise FetchError(f"{e}. No network? Place the files {', '.join(_names(name, fmt))} in {folder} yourself "
+                         f"(bncli checks them), or point a run at a folder holding them with data.path=DIR") from None
     return report
+
+
+def _names(name: str, fmt: str) -> list[str]:
+    """The files a user can put in place by hand instead of fetching."""
+    return [sources.CIFAR_ARCHIVES[fmt]] if name == "cifar10" else list(sources.MD5[name])
+
+
+def _remove_if_untouched(folder: Path, made: list[Path], new_lock: bool):
+    """Take away the lock file and the folders a fetch created (deepest first, while they hold nothing else): a
+    fetch that could reach no server leaves no trace (a partial download is kept, and its folders, for resuming).
+    Another fetch that opened the lock file in the instant between its release and its removal would hold a lock
+    nobody else sees; both would have to be started within that instant, with no network."""
+    try:
+        if new_lock and folder not in made:
+            (folder / ".fetch.lock").unlink(missing_ok=True)
+        for folder in made:
+            if not {p.name for p in folder.iterdir()} <= {".fetch.lock"}:
+                return
+            (folder / ".fetch.lock").unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 def _record(manifest, rel, hashes, url=None, published_md5=None, extracted_from=None):

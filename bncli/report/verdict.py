@@ -50,16 +50,48 @@ class Effect:
             return _point(self.extra["interval_text"])
         return stats.fmt_interval(self.ci_low, self.ci_high, 4, signed=self._signed())
 
+    def _joint(self) -> tuple[str, str] | None:
+        """Estimate and interval at one precision, for prose, or None when they are given as text or do not fit
+        fixed notation."""
+        if "estimate_text" in self.extra or "interval_text" in self.extra or self._decimals() is None:
+            return None
+        if not self.interval_text().startswith("["):
+            return None
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self._num(self.mean)}{unit}", f"[{self._num(self.ci_low)}, {self._num(self.ci_high)}]"
+
+    def _decimals(self) -> int | None:
+        """The decimals shared by the estimate and its interval: 4 significant digits of the largest of the three,
+        so that '+1 [+0.8876, +1.112]' reads '+1.000 [+0.888, +1.112]'. None when one of them is not finite or
+        needs scientific notation (stats.fmt_num then formats each on its own)."""
+        values = (self.mean, self.ci_low, self.ci_high)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            return None
+        top = max(abs(v) for v in values)
+        if any(v != 0 and not stats.SCI_BELOW <= abs(v) < stats.SCI_FROM for v in values) or top == 0:
+            return None
+        return max(4 - 1 - math.floor(math.log10(top)), 0)
+
+    def _num(self, v: float) -> str:
+        d = self._decimals()
+        if d is None:
+            return stats.fmt_num(v, 4, self._signed())
+        text = f"{v:,.{d}f}"
+        if float(text.replace(",", "")) == 0:
+            return f"{0:.{d}f}"  # no sign on a zero, not even '-0.000'
+        return ("+" if self._signed() and v > 0 else "") + text
+
     def text(self) -> str:
         """Estimate and interval for prose: the interval left out when it is only the estimate again (an exact
         check, or every seed agreeing), said to be missing when there is none."""
         est, ci = self.estimate_text(), self.interval_text()
         if self.ci_low == self.ci_high:
             return est
+        est, ci = self._joint() or (est, ci)
         if ci == "—":
             return f"{est} (no interval)"
-        if ci.startswith("none"):  # 'none (n < 6)'
-            return f"{est} (no interval: {ci[len('none'):].strip(' ()')})"
+        if ci.startswith(("none (", "no interval (")):  # 'none (n < 6)' as stats.fmt_interval writes it
+            return f"{est} (no interval: {ci.partition('(')[2].rstrip(')')})"
         return f"{est} {ci}"
 
     def _signed(self) -> bool:

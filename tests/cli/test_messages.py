@@ -132,3 +132,48 @@ def test_train_tables_say_no_interval_not_none(runner, tmp_path):
     result = runner.invoke(app, ["train", str(cfg), "--out", "o", "-j", "1"], prog_name="bncli")
     assert result.exit_code == 0, result.output
     assert "no interval (n < 6)" in result.output and "none (n < 6)" not in result.output, result.output
+
+
+def test_an_estimate_and_its_interval_share_one_precision():
+    from bncli.report.verdict import Effect
+
+    e = Effect("log10(BN / no BN)", 10, 1.0, 0.1, 0.8876, 1.112, unit="decades", direction=+1)
+    assert e.text() == "+1.000 decades [+0.888, +1.112]", e.text()
+    tiny = Effect("relative error", 1, 3.9e-16, 0.0, 1e-17, 2.6e-7)  # scientific: each number on its own
+    assert "e-16" in tiny.text() and "e-7" in tiny.text()
+
+
+def test_report_terminal_table_labels_every_number(runner, tmp_path, monkeypatch):
+    """The claims table printed a claim's primary effects as bare numbers ('3.9e-16; 2.6e-7')."""
+    import types
+
+    import bncli.report as report
+    from bncli.report.verdict import Effect
+
+    effects = [Effect("naive relative error", 1, 0.39, 0.0, 0.39, 0.39),
+               Effect("exact relative error", 1, 2.6e-7, 0.0, 2.6e-7, 2.6e-7)]
+    claim = types.SimpleNamespace(id="C0", title="a claim", verdict="supported", stability={}, effects=effects,
+                                  primary=[0, 1])
+    monkeypatch.setattr(report, "plan_report", lambda mode, out, exps, only: (tmp_path / "rep", {}))
+    monkeypatch.setattr(report, "run_report", lambda *a, **k: [claim])
+    result = runner.invoke(app, ["report", "--out", str(tmp_path / "rep")], prog_name="bncli")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "naive relative error: 0.39" in text and "exact relative error: 2.6e-7" in text, result.output
+
+
+# -- data fetch without a network ---------------------------------------------------------------------------------------
+def test_fetch_that_reaches_no_server_says_how_to_do_without_and_leaves_nothing(runner, tmp_path):
+    root = tmp_path / "cache" / "bncli"
+    result = runner.invoke(app, ["data", "fetch", "mnist", "--root", str(root), "--mirror", "http://127.0.0.1:9/"],
+                           prog_name="bncli")
+    assert result.exit_code == 1, result.output
+    line = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "Traceback" not in result.output, result.output
+    for f in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", str(root / "mnist"), "data.path=DIR"):
+        assert f in line[0], (f, line[0])
+    assert not (tmp_path / "cache").exists()  # no lock, no manifest, no empty folders
+    kept = tmp_path / "kept" / "mnist"
+    kept.mkdir(parents=True)
+    runner.invoke(app, ["data", "fetch", "mnist", "--root", str(kept.parent), "--mirror", "http://127.0.0.1:9/"])
+    assert list(kept.iterdir()) == []
