@@ -31,6 +31,7 @@ from .. import atomic, safeio
 from ..data import Dataset
 from ..data.sources import cache_dir, locate
 from .provenance import code_hash
+from .verify import meta_checksum
 
 CACHED = ("mnist", "fashion-mnist", "cifar10")  # decoded from files; the bundled and synthetic sets are cheap
 SPLITS = ("X_train", "y_train", "X_test", "y_test", "X_val", "y_val")
@@ -103,11 +104,6 @@ def key(cfg, dtype: str, located) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _seal(body: dict) -> str:
-    """Checksum of a meta.json's content: an edited meta.json (another n_classes, shape, checksum) is refused."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 def store(folder: Path, data: Dataset):
     """Write the arrays into a hidden sibling, then rename it into place. A concurrent writer's verified copy wins;
     an entry that does not verify is moved aside and replaced."""
@@ -123,7 +119,7 @@ def store(folder: Path, data: Dataset):
                 np.save(tmp / f"{split}.npy", a, allow_pickle=False)
                 meta["arrays"][split] = {"shape": list(a.shape), "dtype": str(a.dtype), HASH: checksum(a)}
         meta = json.loads(json.dumps(meta))  # as it will be read back (tuples as lists), then sealed
-        (tmp / "meta.json").write_text(json.dumps({**meta, "seal": _seal(meta)}))
+        (tmp / "meta.json").write_text(json.dumps({**meta, "seal": meta_checksum(meta, "seal")}))
         try:
             os.replace(tmp, folder)
         except OSError:  # a non-empty folder is there: another process's copy, or a bad entry
@@ -175,8 +171,7 @@ def open_verified(folder: Path, dtype: str | None = None) -> tuple[Dataset, dict
     dtype, size, checksum) and meta.json its seal; else None. ``dtype``: the features' dtype expected."""
     try:
         meta = safeio.read_json(folder / "meta.json", META_LIMIT, follow=False)
-        seal = meta.pop("seal")
-        if not isinstance(seal, str) or seal != _seal(meta):
+        if meta["seal"] != meta_checksum(meta, "seal"):  # an edited n_classes, shape or checksum
             return None
         arrays, sums = {}, {}
         for split, want in meta["arrays"].items():

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shlex
@@ -51,6 +50,7 @@ from pathlib import Path
 
 from .. import atomic, safeio
 from ..errors import BncliError, UsageError
+from .verify import sha256
 
 LOCK = ".bncli.lock"
 MANIFEST = ".bncli.json"
@@ -74,10 +74,6 @@ def _ident(st: os.stat_result) -> tuple[int, int]:
 def _clip(text, n=200) -> str:
     text = "".join(ch if ch.isprintable() else "?" for ch in str(text))
     return text if len(text) <= n else text[:n - 1] + "…"
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def out_path(text, force: bool = False) -> Path | None:
@@ -242,7 +238,7 @@ class Owner:
         except (OSError, ValueError) as e:
             return _clip(getattr(e, "strerror", None) or e, 60)
         self.hashed += len(data)
-        sha = _sha(data)
+        sha = sha256(data)
         if sha not in shas:
             return "edited since bncli wrote it"
         self.manifest["files"][rel] = [sha]
@@ -378,7 +374,7 @@ class Owner:
                 raise UsageError(f"{_clip(path, 300)}: exists and bncli did not write it ({reason}); bncli does not "
                                  "replace it (pass --force to)")
             keep = self.manifest["files"].get(rel, []) if why is None else []
-        self.manifest["files"][rel] = list(dict.fromkeys([*keep, _sha(data)]))
+        self.manifest["files"][rel] = list(dict.fromkeys([*keep, sha256(data)]))
         self.save()
 
     def save(self):

@@ -44,10 +44,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def meta_checksum(meta: dict) -> str:
-    """meta.json checks itself: the SHA-256 of its canonical JSON without this field (it cannot hold the checksum
-    of its own bytes), so an edited timing or version is seen as well as an edited key."""
-    return sha256(json.dumps({k: v for k, v in meta.items() if k != "meta_sha256"}, sort_keys=True).encode())
+def meta_checksum(meta: dict, field: str = "meta_sha256") -> str:
+    """A JSON document that checks itself (a run's meta.json, a cache entry's): the SHA-256 of its canonical JSON
+    without ``field``, the field that holds it (it cannot hold the checksum of its own bytes), so an edited timing
+    or version is seen as well as an edited key."""
+    return sha256(json.dumps({k: v for k, v in meta.items() if k != field}, sort_keys=True).encode())
 
 
 class Stale(Exception):
@@ -73,10 +74,13 @@ def verify(run_dir, key: str | None = None, *, current: bool = True) -> dict:
         raise Stale("the run folder is not a folder")
     if run_dir.name != key:
         raise Stale(f"the folder is named {run_dir.name}, not {key}")
-    meta = _read(run_dir / "meta.json", dict)
+    raw = _read_bytes(run_dir, "meta.json", META_LIMIT)
+    meta = _parse_json("meta.json", raw)
     if current and meta.get("code_hash") != code_hash():
         raise Stale("computed by other code", "code")
-    if meta.get("meta_sha256") != meta_checksum(meta) or _as_written(run_dir / "meta.json") != meta:
+    # its content against its own checksum, and its bytes against what store.dumps writes for that content (indent
+    # 2, a final newline): no edit hides in white space either
+    if meta.get("meta_sha256") != meta_checksum(meta) or (json.dumps(meta, indent=2) + "\n").encode() != raw:
         raise Stale("meta.json does not match its own checksum (edited?)")
     if meta.get("run_key") != key:
         raise Stale(f"meta.json names run {_short(meta.get('run_key'))}, not {key}")
@@ -92,20 +96,18 @@ def verify(run_dir, key: str | None = None, *, current: bool = True) -> dict:
     extra = sorted(set(present) - set(files) - {"meta.json"})
     if extra:
         raise Stale(f"{_short(extra[0])} is not a file this run wrote")
+    written = {}  # each file read once: checked, then config.yaml and summary.json parsed from these bytes
     for name in sorted(files):
-        try:
-            data = safeio.read_bytes(run_dir / name, FILE_LIMIT, follow=False)
-        except (OSError, ValueError) as e:
-            raise Stale(f"{_short(name)} cannot be read ({e})") from None
-        if sha256(data) != files[name]:
+        written[name] = _read_bytes(run_dir, name, FILE_LIMIT)
+        if sha256(written[name]) != files[name]:
             raise Stale(f"{_short(name)} does not match the checksum in meta.json")
-    cfg = read_config(run_dir / "config.yaml")
+    cfg = _parse_config(written["config.yaml"])
     fp = meta.get("data_fingerprint")
     if not isinstance(fp, str) or run_key(cfg.hash(), fp) != key:
         raise Stale("config.yaml and the data fingerprint do not hash to the folder's name")
     if meta.get("config_hash") != cfg.hash():
         raise Stale("meta.json names another config")
-    summary = _read(run_dir / "summary.json", dict)
+    summary = _parse_json("summary.json", written["summary.json"])
     _check_summary(summary, meta, cfg)
     return summary
 
@@ -116,46 +118,53 @@ def _short(v, limit=40) -> str:
     return text if len(text) <= limit else text[:limit - 4] + "...'"
 
 
-def _files(run_dir: Path) -> dict:
-    """name -> True for every entry; any entry that is not a regular file (a link, a folder, a FIFO) is Stale."""
-    out = {}
+def _files(run_dir: Path) -> set:
+    """The names in the folder; any entry that is not a regular file (a link, a folder, a FIFO) is Stale."""
+    out = set()
     with os.scandir(run_dir) as it:
         for e in it:
             if e.is_symlink():
                 raise Stale(f"{_short(e.name)} is a symbolic link")
             if not e.is_file(follow_symlinks=False):
                 raise Stale(f"{_short(e.name)} is not a regular file")
-            out[e.name] = True
+            out.add(e.name)
             if len(out) > 1000:  # bncli writes a handful
                 raise Stale("the folder holds more than 1,000 entries")
     return out
 
 
-def _as_written(path: Path):
-    """The document if the file's bytes are exactly what store.dumps writes for it (indent 2, a final newline), so
-    that no edit hides in white space either; else None."""
-    raw = safeio.read_bytes(path, META_LIMIT, follow=False)
-    doc = safeio.loads(raw)
-    return doc if (json.dumps(doc, indent=2) + "\n").encode() == raw else None
-
-
-def _read(path: Path, want):
+def _read_bytes(run_dir: Path, name: str, limit: int) -> bytes:
     try:
-        doc = safeio.read_json(path, META_LIMIT, follow=False)
+        return safeio.read_bytes(run_dir / name, limit, follow=False)
     except FileNotFoundError:
-        raise Stale(f"{path.name} is missing") from None
+        raise Stale(f"{_short(name)} is missing") from None
     except (OSError, ValueError) as e:
-        raise Stale(f"{path.name} cannot be read ({e})") from None
-    if not isinstance(doc, want):
-        raise Stale(f"{path.name} is not a JSON object")
+        raise Stale(f"{_short(name)} cannot be read ({e})") from None
+
+
+def _parse_json(name: str, raw: bytes) -> dict:
+    try:
+        doc = safeio.loads(raw)
+    except ValueError as e:  # not JSON, not UTF-8, nested too deeply
+        raise Stale(f"{name} cannot be read ({e})") from None
+    if not isinstance(doc, dict):
+        raise Stale(f"{name} is not a JSON object")
     return doc
 
 
 def read_config(path: Path) -> ExperimentConfig:
+    """A run's config.yaml, read bounded and validated; Stale if it is not a valid run config."""
     try:
-        data = yaml.load(safeio.read_text(path, META_LIMIT, follow=False), Loader=_Loader)  # noqa: S506 - safe loader
-        return ExperimentConfig.model_validate(data)
-    except (OSError, ValueError, yaml.YAMLError, RecursionError) as e:
+        raw = safeio.read_bytes(path, META_LIMIT, follow=False)
+    except (OSError, ValueError) as e:
+        raise Stale(f"config.yaml cannot be read ({e})") from None
+    return _parse_config(raw)
+
+
+def _parse_config(raw: bytes) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(yaml.load(raw.decode("utf-8"), Loader=_Loader))  # noqa: S506 - safe
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
         raise Stale(f"config.yaml is not a valid run config ({type(e).__name__})") from None
 
 
